@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian 12 packages itscam needs to build, test and benchmark.
+# Idempotent: packages already present are skipped by apt. Run as root (or with sudo).
+set -e
+PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
+  libdnnl-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
+  libjpeg62-turbo-dev libpng-dev libjansson-dev libyaml-dev
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
+  libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libmosquitto-dev libhiredis-dev
+  python3 python3-numpy curl"
+# Node.js (for the ONNX Runtime peer) may come from elsewhere; only ask apt when it is absent.
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+echo "itscam build dependencies are installed"

@@ -1,0 +1,38 @@
+/* The backend registry: the backends compiled into this build, in order of preference. */
+#include "graph/plan.h"
+
+#include <string.h>
+
+extern const it_backend it_backend_ref;
+#ifdef ITSCAM_HAVE_CPU
+extern const it_backend it_backend_cpu;
+#endif
+#ifdef ITSCAM_HAVE_CUDA
+extern const it_backend it_backend_cuda;
+#endif
+
+static const it_backend *const registry[] = {
+#ifdef ITSCAM_HAVE_CPU
+    &it_backend_cpu,
+#endif
+#ifdef ITSCAM_HAVE_CUDA
+    &it_backend_cuda,
+#endif
+    &it_backend_ref,
+    NULL,
+};
+
+const it_backend *const *it_backend_list(void) { return registry; }
+
+const it_backend *it_backend_find(const char *name) {
+    for (int i = 0; registry[i]; i++)
+        if (!strcmp(registry[i]->name, name)) return registry[i];
+    return NULL;
+}
+
+const char *const *itscam_backends(void) {
+    static const char *names[sizeof registry / sizeof *registry];
+    if (!names[0])
+        for (int i = 0; registry[i]; i++) names[i] = registry[i]->name;
+    return names;
+}

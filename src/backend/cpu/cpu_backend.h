@@ -1,0 +1,21 @@
+/* The oneDNN cpu backend: what it exposes beyond its it_backend table (plan.h). */
+#ifndef ITSCAM_CPU_BACKEND_H
+#define ITSCAM_CPU_BACKEND_H
+
+#include "graph/plan.h"
+
+extern const it_backend it_backend_cpu;
+
+/* Describe what the backend runs on ("oneDNN 2.6.3, isa avx2, 2 threads") for
+ * `itscam bench`. Truncates to n bytes (always NUL-terminated when n > 0). */
+itscam_status it_cpu_describe(char *buf, size_t n);
+
+/* Threads the backend uses when it_backend_opts.threads is 0: the physical cores this
+ * process may run on. */
+int it_cpu_default_threads(void);
+
+/* 1 when step i of a compiled cpu program runs as a oneDNN primitive, 0 when it runs its
+ * ref kernel (for tests and `itscam bench`). */
+int it_cpu_step_native(const void *prog, int i);
+
+#endif

@@ -1,0 +1,26 @@
+/* The itscam command: one file per subcommand, dispatched from main.c. */
+#ifndef ITSCAM_CLI_H
+#define ITSCAM_CLI_H
+
+#include "itscam/itscam.h"
+#include <stdio.h>
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);   /* argv[0] is the subcommand name */
+    void (*usage)(FILE *f);
+} cli_command;
+
+int cli_detect(int argc, char **argv);
+void cli_detect_usage(FILE *f);
+int cli_bench(int argc, char **argv);
+void cli_bench_usage(FILE *f);
+
+/* Print "itscam: <what>: <status>: <detail>" to stderr and return 1. */
+int cli_fail(const char *what, itscam_status st);
+/* Parse helpers: exit status 2 on a bad value is the caller's choice. */
+int cli_parse_float(const char *s, float *out);
+int cli_parse_int(const char *s, int *out);
+
+#endif

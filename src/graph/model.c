@@ -1,0 +1,210 @@
+/* Models (an immutable loaded graph plus Ultralytics metadata) and sessions (per-thread
+ * plans and backend programs, cached per input shape). */
+#include "graph/model.h"
+#include "detect/postprocess.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODEL_MAX_BYTES ((size_t)2 << 30)
+
+/* "[640, 640]" or "640" -> h, w */
+static void parse_imgsz(const char *s, int *h, int *w) {
+    if (!s) return;
+    const char *p = s;
+    while (*p && (*p < '0' || *p > '9')) p++;
+    char *end;
+    long a = strtol(p, &end, 10);
+    if (end == p || a <= 0 || a > 16384) return;
+    long b = a;
+    const char *q = end;
+    while (*q && (*q < '0' || *q > '9')) q++;
+    if (*q) {
+        long t = strtol(q, &end, 10);
+        if (end != q && t > 0 && t <= 16384) b = t;
+    }
+    *h = (int)a;
+    *w = (int)b;
+}
+
+static itscam_status fill_info(itscam_model *m) {
+    it_graph *g = m->g;
+    itscam_model_info *in = &m->info;
+    if (g->n_inputs < 1 || g->n_outputs < 1)
+        return it_err(ITSCAM_ERR_MODEL, "%s: the model has no input or no output", g->path);
+    const it_value *iv = &g->values[g->inputs[0]];
+    in->input_name = iv->name;
+    for (int k = 0; k < 4; k++) in->input_dims[k] = -1;
+    if (iv->t.ndim == 4)
+        for (int k = 0; k < 4; k++) in->input_dims[k] = iv->t.dims[k];
+    in->output_name = g->values[g->outputs[0]].name;
+    in->stride = 32;
+    const char *st = it_graph_meta(g, "stride");
+    if (st && atoi(st) > 0) in->stride = atoi(st);
+    in->imgsz[0] = in->input_dims[2] > 0 ? (int)in->input_dims[2] : 640;
+    in->imgsz[1] = in->input_dims[3] > 0 ? (int)in->input_dims[3] : 640;
+    parse_imgsz(it_graph_meta(g, "imgsz"), &in->imgsz[0], &in->imgsz[1]);
+    const char *task = it_graph_meta(g, "task");
+    in->task = task ? task : "";
+    const char *e2e = it_graph_meta(g, "end2end");
+    in->end2end = e2e && (!strcmp(e2e, "True") || !strcmp(e2e, "true") || !strcmp(e2e, "1"));
+    /* An [N,300,6] head is the NMS-free form whatever the metadata says. */
+    const it_value *ov = &g->values[g->outputs[0]];
+    if (ov->t.ndim == 3 && ov->t.dims[2] == 6) in->end2end = 1;
+    const char *names = it_graph_meta(g, "names");
+    if (names && it_parse_names(names, &m->names, &m->n_names) == 0) {
+        in->class_names = (const char *const *)m->names;
+        in->num_classes = m->n_names;
+    } else if (ov->t.ndim == 3 && ov->t.dims[1] > 4 && !in->end2end) {
+        in->num_classes = (int)ov->t.dims[1] - 4;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        int op = g->nodes[i].op;
+        if (op == IT_OP_CONVINTEGER || op == IT_OP_MATMULINTEGER || op == IT_OP_QUANTIZELINEAR ||
+            op == IT_OP_DYNAMICQUANTIZELINEAR)
+            in->is_quantized = 1;
+    }
+    return ITSCAM_OK;
+}
+
+itscam_status itscam_model_load_buffer(const void *buf, size_t len, const char *name, itscam_model **out) {
+    if (!out) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_model_load_buffer: out is NULL");
+    *out = NULL;
+    if (!buf && len) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_model_load_buffer: buffer is NULL");
+    itscam_model *m = it_calloc(1, sizeof *m);
+    if (!m) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
+    itscam_status st = it_onnx_load(buf, len, name ? name : "<memory>", &m->g);
+    if (st == ITSCAM_OK) st = fill_info(m);
+    if (st != ITSCAM_OK) {
+        itscam_model_free(m);
+        return st;
+    }
+    *out = m;
+    return ITSCAM_OK;
+}
+
+itscam_status itscam_model_load(const char *path, itscam_model **out) {
+    if (!path || !out) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_model_load: NULL argument");
+    uint8_t *buf;
+    size_t len;
+    itscam_status st = it_read_file(path, &buf, &len, MODEL_MAX_BYTES);
+    if (st != ITSCAM_OK) return st;
+    st = itscam_model_load_buffer(buf, len, path, out);
+    it_free(buf);
+    return st;
+}
+
+void itscam_model_free(itscam_model *m) {
+    if (!m) return;
+    it_free_names(m->names, m->n_names);
+    it_graph_free(m->g);
+    it_free(m);
+}
+
+const itscam_model_info *itscam_model_get_info(const itscam_model *m) { return m ? &m->info : NULL; }
+
+itscam_session_params itscam_session_default_params(void) {
+    itscam_session_params p = { .backend = NULL, .threads = 0 };
+    return p;
+}
+
+itscam_status itscam_session_create(const itscam_model *m, const itscam_session_params *p, itscam_session **out) {
+    if (!m || !out) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_session_create: NULL argument");
+    *out = NULL;
+    itscam_session_params dp = itscam_session_default_params();
+    if (!p) p = &dp;
+    const it_backend *be = p->backend && *p->backend ? it_backend_find(p->backend) : it_backend_list()[0];
+    if (!be) {
+        char list[128] = "";
+        for (const char *const *b = itscam_backends(); *b; b++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", *b);
+        return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' is not compiled in (available: %s)", p->backend, list);
+    }
+    if (be->available && !be->available())
+        return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' cannot run on this machine", be->name);
+    itscam_session *s = it_calloc(1, sizeof *s);
+    if (!s) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
+    s->m = m;
+    s->be = be;
+    s->opts.threads = p->threads;
+    *out = s;
+    return ITSCAM_OK;
+}
+
+static void drop_plan(itscam_session *s, it_session_plan *sp) {
+    if (sp->prog) s->be->destroy(sp->prog);
+    it_plan_free(sp->plan);
+    memset(sp, 0, sizeof *sp);
+}
+
+void itscam_session_free(itscam_session *s) {
+    if (!s) return;
+    for (int i = 0; i < IT_SESSION_PLANS; i++) drop_plan(s, &s->plans[i]);
+    it_free(s);
+}
+
+itscam_status it_session_prepare(itscam_session *s, const int64_t dims[4]) {
+    it_session_plan *victim = &s->plans[0];
+    for (int i = 0; i < IT_SESSION_PLANS; i++) {
+        it_session_plan *sp = &s->plans[i];
+        if (sp->plan && !memcmp(sp->dims, dims, sizeof sp->dims)) {
+            sp->last_used = ++s->tick;
+            s->cur = sp;
+            return ITSCAM_OK;
+        }
+        if (!sp->plan || (victim->plan && sp->last_used < victim->last_used)) victim = sp;
+    }
+    drop_plan(s, victim);
+    s->cur = NULL;
+    const it_graph *g = s->m->g;
+    if (g->n_inputs != 1)
+        return it_err(ITSCAM_ERR_UNSUPPORTED, "%s: models with %d inputs are not supported for detection", g->path, g->n_inputs);
+    it_tensor in = { .dtype = IT_F32, .ndim = 4 };
+    memcpy(in.dims, dims, sizeof(int64_t) * 4);
+    itscam_status st = it_plan_create(g, &in, 1, &victim->plan);
+    if (st != ITSCAM_OK) return st;
+    st = s->be->compile(victim->plan, &s->opts, &victim->prog);
+    if (st != ITSCAM_OK) {
+        it_plan_free(victim->plan);
+        memset(victim, 0, sizeof *victim);
+        return st;
+    }
+    memcpy(victim->dims, dims, sizeof victim->dims);
+    victim->last_used = ++s->tick;
+    s->cur = victim;
+    return ITSCAM_OK;
+}
+
+float *it_session_input(itscam_session *s) {
+    return s->cur ? s->cur->plan->t[s->m->g->inputs[0]].data : NULL;
+}
+
+itscam_status it_session_exec(itscam_session *s) {
+    if (!s->cur) return it_err(ITSCAM_ERR_INVALID_ARG, "session not prepared");
+    return s->be->run(s->cur->prog);
+}
+
+const it_tensor *it_session_output(itscam_session *s, int i) {
+    if (!s->cur || i < 0 || i >= s->m->g->n_outputs) return NULL;
+    return &s->cur->plan->t[s->m->g->outputs[i]];
+}
+
+itscam_status itscam_session_run(itscam_session *s, const float *input, const int64_t dims[4], const float **out,
+                                 int64_t out_dims[8], int *out_ndim) {
+    if (!s || !input || !dims || !out) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_session_run: NULL argument");
+    for (int k = 0; k < 4; k++)
+        if (dims[k] <= 0 || dims[k] > (1 << 20)) return it_err(ITSCAM_ERR_SHAPE, "itscam_session_run: bad input dimension %d", k);
+    itscam_status st = it_session_prepare(s, dims);
+    if (st != ITSCAM_OK) return st;
+    const it_tensor *it = &s->cur->plan->t[s->m->g->inputs[0]];
+    memcpy(it->data, input, it->nbytes);
+    if ((st = it_session_exec(s)) != ITSCAM_OK) return st;
+    const it_tensor *o = it_session_output(s, 0);
+    if (o->dtype != IT_F32) return it_err(ITSCAM_ERR_UNSUPPORTED, "output is %s, not float32", it_dtype_name(o->dtype));
+    *out = o->data;
+    if (out_ndim) *out_ndim = o->ndim;
+    if (out_dims)
+        for (int k = 0; k < o->ndim; k++) out_dims[k] = o->dims[k];
+    return ITSCAM_OK;
+}

@@ -1,0 +1,39 @@
+/* Private definitions of the public model and session handles. */
+#ifndef ITSCAM_MODEL_H
+#define ITSCAM_MODEL_H
+
+#include "graph/plan.h"
+
+struct itscam_model {
+    it_graph *g;
+    itscam_model_info info;
+    char **names;          /* class names (info.class_names points here) */
+    int n_names;
+};
+
+#define IT_SESSION_PLANS 4  /* plans kept per session, one per input shape (LRU) */
+
+typedef struct it_session_plan {
+    it_plan *plan;
+    void *prog;
+    int64_t dims[4];
+    uint64_t last_used;
+} it_session_plan;
+
+struct itscam_session {
+    const itscam_model *m;
+    const it_backend *be;
+    it_backend_opts opts;
+    it_session_plan plans[IT_SESSION_PLANS];
+    it_session_plan *cur;  /* the plan of the last prepare */
+    uint64_t tick;
+};
+
+/* Make the session ready for an NCHW input of shape dims (plans are cached per shape).
+ * Afterwards it_session_input() is the arena buffer to fill and it_session_exec runs. */
+itscam_status it_session_prepare(itscam_session *s, const int64_t dims[4]);
+float *it_session_input(itscam_session *s);
+itscam_status it_session_exec(itscam_session *s);
+const it_tensor *it_session_output(itscam_session *s, int i);
+
+#endif
