@@ -163,7 +163,11 @@ int main(void) {
     if (strcmp(fast, "ref") != 0) {
         /* the oracle too, on the two sample images (it is slow by design) */
         check_reference("models/yolo11n.onnx", "reference/yolo11n.detections.json", "ref", 2);
-        check_reference("models/yolo11n-int8-320.onnx", "reference/yolo11n-int8-320.detections.json", "ref", 2);
+        check_reference("models/yolo11n-320.onnx", "reference/yolo11n-320.detections.json", "ref", 2);
+        /* Not the int8 model on ref: ONNX Runtime's Sigmoid is an approximation, and a
+         * 1e-6 difference flips later DynamicQuantizeLinear roundings, so one of its 7
+         * reference boxes lands 0.025 off in score. Its raw output is held to 2e-2
+         * (test_engine); the int8 detections are checked on the default backend above. */
     }
     return check_done("test_detect");
 }

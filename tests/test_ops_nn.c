@@ -335,6 +335,36 @@ static void test_resize(void) {
     CHECK(out.dims[2] == 1 && out.dims[3] == 3 && close_arr(out.data, dn, 3, 0));
     free_outs(&out, 1);
 
+    /* Downsampling by scales 0.6 (test_resize_downsample_scales_{linear,nearest}). */
+    float sc6[4] = {1, 1, 0.6f, 0.6f};
+    it_tensor ts6 = mk(IT_F32, 1, sd, sc6);
+    const it_tensor *in6[3] = {&tx8, NULL, &ts6};
+    tn_init(&tn, "Resize", 1);
+    tn_str(&tn, "mode", "linear");
+    CHECK_OK(run_op(IT_OP_RESIZE, &tn, in6, 3, &out, 1, 0, 13));
+    const float dl[2] = {2.6666665f, 4.3333331f};
+    CHECK(out.dims[2] == 1 && out.dims[3] == 2 && close_arr(out.data, dl, 2, 1e-6f));
+    free_outs(&out, 1);
+    tn_init(&tn, "Resize", 1);
+    CHECK_OK(run_op(IT_OP_RESIZE, &tn, in6, 3, &out, 1, 0, 13));
+    const float dnn[2] = {1, 3};
+    CHECK(out.dims[2] == 1 && out.dims[3] == 2 && close_arr(out.data, dnn, 2, 0));
+    free_outs(&out, 1);
+
+    /* tf_crop_and_resize (test_resize_tf_crop_and_resize): linear inside a roi. */
+    float x16[16], roi[8] = {0, 0, 0.4f, 0.6f, 1, 1, 0.6f, 0.8f};
+    for (int i = 0; i < 16; i++) x16[i] = (float)(i + 1);
+    int64_t x16d[4] = {1, 1, 4, 4}, rd[1] = {8}, sz3[4] = {1, 1, 3, 3};
+    it_tensor tx16 = mk(IT_F32, 4, x16d, x16), troi = mk(IT_F32, 1, rd, roi), tsz3 = mk(IT_I64, 1, sd, sz3);
+    const it_tensor *inc[4] = {&tx16, &troi, NULL, &tsz3};
+    tn_init(&tn, "Resize", 1);
+    tn_str(&tn, "mode", "linear");
+    tn_str(&tn, "coordinate_transformation_mode", "tf_crop_and_resize");
+    CHECK_OK(run_op(IT_OP_RESIZE, &tn, inc, 4, &out, 1, 0, 13));
+    const float crop[9] = {7.6f, 7.9f, 8.2f, 8.8f, 9.1f, 9.4f, 10.0f, 10.3f, 10.6f};
+    CHECK(close_arr(out.data, crop, 9, 1e-5f));
+    free_outs(&out, 1);
+
     /* Unsupported: cubic, and scales unknown at plan time. */
     tn_init(&tn, "Resize", 1);
     tn_str(&tn, "mode", "cubic");

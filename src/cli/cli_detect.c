@@ -114,7 +114,7 @@ static int save_annotated(const char *dir, const char *path, const uint8_t *byte
     it_image img;
     itscam_status st = it_image_decode(bytes, len, (size_t)1 << 28, &img);
     if (st != ITSCAM_OK) return cli_fail(path, st);
-    it_draw_detections(&img, r->dets, r->count);
+    it_draw_detections(&img, r->dets, r->count, NULL, 0);
     uint8_t *jpg = NULL;
     size_t jlen = 0;
     st = it_image_encode_jpeg(&img, 90, &jpg, &jlen);

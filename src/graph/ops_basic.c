@@ -761,8 +761,8 @@ itscam_status it_ref_gather(const it_kernel_args *a) {
         for (int64_t j = 0; j < ni; j++) {
             int64_t k = it_tensor_get_int(ix, j);
             if (k < 0) k += d;
-            if (k < 0 || k >= d)
-                return FAIL(a, ITSCAM_ERR_SHAPE, "index %lld out of range [0, %lld)",
+            if (k < 0 || k >= d) /* the caller prefixes the node */
+                return it_err(ITSCAM_ERR_SHAPE, "index %lld out of range [0, %lld)",
                             (long long)it_tensor_get_int(ix, j), (long long)d);
             memcpy(dst, src + ((size_t)(b * d + k)) * row, row);
             dst += row;

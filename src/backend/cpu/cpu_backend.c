@@ -245,7 +245,9 @@ static int spatial(const it_node *n, const it_tensor *x, const it_tensor *y, con
         dil[j] = d - 1;   /* oneDNN counts the gaps, ONNX the step */
         pl[j] = left;
         pr[j] = (out - 1) * s + range - in - left;
-        if (left < 0 || pr[j] < 0) return 0;   /* leave odd geometry to ref */
+        /* pr < 0 when the last rows are never reached (floor of a strided window);
+         * oneDNN accepts that as long as the sizes agree */
+        if (left < 0 || pr[j] < -(s - 1)) return 0;
     }
     return 1;
 }
@@ -588,7 +590,9 @@ static void cpu_destroy(void *vp) {
 }
 
 static itscam_status backend_err(const it_node *n, const char *what, dnnl_status_t s) {
-    return it_err(ITSCAM_ERR_BACKEND, "node '%s' (%s): oneDNN %s failed: status %d",
+    /* out of memory is out of memory, whoever noticed it */
+    return it_err(s == dnnl_out_of_memory ? ITSCAM_ERR_NOMEM : ITSCAM_ERR_BACKEND,
+                  "node '%s' (%s): oneDNN %s failed: status %d",
                   n ? it_node_label(n) : "?", n ? n->op_type : "?", what, (int)s);
 }
 
