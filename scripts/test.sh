@@ -18,7 +18,7 @@ cmake --build build-asan -j"$JOBS"
 (cd build-asan && ctest --output-on-failure -j"$JOBS")
 
 if command -v clang >/dev/null 2>&1; then
-  CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DITSCAM_FUZZ=ON -DITSCAM_CPU=OFF >/dev/null
+  CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DITSCAM_FUZZ=ON -DITSCAM_CPU=OFF -DITSCAM_TESTS=OFF >/dev/null
   cmake --build build-fuzz -j"$JOBS"
   sh fuzz/run.sh build-fuzz "${FUZZ_SECONDS:-30}"
 fi
