@@ -317,6 +317,11 @@ static int match(const it_graph *g, int v, const test_tensor *tt, int n, int pos
     return pos < n ? pos : -1;
 }
 
+static int is_int_dtype(int dt) {
+    return dt == IT_I64 || dt == IT_I32 || dt == IT_I16 || dt == IT_I8 || dt == IT_U8 || dt == IT_U16 ||
+           dt == IT_U32 || dt == IT_U64 || dt == IT_BOOL;
+}
+
 static int run_backend(const it_backend *be, const it_graph *g, const test_tensor *ins, int nin,
                        const test_tensor *outs, int nout, char *msg, size_t n) {
     it_tensor shapes[MAX_IO];
@@ -341,6 +346,16 @@ static int run_backend(const it_backend *be, const it_graph *g, const test_tenso
             return R_EXCL;
         }
     }
+    /* Values known at plan time: integer inputs (shapes, axes, sizes) and the float
+     * parameter inputs of Resize (roi, scales); everything else flows at run time, so
+     * that the backend under test computes it. */
+    for (int i = 0; i < g->n_inputs; i++) {
+        int v = g->inputs[i], param = is_int_dtype(shapes[i].dtype);
+        for (int k = 0; !param && k < g->n_nodes; k++)
+            for (int j = 1; j < g->nodes[k].n_in; j++)
+                if (g->nodes[k].op == IT_OP_RESIZE && g->nodes[k].in[j] == v) param = 1;
+        if (!param) shapes[i].data = NULL;
+    }
     it_plan *p = NULL;
     itscam_status st = it_plan_create(g, shapes, g->n_inputs, &p);
     if (st == ITSCAM_ERR_UNSUPPORTED) {
@@ -353,7 +368,8 @@ static int run_backend(const it_backend *be, const it_graph *g, const test_tenso
     }
     for (int i = 0; i < g->n_inputs; i++) {
         it_tensor *t = &p->t[g->inputs[i]];
-        if (t->data && t->data != shapes[i].data && t->nbytes == shapes[i].nbytes) memcpy(t->data, shapes[i].data, t->nbytes);
+        int k = match(g, g->inputs[i], ins, nin, i);
+        if (t->data && !p->folded[g->inputs[i]] && t->nbytes == ins[k].t.nbytes) memcpy(t->data, ins[k].t.data, t->nbytes);
     }
     it_backend_opts opts = { .threads = 0 };
     void *prog = NULL;

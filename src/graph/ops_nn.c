@@ -453,7 +453,12 @@ static double src_coord(const resize_params *p, int d, double x) {
     int64_t in = p->in[d], out = p->out[d];
     switch (p->ct) {
     case CT_ASYMMETRIC: return x / s;
-    case CT_ALIGN_CORNERS: return out == 1 ? 0.0 : x * (double)(in - 1) / (double)(out - 1);
+    case CT_ALIGN_CORNERS: {
+        /* The ONNX reference divides by the unfloored resized length in*scale (equal to
+         * the output length when sizes were given). */
+        double len = (double)in * s;
+        return out == 1 || len <= 1 ? 0.0 : x * (double)(in - 1) / (len - 1);
+    }
     case CT_PYTORCH_HALF_PIXEL: return out > 1 ? (x + 0.5) / s - 0.5 : 0.0;
     case CT_TF_HALF_PIXEL: return (x + 0.5) / s;
     case CT_TF_CROP_AND_RESIZE:

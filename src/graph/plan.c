@@ -7,11 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int is_int_dtype(int dt) {
-    return dt == IT_I64 || dt == IT_I32 || dt == IT_I8 || dt == IT_U8 || dt == IT_I16 ||
-           dt == IT_U16 || dt == IT_BOOL || dt == IT_U32 || dt == IT_U64;
-}
-
 void it_plan_free(it_plan *p) {
     if (!p) return;
     if (p->t && p->folded)
@@ -266,8 +261,8 @@ static itscam_status bind_inputs(it_plan *p, const it_tensor *inputs, int n) {
                               gv->name, k, (long long)gv->t.dims[k], (long long)in->dims[k]);
         }
         it_set_shape(&p->t[v], in->dtype, in->ndim, in->dims);
-        if (in->data && is_int_dtype(in->dtype)) {
-            /* integer inputs with values: known at plan time, like shape tensors */
+        if (in->data) {
+            /* inputs given with values are known at plan time, like shape tensors */
             p->t[v].data = it_aligned_alloc(p->t[v].nbytes ? p->t[v].nbytes : 1);
             if (!p->t[v].data) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
             memcpy(p->t[v].data, in->data, p->t[v].nbytes);

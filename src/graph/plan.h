@@ -33,9 +33,9 @@ typedef struct it_plan {
 } it_plan;
 
 /* Build a plan for concrete input shapes: inputs[i] gives dtype, ndim and dims of graph
- * input i (g->inputs[i]); n must equal g->n_inputs. When inputs[i].data is set and the
- * input is an integer tensor, its values are taken as known at plan time (shape inputs
- * of conformance tests); otherwise data is ignored. After success, write input values
+ * input i (g->inputs[i]); n must equal g->n_inputs. When inputs[i].data is set, its
+ * values are taken as known at plan time and folded (shape or scale inputs of the
+ * conformance tests); leave it NULL for inputs that flow at run time. After success, write input values
  * into p->t[g->inputs[i]].data (arena memory) and run a backend program. */
 itscam_status it_plan_create(const it_graph *g, const it_tensor *inputs, int n, it_plan **out);
 void it_plan_free(it_plan *p);
