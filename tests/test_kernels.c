@@ -270,6 +270,10 @@ static void write_inputs(it_plan *p, const it_graph *g, float *const *data) {
 }
 
 #ifdef ITSCAM_HAVE_CPU
+/* Whether oneDNN picks a blocked activation layout here: set once any case (the single
+ * Convs run first) compiled a blocked step. */
+static int saw_blocked;
+
 /* Number of steps of op `op` that the cpu program runs natively. */
 static int native_steps(const it_plan *p, const void *prog, int op) {
     int n = 0;
@@ -278,6 +282,10 @@ static int native_steps(const it_plan *p, const void *prog, int op) {
     return n;
 }
 #endif
+
+/* Layout chains set this: at least this many steps of the next case must work in the
+ * blocked layout (when oneDNN's convolution picks one on this machine). */
+static int min_blocked;
 
 /* Build, plan and run the model of m on random inputs with ref and cpu; every graph
  * output must agree. `native_op` (an IT_OP_*, 0 for none) must run on oneDNN. */
@@ -324,6 +332,11 @@ static void run_case(const char *name, mb *m, int native_op) {
     if (st) goto done;
 #ifdef ITSCAM_HAVE_CPU
     if (native_op) CHECKF(native_steps(p, cprog, native_op) > 0, "%s: not run by oneDNN", name);
+    int blocked = 0;
+    for (int i = 0; i < p->n_steps; i++) blocked += it_cpu_step_blocked(cprog, i);
+    saw_blocked |= blocked > 0;
+    if (min_blocked && saw_blocked)
+        CHECKF(blocked >= min_blocked, "%s: %d steps blocked, %d expected", name, blocked, min_blocked);
 #endif
     write_inputs(p, g, in);
     st = cpu->run(cprog);
@@ -558,6 +571,145 @@ static void test_matmul_softmax(void) {
     run_case("softmax axis 1 opset13", &m, IT_OP_SOFTMAX);
 }
 
+/* ---- layout propagation: chains whose inner tensors stay in oneDNN's blocked layout ----
+ * Channel counts that are and are not multiples of the 8 (AVX2) or 16 (AVX-512) channel
+ * block, so padded blocked copies and the reorders at plain boundaries are exercised. */
+
+/* Conv (+SiLU) node from x to y: c input channels, m output channels, k x k, stride s. */
+static void chain_conv(mb *m, const char *x, const char *y, int64_t c, int64_t oc, int64_t k, int64_t s, int silu) {
+    char w[32], b[32], t[40], sg[40];
+    snprintf(w, sizeof w, "W_%s", y);
+    snprintf(b, sizeof b, "B_%s", y);
+    mb_weights(m, w, 4, (int64_t[]){oc, c, k, k}, 1.0f / sqrtf((float)(c * k * k)));
+    mb_weights(m, b, 1, (int64_t[]){oc}, 0.3f);
+    char ins[80];
+    snprintf(ins, sizeof ins, "%s,%s,%s", x, w, b);
+    snprintf(t, sizeof t, "%s_c", y);
+    pbuf *n = mb_node(m, "Conv", ins, silu ? t : y);
+    attr_ints(m, n, "kernel_shape", INTS(k, k));
+    attr_ints(m, n, "strides", INTS(s, s));
+    attr_ints(m, n, "pads", INTS(k / 2, k / 2, k / 2, k / 2));
+    if (silu) {
+        snprintf(sg, sizeof sg, "%s_s", y);
+        snprintf(ins, sizeof ins, "%s", t);
+        mb_node(m, "Sigmoid", ins, sg);
+        snprintf(ins, sizeof ins, "%s,%s", t, sg);
+        mb_node(m, "Mul", ins, y);
+    }
+}
+
+static void test_layout_chains(void) {
+    static const int64_t chans[] = {3, 12, 16, 24, 80};
+    char name[64];
+    for (size_t ci = 0; ci < sizeof chans / sizeof *chans; ci++) {
+        int64_t c = chans[ci], h = 13, w = 11;
+        mb m;
+
+        /* Conv -> Conv -> Conv: blocked in between, the output back to plain */
+        snprintf(name, sizeof name, "chain conv-conv c%lld", (long long)c);
+        mb_init(&m, 12);
+        mb_input(&m, "x", 4, (int64_t[]){1, c, h, w});
+        chain_conv(&m, "x", "a", c, c, 3, 1, 1);
+        chain_conv(&m, "a", "b", c, 2 * c, 1, 1, 1);
+        chain_conv(&m, "b", "y", 2 * c, c, 3, 2, 0);
+        mb_output(&m, "y");
+        min_blocked = c < 4 ? 1 : 3;   /* Convs to fewer than 4 channels stay plain */
+        run_case(name, &m, IT_OP_CONV);
+
+        /* SPPF: Conv -> MaxPool x3 -> Concat -> Conv */
+        snprintf(name, sizeof name, "chain sppf c%lld", (long long)c);
+        mb_init(&m, 12);
+        mb_input(&m, "x", 4, (int64_t[]){1, c, h, w});
+        chain_conv(&m, "x", "a", c, c, 1, 1, 1);
+        const char *pools[3][2] = {{"a", "p1"}, {"p1", "p2"}, {"p2", "p3"}};
+        for (int k = 0; k < 3; k++) {
+            pbuf *n = mb_node(&m, "MaxPool", pools[k][0], pools[k][1]);
+            attr_ints(&m, n, "kernel_shape", INTS(5, 5));
+            attr_ints(&m, n, "strides", INTS(1, 1));
+            attr_ints(&m, n, "pads", INTS(2, 2, 2, 2));
+        }
+        pbuf *n = mb_node(&m, "Concat", "a,p1,p2,p3", "cat");
+        attr_i(&m, n, "axis", 1);
+        chain_conv(&m, "cat", "y", 4 * c, c, 1, 1, 1);
+        mb_output(&m, "y");
+        min_blocked = c < 4 ? 0 : 6;   /* Convs, MaxPools and the Concat */
+        run_case(name, &m, IT_OP_MAXPOOL);
+
+        /* C2f-like: Conv -> Split -> Conv (+ residual Add) -> Concat -> Conv */
+        snprintf(name, sizeof name, "chain split-add c%lld", (long long)(2 * c));
+        mb_init(&m, 12);
+        mb_input(&m, "x", 4, (int64_t[]){1, c, h, w});
+        chain_conv(&m, "x", "a", c, 2 * c, 1, 1, 1);
+        n = mb_node(&m, "Split", "a", "s0,s1");
+        attr_i(&m, n, "axis", 1);
+        attr_ints(&m, n, "split", INTS(c, c));
+        chain_conv(&m, "s1", "m1", c, c, 3, 1, 1);
+        chain_conv(&m, "m1", "m2", c, c, 3, 1, 1);
+        mb_node(&m, "Add", "s1,m2", "r");
+        n = mb_node(&m, "Concat", "s0,s1,r", "cat");
+        attr_i(&m, n, "axis", 1);
+        chain_conv(&m, "cat", "y", 3 * c, c, 1, 1, 1);
+        mb_output(&m, "y");
+        mb_output(&m, "s0");   /* a blocked value that is also a graph output */
+        min_blocked = c < 4 ? 1 : c % 8 ? 4 : 7;   /* Split, Add, Concat blocked when the halves align */
+        run_case(name, &m, IT_OP_SPLIT);
+
+        /* FPN: Conv -> Resize 2x -> Concat with a larger map -> Conv */
+        snprintf(name, sizeof name, "chain resize-concat c%lld", (long long)c);
+        mb_init(&m, 13);
+        mb_input(&m, "x", 4, (int64_t[]){1, c, h, w});
+        mb_input(&m, "z", 4, (int64_t[]){1, c, 2 * h, 2 * w});
+        chain_conv(&m, "x", "a", c, c, 3, 1, 1);
+        chain_conv(&m, "z", "b", c, c, 1, 1, 1);
+        mb_floats(&m, "scales", 4, (float[]){1, 1, 2, 2});
+        n = mb_node(&m, "Resize", "a,,scales", "u");
+        attr_s(&m, n, "mode", "nearest");
+        attr_s(&m, n, "coordinate_transformation_mode", "asymmetric");
+        attr_s(&m, n, "nearest_mode", "floor");
+        n = mb_node(&m, "Concat", "u,b", "cat");
+        attr_i(&m, n, "axis", 1);
+        chain_conv(&m, "cat", "y", 2 * c, c, 3, 1, 1);
+        mb_output(&m, "y");
+        min_blocked = c < 4 ? 0 : 5;
+        run_case(name, &m, IT_OP_RESIZE);
+    }
+
+    /* A blocked Conv output that a layout-unaware step (Reshape) and a blocked Conv both
+     * read, and a plain graph input added to a blocked tensor. */
+    mb m;
+    mb_init(&m, 13);
+    mb_input(&m, "x", 4, (int64_t[]){1, 24, 10, 10});
+    mb_input(&m, "e", 4, (int64_t[]){1, 24, 10, 10});
+    chain_conv(&m, "x", "a", 24, 24, 3, 1, 1);
+    mb_ints(&m, "shape", 3, (int64_t[]){1, 24, -1});
+    mb_node(&m, "Reshape", "a,shape", "r");
+    mb_node(&m, "Softmax", "r", "sm");
+    chain_conv(&m, "a", "b", 24, 24, 1, 1, 0);
+    mb_node(&m, "Add", "b,e", "y");
+    mb_node(&m, "Sigmoid", "y", "ys");
+    mb_output(&m, "sm");
+    mb_output(&m, "ys");
+    min_blocked = 3;   /* the Convs and the Add */
+    run_case("chain boundaries", &m, IT_OP_CONV);
+
+    /* Resize by 3 with half_pixel coordinates, and a split at an unaligned offset */
+    mb_init(&m, 13);
+    mb_input(&m, "x", 4, (int64_t[]){1, 20, 7, 5});
+    chain_conv(&m, "x", "a", 20, 20, 3, 1, 1);
+    mb_floats(&m, "scales", 4, (float[]){1, 1, 3, 3});
+    pbuf *n = mb_node(&m, "Resize", "a,,scales", "u");
+    attr_s(&m, n, "mode", "nearest");
+    mb_ints(&m, "sizes", 2, (int64_t[]){4, 16});
+    n = mb_node(&m, "Split", "u,sizes", "u0,u1");
+    attr_i(&m, n, "axis", 1);
+    chain_conv(&m, "u1", "y", 16, 8, 3, 2, 1);
+    mb_output(&m, "u0");
+    mb_output(&m, "y");
+    min_blocked = 3;   /* the Convs and the Resize; the Split runs plain */
+    run_case("chain resize3 unaligned split", &m, IT_OP_RESIZE);
+    min_blocked = 0;
+}
+
 /* Every allocation of cpu compile may fail: the failure is reported and nothing leaks
  * (AddressSanitizer's leak check sees the rest). */
 static void test_compile_failures(void) {
@@ -711,6 +863,7 @@ int main(void) {
     test_elementwise();
     test_shape_ops();
     test_matmul_softmax();
+    test_layout_chains();
     test_compile_failures();
     test_yolo();
     return check_done("test_kernels");

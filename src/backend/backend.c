@@ -30,9 +30,16 @@ const it_backend *it_backend_find(const char *name) {
     return NULL;
 }
 
-const char *const *itscam_backends(void) {
-    static const char *names[sizeof registry / sizeof *registry];
-    if (!names[0])
-        for (int i = 0; registry[i]; i++) names[i] = registry[i]->name;
-    return names;
-}
+/* Same order as the registry, as plain names for the public API. */
+static const char *const names[] = {
+#ifdef ITSCAM_HAVE_CPU
+    "cpu",
+#endif
+#ifdef ITSCAM_HAVE_CUDA
+    "cuda",
+#endif
+    "ref",
+    NULL,
+};
+
+const char *const *itscam_backends(void) { return names; }

@@ -18,4 +18,8 @@ int it_cpu_default_threads(void);
  * ref kernel (for tests and `itscam bench`). */
 int it_cpu_step_native(const void *prog, int i);
 
+/* 1 when step i of a compiled cpu program works on oneDNN's blocked activation layout
+ * (nChw8c, nChw16c...) rather than plain NCHW (for tests and profiling). */
+int it_cpu_step_blocked(const void *prog, int i);
+
 #endif
