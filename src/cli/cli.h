@@ -16,6 +16,8 @@ int cli_detect(int argc, char **argv);
 void cli_detect_usage(FILE *f);
 int cli_bench(int argc, char **argv);
 void cli_bench_usage(FILE *f);
+int cli_eval(int argc, char **argv);
+void cli_eval_usage(FILE *f);
 
 /* Print "itscam: <what>: <status>: <detail>" to stderr and return 1. */
 int cli_fail(const char *what, itscam_status st);

@@ -11,6 +11,7 @@ static int cmd_help(int argc, char **argv);
 static const cli_command commands[] = {
     { "detect", "detect objects in images and print JSON", cli_detect, cli_detect_usage },
     { "bench", "time inference: latency percentiles and throughput", cli_bench, cli_bench_usage },
+    { "eval", "score a model on labelled images: mAP50 and mAP50-95", cli_eval, cli_eval_usage },
     { "version", "print the version and the backends compiled in", cmd_version, NULL },
     { "help", "show help for a command", cmd_help, NULL },
 };

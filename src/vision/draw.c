@@ -121,7 +121,7 @@ static int to_px(float v) {
 void it_draw_detections(it_image *img, const itscam_detection *dets, int n, const char *const *names, int n_names) {
     if (!img || !img->data || !dets) return;
     /* Labels grow with the image so they stay readable on 1080p frames. */
-    int scale = IT_MAX(1, IT_MIN(img->width, img->height) / 400);
+    int scale = IT_MAX(1, (IT_MIN(img->width, img->height) + 150) / 300);
     for (int i = 0; i < n; i++) {
         const itscam_detection *d = &dets[i];
         uint8_t col[3];
