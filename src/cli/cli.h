@@ -19,6 +19,16 @@ void cli_bench_usage(FILE *f);
 int cli_eval(int argc, char **argv);
 void cli_eval_usage(FILE *f);
 
+/* A growable list of image paths. */
+typedef struct cli_paths {
+    char **v;
+    int n, cap;
+} cli_paths;
+/* Append arg if it is a file, or the images in it (sorted by name) if it is a directory.
+ * Prints a message and returns -1 on failure. */
+int cli_collect_images(cli_paths *l, const char *arg);
+void cli_paths_free(cli_paths *l);
+
 /* Print "itscam: <what>: <status>: <detail>" to stderr and return 1. */
 int cli_fail(const char *what, itscam_status st);
 /* Parse helpers: exit status 2 on a bad value is the caller's choice. */

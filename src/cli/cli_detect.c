@@ -34,58 +34,6 @@ void cli_detect_usage(FILE *f) {
             "  --output FILE    write the JSON to FILE instead of stdout\n");
 }
 
-static int has_image_ext(const char *name) {
-    const char *dot = strrchr(name, '.');
-    if (!dot) return 0;
-    return !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png");
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-typedef struct path_list {
-    char **v;
-    int n, cap;
-} path_list;
-
-static int push_path(path_list *l, const char *p) {
-    if (l->n == l->cap) {
-        int nc = l->cap ? l->cap * 2 : 64;
-        char **nv = realloc(l->v, sizeof(char *) * (size_t)nc);
-        if (!nv) return -1;
-        l->v = nv;
-        l->cap = nc;
-    }
-    if (!(l->v[l->n] = strdup(p))) return -1;
-    l->n++;
-    return 0;
-}
-
-/* Expand directories (sorted, one level) and keep files as given. */
-static int collect(path_list *l, const char *arg) {
-    struct stat st;
-    if (stat(arg, &st) != 0) {
-        fprintf(stderr, "itscam: %s: no such file or directory\n", arg);
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) return push_path(l, arg);
-    DIR *d = opendir(arg);
-    if (!d) {
-        fprintf(stderr, "itscam: %s: cannot open directory\n", arg);
-        return -1;
-    }
-    int first = l->n;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || !has_image_ext(e->d_name)) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", arg, e->d_name);
-        if (push_path(l, path)) break;
-    }
-    closedir(d);
-    qsort(l->v + first, (size_t)(l->n - first), sizeof(char *), cmp_str);
-    return 0;
-}
-
 static double round_to(double x, double scale) { return round(x * scale) / scale; }
 
 static json_t *result_json(const char *path, const itscam_result *r) {
@@ -197,10 +145,10 @@ int cli_detect(int argc, char **argv) {
         return 2;
     }
     if (save_dir) mkdir(save_dir, 0755);
-    path_list files = { 0 };
+    cli_paths files = { 0 };
     int rc = 0;
     for (int i = optind; i < argc; i++)
-        if (collect(&files, argv[i])) rc = 1;
+        if (cli_collect_images(&files, argv[i])) rc = 1;
     itscam_detector *det = NULL;
     itscam_status st = itscam_detector_create(model, &p, &det);
     if (st != ITSCAM_OK) {
@@ -240,8 +188,7 @@ int cli_detect(int argc, char **argv) {
     json_decref(root);
 out:
     itscam_detector_free(det);
-    for (int i = 0; i < files.n; i++) free(files.v[i]);
-    free(files.v);
+    cli_paths_free(&files);
     return rc;
 bad:
     fprintf(stderr, "itscam detect: bad value for --%s: '%s'\n", argv[optind - 1] + 2, optarg);

@@ -32,49 +32,6 @@ void cli_eval_usage(FILE *f) {
             "  --verbose        also print AP50 and AP50-95 per class\n");
 }
 
-static int has_image_ext(const char *name) {
-    const char *dot = strrchr(name, '.');
-    if (!dot) return 0;
-    return !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png");
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* The image file names in dir, sorted (strcmp, as Python's sorted() on names); NULL with
- * a message on failure. */
-static char **list_images(const char *dir, int *n) {
-    *n = 0;
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "itscam eval: %s: no such directory\n", dir);
-        return NULL;
-    }
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "itscam eval: %s: cannot open directory\n", dir);
-        return NULL;
-    }
-    char **v = NULL;
-    int cnt = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || !has_image_ext(e->d_name)) continue;
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **nv = realloc(v, sizeof *v * (size_t)cap);
-            if (!nv) break;
-            v = nv;
-        }
-        if (!(v[cnt] = strdup(e->d_name))) break;
-        cnt++;
-    }
-    closedir(d);
-    if (!v) v = calloc(1, sizeof *v);
-    if (v) qsort(v, (size_t)cnt, sizeof *v, cmp_str);
-    *n = cnt;
-    return v;
-}
-
 static const char *class_name(const itscam_model_info *info, int c) {
     if (info && info->class_names && c >= 0 && c < info->num_classes && info->class_names[c])
         return info->class_names[c];
@@ -181,9 +138,17 @@ int cli_eval(int argc, char **argv) {
         fprintf(stderr, "itscam eval: %s: no such directory\n", labels);
         return 1;
     }
-    int nfiles = 0;
-    char **files = list_images(images, &nfiles);
-    if (!files) return 1;
+    struct stat ist;
+    if (stat(images, &ist) != 0 || !S_ISDIR(ist.st_mode)) {
+        fprintf(stderr, "itscam eval: %s: no such directory\n", images);
+        return 1;
+    }
+    cli_paths list = { 0 };
+    if (cli_collect_images(&list, images)) {
+        cli_paths_free(&list);
+        return 1;
+    }
+    int nfiles = list.n;
     if (nfiles == 0) fprintf(stderr, "itscam eval: %s: no JPEG or PNG images\n", images);
 
     int rc = 0;
@@ -201,8 +166,7 @@ int cli_eval(int argc, char **argv) {
     }
     int done = 0;
     for (int i = 0; i < nfiles && !rc; i++) {
-        char path[8192];
-        snprintf(path, sizeof path, "%s/%s", images, files[i]);
+        const char *path = list.v[i];
         uint8_t *bytes;
         size_t len;
         st = it_read_file(path, &bytes, &len, MAX_IMAGE_FILE);
@@ -239,9 +203,10 @@ int cli_eval(int argc, char **argv) {
             preds[k] = (it_map_pred){ d->class_id, d->score, { d->box[0], d->box[1], d->box[2], d->box[3] } };
         }
         /* LABELS/<stem>.txt, the stem cut at the last dot as os.path.splitext does. */
-        const char *dot = strrchr(files[i], '.');
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        const char *dot = strrchr(base, '.');
         char lpath[8192];
-        snprintf(lpath, sizeof lpath, "%s/%.*s.txt", labels, (int)(dot - files[i]), files[i]);
+        snprintf(lpath, sizeof lpath, "%s/%.*s.txt", labels, (int)(dot - base), base);
         it_map_label *lab = NULL;
         int nlab = 0;
         st = it_map_read_labels(lpath, r.width, r.height, &lab, &nlab);
@@ -267,8 +232,7 @@ out:
     it_map_acc_free(&acc);
     free(preds);
     itscam_detector_free(det);
-    for (int i = 0; i < nfiles; i++) free(files[i]);
-    free(files);
+    cli_paths_free(&list);
     return rc;
 bad:
     fprintf(stderr, "itscam eval: bad value for --%s: '%s'\n", argv[optind - 1] + 2, optarg);

@@ -1,0 +1,65 @@
+/* Image file lists for the subcommands: files as given, directories expanded (one level,
+ * *.jpg *.jpeg *.png, sorted by name as Python's sorted() does). */
+#include "cli/cli.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+static int has_image_ext(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot) return 0;
+    return !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png");
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int push_path(cli_paths *l, const char *p) {
+    if (l->n == l->cap) {
+        int nc = l->cap ? l->cap * 2 : 64;
+        char **nv = realloc(l->v, sizeof(char *) * (size_t)nc);
+        if (!nv) return -1;
+        l->v = nv;
+        l->cap = nc;
+    }
+    if (!(l->v[l->n] = strdup(p))) return -1;
+    l->n++;
+    return 0;
+}
+
+int cli_collect_images(cli_paths *l, const char *arg) {
+    struct stat st;
+    if (stat(arg, &st) != 0) {
+        fprintf(stderr, "itscam: %s: no such file or directory\n", arg);
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) return push_path(l, arg);
+    DIR *d = opendir(arg);
+    if (!d) {
+        fprintf(stderr, "itscam: %s: cannot open directory\n", arg);
+        return -1;
+    }
+    int first = l->n, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || !has_image_ext(e->d_name)) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", arg, e->d_name);
+        if (push_path(l, path)) {
+            fprintf(stderr, "itscam: %s: out of memory listing\n", arg);
+            rc = -1;
+            break;
+        }
+    }
+    closedir(d);
+    qsort(l->v + first, (size_t)(l->n - first), sizeof(char *), cmp_str);
+    return rc;
+}
+
+void cli_paths_free(cli_paths *l) {
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
