@@ -91,6 +91,12 @@ ITSCAM_API const itscam_model_info *itscam_model_get_info(const itscam_model *m)
 typedef struct itscam_session_params {
     const char *backend;  /* "ref", "cpu" (default "cpu" when compiled in) */
     int threads;          /* 0: backend default */
+    /* "fp32" (default), "bf16", "int8" or "auto" (the fastest mode this CPU runs within
+     * the accuracy budget; itscam_session_precision() says which was picked). */
+    const char *precision;
+    /* int8: activation ranges written by `itscam calibrate` (NULL: none; a QDQ model
+     * needs none). */
+    const char *calib_path;
 } itscam_session_params;
 ITSCAM_API itscam_session_params itscam_session_default_params(void);
 
@@ -98,6 +104,8 @@ ITSCAM_API itscam_session_params itscam_session_default_params(void);
 ITSCAM_API itscam_status itscam_session_create(const itscam_model *m, const itscam_session_params *p,
                                                itscam_session **out);
 ITSCAM_API void itscam_session_free(itscam_session *s);
+/* The precision the session runs in ("fp32", "bf16", "int8"), after "auto" is resolved. */
+ITSCAM_API const char *itscam_session_precision(const itscam_session *s);
 
 /* Run the model on one fp32 NCHW input of shape dims[0..3]. On success *out points to the
  * first output (fp32), owned by the session and valid until the next run or free;
@@ -119,6 +127,8 @@ typedef struct itscam_detector_params {
     int agnostic_nms;      /* 1: NMS across classes (0) */
     const int *classes;    /* optional filter: keep only these class ids */
     int num_classes_filter;
+    const char *precision; /* as in itscam_session_params */
+    const char *calib_path;
 } itscam_detector_params;
 ITSCAM_API itscam_detector_params itscam_detector_default_params(void);
 

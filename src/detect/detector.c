@@ -65,6 +65,8 @@ itscam_status itscam_detector_create_from_model(const itscam_model *m, const its
     itscam_session_params sp = itscam_session_default_params();
     sp.backend = p->backend;
     sp.threads = p->threads;
+    sp.precision = p->precision;
+    sp.calib_path = p->calib_path;
     itscam_status st = itscam_session_create(m, &sp, &d->s);
     if (st == ITSCAM_OK) {
         /* Plan for batch 1 now, so that a model that cannot run fails at creation. */

@@ -1,6 +1,7 @@
 /* Models (an immutable loaded graph plus Ultralytics metadata) and sessions (per-thread
  * plans and backend programs, cached per input shape). */
 #include "graph/model.h"
+#include "graph/calib.h"
 #include "detect/postprocess.h"
 
 #include <stdio.h>
@@ -105,9 +106,11 @@ void itscam_model_free(itscam_model *m) {
 const itscam_model_info *itscam_model_get_info(const itscam_model *m) { return m ? &m->info : NULL; }
 
 itscam_session_params itscam_session_default_params(void) {
-    itscam_session_params p = { .backend = NULL, .threads = 0 };
+    itscam_session_params p = { .backend = NULL, .threads = 0, .precision = NULL, .calib_path = NULL };
     return p;
 }
+
+static itscam_status resolve_precision(const it_backend *be, const char *name, int have_calib, it_precision *out);
 
 itscam_status itscam_session_create(const itscam_model *m, const itscam_session_params *p, itscam_session **out) {
     if (!m || !out) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_session_create: NULL argument");
@@ -123,13 +126,51 @@ itscam_status itscam_session_create(const itscam_model *m, const itscam_session_
     }
     if (be->available && !be->available())
         return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' cannot run on this machine", be->name);
+    it_precision prec;
+    itscam_status st = resolve_precision(be, p->precision, p->calib_path != NULL, &prec);
+    if (st != ITSCAM_OK) return st;
     itscam_session *s = it_calloc(1, sizeof *s);
     if (!s) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
     s->m = m;
     s->be = be;
     s->opts.threads = p->threads;
+    s->opts.precision = prec;
+    if (p->calib_path && (st = it_calib_load(p->calib_path, &s->calib)) != ITSCAM_OK) {
+        it_free(s);
+        return st;
+    }
+    s->opts.calib = s->calib;
     *out = s;
     return ITSCAM_OK;
+}
+
+static const char *const precision_names[] = { [IT_PREC_FP32] = "fp32", [IT_PREC_BF16] = "bf16", [IT_PREC_INT8] = "int8" };
+
+const char *itscam_session_precision(const itscam_session *s) {
+    return s ? precision_names[s->opts.precision] : "";
+}
+
+/* "auto" takes the fastest mode the backend runs natively here within the accuracy
+ * budget: int8 when calibration ranges are given, else bf16, else fp32. An explicit mode
+ * the backend cannot run is an error rather than a silent fallback. */
+static itscam_status resolve_precision(const it_backend *be, const char *name, int have_calib, it_precision *out) {
+    *out = IT_PREC_FP32;
+    if (!name || !*name || !strcmp(name, "fp32")) return ITSCAM_OK;
+    int is_auto = !strcmp(name, "auto");
+    if (is_auto) {
+        if (have_calib && be->supports && be->supports(IT_PREC_INT8)) *out = IT_PREC_INT8;
+        else if (be->supports && be->supports(IT_PREC_BF16)) *out = IT_PREC_BF16;
+        it_log(ITSCAM_LOG_INFO, "precision auto: %s on backend %s", precision_names[*out], be->name);
+        return ITSCAM_OK;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, precision_names[i])) {
+            if (i != IT_PREC_FP32 && !(be->supports && be->supports((it_precision)i)))
+                return it_err(ITSCAM_ERR_UNSUPPORTED, "backend '%s' cannot run %s on this machine", be->name, name);
+            *out = (it_precision)i;
+            return ITSCAM_OK;
+        }
+    return it_err(ITSCAM_ERR_INVALID_ARG, "unknown precision '%s' (fp32, bf16, int8 or auto)", name);
 }
 
 static void drop_plan(itscam_session *s, it_session_plan *sp) {
@@ -141,6 +182,7 @@ static void drop_plan(itscam_session *s, it_session_plan *sp) {
 void itscam_session_free(itscam_session *s) {
     if (!s) return;
     for (int i = 0; i < IT_SESSION_PLANS; i++) drop_plan(s, &s->plans[i]);
+    it_calib_free(s->calib);
     it_free(s);
 }
 

@@ -26,6 +26,7 @@ struct itscam_session {
     it_backend_opts opts;
     it_session_plan plans[IT_SESSION_PLANS];
     it_session_plan *cur;  /* the plan of the last prepare */
+    struct it_calib *calib; /* owned; NULL when none */
     uint64_t tick;
 };
 

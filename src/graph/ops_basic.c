@@ -302,7 +302,7 @@ itscam_status it_shape_concat(const it_kernel_args *a) {
     const it_attr *at = it_attr_find(a->node, "axis");
     if (!at) return FAIL(a, ITSCAM_ERR_MODEL, "attribute 'axis' is required");
     if (x0->ndim == 0) return FAIL(a, ITSCAM_ERR_SHAPE, "cannot concatenate scalars");
-    int axis;
+    int axis = 0;
     if ((st = norm_axis(a, at->i, x0->ndim, &axis))) return st;
     int64_t dims[IT_MAX_DIMS];
     memcpy(dims, x0->dims, sizeof dims);
@@ -325,7 +325,7 @@ itscam_status it_shape_concat(const it_kernel_args *a) {
 
 itscam_status it_ref_concat(const it_kernel_args *a) {
     it_tensor *o = a->out[0];
-    int axis;
+    int axis = 0;
     itscam_status st = norm_axis(a, it_attr_int(a->node, "axis", 0), o->ndim, &axis);
     if (st) return st;
     size_t es = it_dtype_size(o->dtype);
@@ -349,7 +349,7 @@ itscam_status it_ref_concat(const it_kernel_args *a) {
  * equal parts (the last smaller when opset 18's num_outputs does not divide). */
 static itscam_status split_sizes(const it_kernel_args *a, int64_t *sizes, int *axis_out) {
     const it_tensor *x = a->in[0];
-    int axis;
+    int axis = 0;
     itscam_status st = norm_axis(a, it_attr_int(a->node, "axis", 0), x->ndim, &axis);
     if (st) return st;
     int64_t d = x->dims[axis];
@@ -414,7 +414,7 @@ itscam_status it_shape_split(const it_kernel_args *a) {
 
 itscam_status it_ref_split(const it_kernel_args *a) {
     const it_tensor *x = a->in[0];
-    int axis;
+    int axis = 0;
     itscam_status st = norm_axis(a, it_attr_int(a->node, "axis", 0), x->ndim, &axis);
     if (st) return st;
     size_t es = it_dtype_size(x->dtype);
@@ -468,7 +468,7 @@ static itscam_status slice_params(const it_kernel_args *a, int64_t *start, int64
     for (int k = 0; k < r; k++) start[k] = 0, step[k] = 1, len[k] = x->dims[k];
     int seen[IT_MAX_DIMS] = { 0 };
     for (int i = 0; i < ns; i++) {
-        int k;
+        int k = 0;
         if (na >= 0) {
             if ((st = norm_axis(a, ax[i], r, &k))) return st;
         } else {
@@ -627,7 +627,7 @@ itscam_status it_ref_transpose(const it_kernel_args *a) {
 static itscam_status softmax_blocks(const it_kernel_args *a, const it_tensor *x, int64_t *outer, int64_t *n,
                                     int64_t *inner) {
     int old = a->opset < 13;
-    int axis;
+    int axis = 0;
     if (x->ndim == 0) {
         *outer = *n = *inner = 1;
         return ITSCAM_OK;
@@ -733,7 +733,7 @@ itscam_status it_shape_gather(const it_kernel_args *a) {
     if (ix->dtype != IT_I64 && ix->dtype != IT_I32)
         return FAIL(a, ITSCAM_ERR_MODEL, "indices must be int32 or int64, are %s", it_dtype_name(ix->dtype));
     if (x->ndim == 0) return FAIL(a, ITSCAM_ERR_SHAPE, "data must have rank >= 1");
-    int axis;
+    int axis = 0;
     if ((st = norm_axis(a, it_attr_int(a->node, "axis", 0), x->ndim, &axis))) return st;
     int r = x->ndim - 1 + ix->ndim;
     if (r > IT_MAX_DIMS) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "output rank %d exceeds %d", r, IT_MAX_DIMS);
@@ -749,7 +749,7 @@ itscam_status it_shape_gather(const it_kernel_args *a) {
 itscam_status it_ref_gather(const it_kernel_args *a) {
     const it_tensor *x = a->in[0], *ix = a->in[1];
     it_tensor *o = a->out[0];
-    int axis;
+    int axis = 0;
     itscam_status st = norm_axis(a, it_attr_int(a->node, "axis", 0), x->ndim, &axis);
     if (st) return st;
     size_t es = it_dtype_size(x->dtype);
@@ -805,7 +805,7 @@ itscam_status it_shape_unsqueeze(const it_kernel_args *a) {
     if (r > IT_MAX_DIMS) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "output rank %d exceeds %d", r, IT_MAX_DIMS);
     int ins[IT_MAX_DIMS] = { 0 };
     for (int i = 0; i < n; i++) {
-        int k;
+        int k = 0;
         if ((st = norm_axis(a, axes[i], r, &k))) return st;
         if (ins[k]++) return FAIL(a, ITSCAM_ERR_MODEL, "axis %d repeated", k);
     }
@@ -833,7 +833,7 @@ itscam_status it_shape_squeeze(const it_kernel_args *a) {
         for (int i = 0; i < x->ndim; i++) drop[i] = x->dims[i] == 1;
     } else {
         for (int i = 0; i < n; i++) {
-            int k;
+            int k = 0;
             if ((st = norm_axis(a, axes[i], x->ndim, &k))) return st;
             if (x->dims[k] != 1)
                 return FAIL(a, ITSCAM_ERR_SHAPE, "cannot squeeze axis %d of size %lld", k, (long long)x->dims[k]);

@@ -49,8 +49,20 @@ int it_plan_consumers(const it_plan *p, int v);
  * Adding one means one table and one line in the registry (backend.c); the graph code
  * never changes.
  * --------------------------------------------------------------------------------- */
+/* Numeric precision of a compiled program. Inputs and outputs are always fp32. */
+typedef enum it_precision {
+    IT_PREC_FP32 = 0,
+    IT_PREC_BF16 = 1,         /* bf16 weights and activations, fp32 accumulation */
+    IT_PREC_INT8 = 2,         /* int8 convolutions with calibrated activation scales */
+} it_precision;
+
+struct it_calib;              /* activation ranges for int8 (graph/calib.h) */
+
 typedef struct it_backend_opts {
     int threads;              /* 0: backend default */
+    it_precision precision;   /* backends without the mode fail with UNSUPPORTED */
+    const struct it_calib *calib; /* int8 ranges by value name; NULL: none (QDQ models
+                                     carry their own scales) */
 } it_backend_opts;
 
 typedef struct it_backend {
@@ -65,6 +77,8 @@ typedef struct it_backend {
     /* Run once. Must not allocate from the heap in steady state. */
     itscam_status (*run)(void *prog);
     void (*destroy)(void *prog);
+    /* optional: 1 when this machine runs precision p natively (NULL: fp32 only) */
+    int (*supports)(it_precision p);
 } it_backend;
 
 const it_backend *it_backend_find(const char *name);   /* NULL if not compiled in */
