@@ -77,6 +77,7 @@ itscam_status itscam_model_load_buffer(const void *buf, size_t len, const char *
     if (!m) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
     itscam_status st = it_onnx_load(buf, len, name ? name : "<memory>", &m->g);
     if (st == ITSCAM_OK) st = fill_info(m);
+    if (st == ITSCAM_OK && !(m->weights = it_weight_cache_new())) st = it_err(ITSCAM_ERR_NOMEM, "out of memory");
     if (st != ITSCAM_OK) {
         itscam_model_free(m);
         return st;
@@ -99,6 +100,7 @@ itscam_status itscam_model_load(const char *path, itscam_model **out) {
 void itscam_model_free(itscam_model *m) {
     if (!m) return;
     it_free_names(m->names, m->n_names);
+    it_weight_cache_free(m->weights);
     it_graph_free(m->g);
     it_free(m);
 }
@@ -140,6 +142,8 @@ itscam_status itscam_session_create(const itscam_model *m, const itscam_session_
         return st;
     }
     s->opts.calib = s->calib;
+    /* sessions only read the cache's entries; its lock guards creation */
+    s->opts.weights = ((itscam_model *)m)->weights;
     *out = s;
     return ITSCAM_OK;
 }

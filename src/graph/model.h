@@ -9,6 +9,7 @@ struct itscam_model {
     itscam_model_info info;
     char **names;          /* class names (info.class_names points here) */
     int n_names;
+    it_weight_cache *weights; /* prepared weights shared by the model's sessions */
 };
 
 #define IT_SESSION_PLANS 4  /* plans kept per session, one per input shape (LRU) */

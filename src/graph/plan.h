@@ -58,11 +58,26 @@ typedef enum it_precision {
 
 struct it_calib;              /* activation ranges for int8 (graph/calib.h) */
 
+/* Prepared weights shared by every session of one model, so that N sessions on N
+ * threads hold one copy of each reordered/quantized weight, not N. Owned by the model;
+ * thread-safe. A backend names an entry with a key of its choosing that captures
+ * everything the bytes depend on (backend, layout, precision, node). */
+typedef struct it_weight_cache it_weight_cache;
+typedef itscam_status (*it_weight_fill_fn)(void *dst, size_t bytes, void *ctx);
+/* The entry for key, created by fill (called once, under the cache's lock) when absent.
+ * *out stays valid, and must not be written, until the model is freed. */
+itscam_status it_weight_cache_get(it_weight_cache *c, const char *key, size_t bytes, it_weight_fill_fn fill,
+                                  void *ctx, const void **out);
+it_weight_cache *it_weight_cache_new(void);
+void it_weight_cache_free(it_weight_cache *c);
+size_t it_weight_cache_bytes(const it_weight_cache *c);
+
 typedef struct it_backend_opts {
     int threads;              /* 0: backend default */
     it_precision precision;   /* backends without the mode fail with UNSUPPORTED */
     const struct it_calib *calib; /* int8 ranges by value name; NULL: none (QDQ models
                                      carry their own scales) */
+    it_weight_cache *weights;     /* the model's shared weight cache (may be NULL) */
 } it_backend_opts;
 
 typedef struct it_backend {
