@@ -59,6 +59,10 @@ ITSCAM_API void itscam_log_set(itscam_log_fn fn, void *user, int max_level);
 
 /* Backends compiled into this build, as a NULL-terminated list of names ("ref", "cpu"). */
 ITSCAM_API const char *const *itscam_backends(void);
+/* Describe the kernels a backend runs here (for cpu: "oneDNN 3.x, isa avx2, ..."), written
+ * into buf (n bytes, always NUL-terminated when n > 0). backend NULL: the default one.
+ * Returns buf, or NULL when the backend is not compiled in. */
+ITSCAM_API const char *itscam_backend_describe(const char *backend, char *buf, size_t n);
 
 /* ---------------------------------------------------------------------------------
  * Models and sessions: raw tensor in, raw tensors out.
@@ -164,6 +168,8 @@ ITSCAM_API itscam_status itscam_detector_create_from_model(const itscam_model *m
                                                            itscam_detector **out);
 ITSCAM_API void itscam_detector_free(itscam_detector *d);
 ITSCAM_API const itscam_model_info *itscam_detector_info(const itscam_detector *d);
+/* The precision the detector's session runs in, as itscam_session_precision(). */
+ITSCAM_API const char *itscam_detector_precision(const itscam_detector *d);
 
 /* Detect on encoded JPEG or PNG bytes. *out is filled (clear it with itscam_result_clear). */
 ITSCAM_API itscam_status itscam_detect_encoded(itscam_detector *d, const void *bytes, size_t len,

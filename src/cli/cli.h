@@ -18,6 +18,8 @@ int cli_bench(int argc, char **argv);
 void cli_bench_usage(FILE *f);
 int cli_eval(int argc, char **argv);
 void cli_eval_usage(FILE *f);
+int cli_calibrate(int argc, char **argv);
+void cli_calibrate_usage(FILE *f);
 
 /* A growable list of image paths. */
 typedef struct cli_paths {
@@ -34,5 +36,7 @@ int cli_fail(const char *what, itscam_status st);
 /* Parse helpers: exit status 2 on a bad value is the caller's choice. */
 int cli_parse_float(const char *s, float *out);
 int cli_parse_int(const char *s, int *out);
+/* 0 when s is fp32, bf16, int8 or auto. */
+int cli_parse_precision(const char *s);
 
 #endif

@@ -25,6 +25,9 @@ void cli_eval_usage(FILE *f) {
             "  --labels DIR     YOLO label files\n"
             "  --backend B      backend: ref or cpu (default: the fastest compiled in)\n"
             "  --threads N      threads for the backend (default: physical cores)\n"
+            "  --precision P    fp32 (default), bf16, int8 or auto (the fastest this CPU runs\n"
+            "                   within the accuracy budget; the choice is printed to stderr)\n"
+            "  --calib FILE     int8 activation ranges from 'itscam calibrate'\n"
             "  --conf X         confidence threshold (0.001, as Ultralytics val)\n"
             "  --iou X          NMS IoU threshold (0.7)\n"
             "  --max-det N      at most N boxes per image (300)\n"
@@ -98,6 +101,7 @@ int cli_eval(int argc, char **argv) {
         { "threads", required_argument, 0, 't' }, { "conf", required_argument, 0, 'c' },
         { "iou", required_argument, 0, 'i' }, { "max-det", required_argument, 0, 'x' },
         { "json", no_argument, 0, 'j' }, { "verbose", no_argument, 0, 'v' },
+        { "precision", required_argument, 0, 'P' }, { "calib", required_argument, 0, 'C' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     itscam_detector_params p = itscam_detector_default_params();
@@ -109,13 +113,15 @@ int cli_eval(int argc, char **argv) {
     const char *model = NULL, *images = NULL, *labels = NULL;
     int as_json = 0, verbose = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:I:L:b:t:c:i:x:jvh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:I:L:b:t:c:i:x:jvP:C:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'I': images = optarg; break;
         case 'L': labels = optarg; break;
         case 'b': p.backend = optarg; break;
         case 't': if (cli_parse_int(optarg, &p.threads) || p.threads < 0) goto bad; break;
+        case 'P': if (cli_parse_precision(optarg)) goto bad; p.precision = optarg; break;
+        case 'C': p.calib_path = optarg; break;
         case 'c': if (cli_parse_float(optarg, &p.conf) || !(p.conf >= 0 && p.conf <= 1)) goto bad; break;
         case 'i': if (cli_parse_float(optarg, &p.iou) || !(p.iou >= 0 && p.iou <= 1)) goto bad; break;
         case 'x': if (cli_parse_int(optarg, &p.max_det) || p.max_det <= 0) goto bad; break;
@@ -164,6 +170,8 @@ int cli_eval(int argc, char **argv) {
         rc = cli_fail(model, st);
         goto out;
     }
+    if (p.precision && !strcmp(p.precision, "auto"))
+        fprintf(stderr, "itscam eval: precision auto: %s\n", itscam_detector_precision(det));
     int done = 0;
     for (int i = 0; i < nfiles && !rc; i++) {
         const char *path = list.v[i];

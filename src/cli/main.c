@@ -12,6 +12,7 @@ static const cli_command commands[] = {
     { "detect", "detect objects in images and print JSON", cli_detect, cli_detect_usage },
     { "bench", "time inference: latency percentiles and throughput", cli_bench, cli_bench_usage },
     { "eval", "score a model on labelled images: mAP50 and mAP50-95", cli_eval, cli_eval_usage },
+    { "calibrate", "measure activation ranges on sample images for int8", cli_calibrate, cli_calibrate_usage },
     { "version", "print the version and the backends compiled in", cmd_version, NULL },
     { "help", "show help for a command", cmd_help, NULL },
 };
@@ -41,6 +42,10 @@ int cli_parse_int(const char *s, int *out) {
     if (errno || end == s || *end || v < -2147483647L || v > 2147483647L) return -1;
     *out = (int)v;
     return 0;
+}
+
+int cli_parse_precision(const char *s) {
+    return s && (!strcmp(s, "fp32") || !strcmp(s, "bf16") || !strcmp(s, "int8") || !strcmp(s, "auto")) ? 0 : -1;
 }
 
 static void print_backends(FILE *f) {

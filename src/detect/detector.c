@@ -111,6 +111,10 @@ const itscam_model_info *itscam_detector_info(const itscam_detector *d) {
     return d ? itscam_model_get_info(d->m) : NULL;
 }
 
+const char *itscam_detector_precision(const itscam_detector *d) {
+    return d ? itscam_session_precision(d->s) : "";
+}
+
 static itscam_status check_image(const itscam_image *img) {
     if (!img || !img->data) return it_err(ITSCAM_ERR_INVALID_ARG, "image is NULL");
     if (img->width <= 0 || img->height <= 0 || (size_t)img->width * (size_t)img->height > DETECT_MAX_PIXELS)
