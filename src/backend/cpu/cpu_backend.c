@@ -1,16 +1,27 @@
 /* The cpu backend: Conv, MaxPool, elementwise, Resize, Concat, Split, MatMul, Softmax and
  * Transpose steps run as oneDNN primitives built once at compile time; activations
  * between layout-aware steps stay in the blocked layout oneDNN's convolution picks, with
- * reorders only where they meet plain NCHW; every other step runs its ref kernel. */
+ * reorders only where they meet plain NCHW; every other step runs its ref kernel.
+ *
+ * Precisions. fp32: as above. bf16: the blocked copies are bf16 (weights too, bias and
+ * accumulation fp32); plain copies, the head and graph outputs stay fp32, and the
+ * reorders at the boundaries convert. int8: every Conv whose input has a calibrated range
+ * reads a u8 copy of it (asymmetric: scale (hi-lo)/255 and a zero point, which doubles
+ * the resolution of SiLU outputs over s8) with s8 per-output-channel weights; the blocked
+ * layout becomes channels-last, the one oneDNN's int8 kernels use, and a Conv whose
+ * output only int8 Convs read writes that u8 copy itself (requantization fused into its
+ * post-ops), so chains of convolutions stay 8-bit. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE   /* RTLD_DEFAULT, sched_getaffinity */
 #endif
 #include "backend/cpu/cpu_backend.h"
+#include "graph/calib.h"
 #include "graph/ops_impl.h"
 
 #include <oneapi/dnnl/dnnl.h>
 
 #include <dlfcn.h>
+#include <math.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +57,7 @@ typedef struct cpu_step {
     int n_ex, cap_ex;
     exec *ex;                         /* a slice of cpu_prog.execs */
     void *weights;                    /* weights reordered to oneDNN's layout (owned) */
+    float *bias;                      /* int8: bias in accumulator units (owned) */
 } cpu_step;
 
 typedef struct cpu_prog {
@@ -67,6 +79,24 @@ typedef struct cpu_prog {
     uint8_t *force_plain;             /* per step: its blocked build failed, run it plain */
     void *scratch;                    /* shared by all primitives: steps run one at a time */
     size_t scratch_bytes;
+    /* precision */
+    it_precision prec;
+    const it_calib *calib;
+    int levels;                       /* int8: u8 copies hold [0, levels] */
+    dnnl_data_type_t act_dt;          /* of the blocked copies: f32, or bf16 */
+    size_t act_size;                  /* its bytes per element */
+    int unsupported;                  /* 1 + the step whose reduced-precision primitive
+                                       * oneDNN cannot create here */
+    /* int8, per step */
+    uint8_t *qconv;                   /* the Conv runs int8 */
+    uint8_t *no_int8;                 /* its int8 build failed: run it in fp32 */
+    /* int8, per value: a u8 channels-last copy */
+    uint8_t *has_q;                   /* an int8 Conv reads it */
+    uint8_t *prod_q;                  /* its producer (an int8 Conv) writes only that copy */
+    uint8_t *q_owned;                 /* the copy is a buffer of ours, not the arena slot */
+    void **q;
+    float *qs;                        /* real value = qs * (u8 - qz) */
+    int32_t *qz;                      /* zero points, read by the primitives at run time */
 } cpu_prog;
 
 /* A builder turns step i into primitives. It returns dnnl_unimplemented when the step
@@ -182,7 +212,18 @@ static dnnl_status_t act_md(const cpu_prog *g, int v, int l, dnnl_memory_desc_t 
     const it_tensor *t = &g->p->t[v];
     if (l == PLAIN) return md_plain(md, t->ndim, t->dims);
     dnnl_dims_t d = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]};   /* oneDNN's dims are wider */
-    return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, g->tag);
+    return dnnl_memory_desc_init_by_tag(md, 4, d, g->act_dt, g->tag);
+}
+/* The u8 channels-last copy of v that int8 convolutions read. */
+static dnnl_status_t q_md(const cpu_prog *g, int v, dnnl_memory_desc_t *md) {
+    const it_tensor *t = &g->p->t[v];
+    dnnl_dims_t d = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]};
+    return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_u8, dnnl_acdb);
+}
+/* A one-element s32 zero point that the primitive reads from qz[v] at run time. */
+static dnnl_status_t zp_md(dnnl_memory_desc_t *md) {
+    dnnl_dims_t one = {1};
+    return dnnl_memory_desc_init_by_tag(md, 1, one, dnnl_s32, dnnl_x);
 }
 static void *act_data(const cpu_prog *g, int v, int l) {
     return l == PLAIN ? g->p->t[v].data : g->blk[v];
@@ -225,7 +266,9 @@ static void exec_clear(exec *e) {
 static void step_reset(cpu_step *cs) {
     for (int k = 0; k < cs->n_ex; k++) exec_clear(&cs->ex[k]);
     it_aligned_free(cs->weights);
+    it_aligned_free(cs->bias);
     cs->weights = NULL;
+    cs->bias = NULL;
     cs->n_ex = cs->n_main = 0;
     cs->native = 0;
 }
@@ -275,13 +318,14 @@ static dnnl_status_t add_reorder(cpu_prog *g, cpu_step *cs, const dnnl_memory_de
     return s;
 }
 
-/* Run a reorder once (compile time: weights into oneDNN's preferred layout). */
+/* Run a reorder once (compile time: weights into oneDNN's preferred layout); attr may
+ * carry the scales that quantize them. */
 static dnnl_status_t reorder_once(cpu_prog *g, const dnnl_memory_desc_t *smd, const void *src,
-                                  const dnnl_memory_desc_t *dmd, void *dst) {
+                                  const dnnl_memory_desc_t *dmd, void *dst, const_dnnl_primitive_attr_t attr) {
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t prim = NULL;
     dnnl_memory_t ms = NULL, md = NULL;
-    dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, smd, g->engine, dmd, g->engine, NULL);
+    dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, smd, g->engine, dmd, g->engine, attr);
     if (s == dnnl_success) s = dnnl_primitive_create(&prim, pd);
     if (s == dnnl_success) s = dnnl_memory_create(&ms, smd, g->engine, (void *)src);
     if (s == dnnl_success) s = dnnl_memory_create(&md, dmd, g->engine, dst);
@@ -334,65 +378,93 @@ static int spatial(const it_node *n, const it_tensor *x, const it_tensor *y, con
     return 1;
 }
 
+/* What a Conv step needs checked before oneDNN sees it, in any precision. */
+typedef struct conv_geom {
+    int bi;                           /* bias value, -1 when none */
+    int64_t G, C, M, k[2];
+    dnnl_dims_t strides, dil, pl, pr;
+} conv_geom;
+
+static int conv_geometry(const it_plan *p, int i, conv_geom *cg) {
+    const it_plan_step *s = &p->steps[i];
+    const it_node *n = s->node;
+    if (s->n_in < 2 || s->in[0] < 0 || s->in[1] < 0 || s->n_out < 1 || s->out[0] < 0) return 0;
+    cg->bi = s->n_in > 2 ? s->in[2] : -1;
+    const it_tensor *x = &p->t[s->in[0]], *w = &p->t[s->in[1]], *y = &p->t[s->out[0]];
+    const it_tensor *b = cg->bi >= 0 ? &p->t[cg->bi] : NULL;
+    if (!is_f32_act(x) || !is_f32_act(y) || w->dtype != IT_F32 || (b && b->dtype != IT_F32)) return 0;
+    if (x->ndim != 4 || w->ndim != 4 || y->ndim != 4) return 0;
+    /* weights must be known now to be reordered once */
+    if (!is_const(p, s->in[1]) || (b && !is_const(p, cg->bi))) return 0;
+    cg->G = it_attr_int(n, "group", 1);
+    cg->C = x->dims[1], cg->M = w->dims[0];
+    if (cg->G < 1 || cg->C % cg->G || cg->M % cg->G || w->dims[1] != cg->C / cg->G || y->dims[1] != cg->M ||
+        y->dims[0] != x->dims[0] || (b && it_tensor_numel(b) != cg->M))
+        return 0;
+    const int64_t *ks = NULL;
+    if (it_attr_ints(n, "kernel_shape", &ks) == 2 && (ks[0] != w->dims[2] || ks[1] != w->dims[3])) return 0;
+    cg->k[0] = w->dims[2], cg->k[1] = w->dims[3];
+    return spatial(n, x, y, cg->k, cg->strides, cg->dil, cg->pl, cg->pr);
+}
+
+/* Weights as oneDNN wants them (dt, format any) and as the model stores them (f32). */
+static dnnl_status_t conv_weights_mds(const conv_geom *cg, dnnl_data_type_t dt, dnnl_memory_desc_t *any,
+                                      dnnl_memory_desc_t *user) {
+    dnnl_status_t s;
+    if (cg->G == 1) {
+        dnnl_dims_t wd = {cg->M, cg->C, cg->k[0], cg->k[1]};
+        s = dnnl_memory_desc_init_by_tag(any, 4, wd, dt, dnnl_format_tag_any);
+        if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(user, 4, wd, dnnl_f32, dnnl_oihw);
+    } else {
+        dnnl_dims_t wd = {cg->G, cg->M / cg->G, cg->C / cg->G, cg->k[0], cg->k[1]};
+        s = dnnl_memory_desc_init_by_tag(any, 5, wd, dt, dnnl_format_tag_any);
+        if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(user, 5, wd, dnnl_f32, dnnl_goihw);
+    }
+    return s;
+}
+
+static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const conv_geom *cg, const char **what);
+
+/* fp32, or bf16 when it reads a bf16 blocked copy: bf16 weights, fp32 bias, the SiLU
+ * post-op, bf16 blocked output. */
 static dnnl_status_t build_conv(cpu_prog *g, int i, cpu_step *cs, const char **what) {
     const it_plan *p = g->p;
     const it_plan_step *s = &p->steps[i];
-    const it_node *n = s->node;
-    if (s->n_in < 2 || s->in[0] < 0 || s->in[1] < 0 || s->n_out < 1 || s->out[0] < 0)
-        return dnnl_unimplemented;
-    int bi = s->n_in > 2 ? s->in[2] : -1;
-    const it_tensor *x = &p->t[s->in[0]], *w = &p->t[s->in[1]], *y = &p->t[s->out[0]];
-    const it_tensor *b = bi >= 0 ? &p->t[bi] : NULL;
-    if (!is_f32_act(x) || !is_f32_act(y) || w->dtype != IT_F32 || (b && b->dtype != IT_F32))
-        return dnnl_unimplemented;
-    if (x->ndim != 4 || w->ndim != 4 || y->ndim != 4) return dnnl_unimplemented;
-    /* weights must be known now to be reordered once */
-    if (!is_const(p, s->in[1]) || (b && !is_const(p, bi))) return dnnl_unimplemented;
-    int64_t G = it_attr_int(n, "group", 1);
-    int64_t C = x->dims[1], M = w->dims[0];
-    if (G < 1 || C % G || M % G || w->dims[1] != C / G || y->dims[1] != M ||
-        y->dims[0] != x->dims[0] || (b && it_tensor_numel(b) != M))
-        return dnnl_unimplemented;
-    const int64_t *ks = NULL;
-    if (it_attr_ints(n, "kernel_shape", &ks) == 2 && (ks[0] != w->dims[2] || ks[1] != w->dims[3]))
-        return dnnl_unimplemented;
-    int64_t k[2] = {w->dims[2], w->dims[3]};
-    dnnl_dims_t strides, dil, pl, pr;
-    if (!spatial(n, x, y, k, strides, dil, pl, pr)) return dnnl_unimplemented;
+    conv_geom cg;
+    if (!conv_geometry(p, i, &cg)) return dnnl_unimplemented;
+    if (g->qconv[i]) return build_conv_int8(g, i, cs, &cg, what);
+    const it_tensor *w = &p->t[s->in[1]], *b = cg.bi >= 0 ? &p->t[cg.bi] : NULL;
 
     dnnl_status_t st = dnnl_success;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_memory_desc_t src_md, dst_md, w_any, w_user, b_md;
     int lx = in_layout(g, i, 0);
+    dnnl_data_type_t wdt = lx == BLOCKED ? g->act_dt : dnnl_f32;
     exec *e = new_exec(cs);
     TRY("exec slot", e ? dnnl_success : dnnl_out_of_memory);
     TRY("memory descriptor", act_md(g, s->in[0], lx, &src_md));
     TRY("memory descriptor", act_md(g, s->out[0], cs->layout, &dst_md));
-    if (G == 1) {
-        dnnl_dims_t wd = {M, C, k[0], k[1]};
-        TRY("memory descriptor", dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, dnnl_format_tag_any));
-        TRY("memory descriptor", dnnl_memory_desc_init_by_tag(&w_user, 4, wd, dnnl_f32, dnnl_oihw));
-    } else {
-        dnnl_dims_t wd = {G, M / G, C / G, k[0], k[1]};
-        TRY("memory descriptor", dnnl_memory_desc_init_by_tag(&w_any, 5, wd, dnnl_f32, dnnl_format_tag_any));
-        TRY("memory descriptor", dnnl_memory_desc_init_by_tag(&w_user, 5, wd, dnnl_f32, dnnl_goihw));
-    }
+    TRY("memory descriptor", conv_weights_mds(&cg, wdt, &w_any, &w_user));
     if (b) {
-        dnnl_dims_t bd = {M};
+        dnnl_dims_t bd = {cg.M};
         TRY("memory descriptor", dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x));
     }
     dnnl_convolution_desc_t cd;
     TRY("convolution descriptor",
         dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
                                                    &src_md, &w_any, b ? &b_md : NULL, &dst_md,
-                                                   strides, dil, pl, pr));
+                                                   cg.strides, cg.dil, cg.pl, cg.pr));
     TRY("attributes", make_attr(&attr, s->activation == IT_ACT_SILU));
-    TRY("convolution primitive descriptor", dnnl_primitive_desc_create(&pd, &cd, attr, g->engine, NULL));
+    dnnl_status_t ps = dnnl_primitive_desc_create(&pd, &cd, attr, g->engine, NULL);
+    /* a reduced precision that oneDNN cannot run here is the caller's error, not a
+     * reason to fall back to fp32 behind its back */
+    if (ps != dnnl_success && wdt != dnnl_f32) g->unsupported = i + 1;
+    TRY("convolution primitive descriptor", ps);
     const dnnl_memory_desc_t *w_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     cs->weights = it_aligned_alloc(dnnl_memory_desc_get_size(w_md));
     TRY("weights allocation", cs->weights ? dnnl_success : dnnl_out_of_memory);
-    TRY("weights reorder", reorder_once(g, &w_user, w->data, w_md, cs->weights));
+    TRY("weights reorder", reorder_once(g, &w_user, w->data, w_md, cs->weights, NULL));
     TRY("memory", add_mem(g, e, DNNL_ARG_SRC, &src_md, act_data(g, s->in[0], lx)));
     TRY("memory", add_mem(g, e, DNNL_ARG_WEIGHTS, w_md, cs->weights));
     if (b) TRY("memory", add_mem(g, e, DNNL_ARG_BIAS, &b_md, b->data));
@@ -401,6 +473,95 @@ static dnnl_status_t build_conv(cpu_prog *g, int i, cpu_step *cs, const char **w
 out:
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
+/* int8: u8 source (the input's calibrated copy, zero point read at run time), s8 weights
+ * quantized per output channel once, output scales src_scale * w_scale[oc], the bias in
+ * accumulator units (oneDNN 2.x computes oscale * (acc + bias)), the SiLU post-op, and a
+ * fp32 channels-last output, or the u8 copy its int8 readers want, requantized by a linear
+ * post-op. Returns dnnl_unimplemented when oneDNN only has its reference int8 kernel
+ * here (slower than fp32): the step then runs fp32. */
+static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const conv_geom *cg, const char **what) {
+    const it_plan *p = g->p;
+    const it_plan_step *s = &p->steps[i];
+    int x = s->in[0], y = s->out[0];
+    const it_tensor *w = &p->t[s->in[1]], *b = cg->bi >= 0 ? &p->t[cg->bi] : NULL;
+    int64_t M = cg->M, per = it_tensor_numel(w) / M;
+    dnnl_status_t st = dnnl_success;
+    dnnl_primitive_attr_t attr = NULL, wattr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_post_ops_t ops = NULL;
+    dnnl_memory_desc_t src_md, dst_md, w_any, w_user, b_md, z_md;
+    float *ws = it_malloc(2 * (size_t)M * sizeof *ws), *os = ws ? ws + M : NULL;
+    exec *e = new_exec(cs);
+    cs->bias = it_aligned_alloc((size_t)M * sizeof *cs->bias);
+    TRY("scales", ws && cs->bias ? dnnl_success : dnnl_out_of_memory);
+    TRY("exec slot", e ? dnnl_success : dnnl_out_of_memory);
+    const float *wv = w->data, *bv = b ? b->data : NULL;
+    for (int64_t oc = 0; oc < M; oc++) {
+        float mx = 0.0f;
+        for (int64_t j = 0; j < per; j++) mx = IT_MAX(mx, fabsf(wv[oc * per + j]));
+        float sw = mx > 0.0f ? mx / 127.0f : 1.0f;
+        ws[oc] = 1.0f / sw;            /* the weights reorder multiplies by it */
+        os[oc] = g->qs[x] * sw;
+        cs->bias[oc] = bv ? bv[oc] / os[oc] : 0.0f;
+    }
+    TRY("memory descriptor", q_md(g, x, &src_md));
+    TRY("memory descriptor", g->prod_q[y] ? q_md(g, y, &dst_md) : act_md(g, y, cs->layout, &dst_md));
+    TRY("memory descriptor", conv_weights_mds(cg, dnnl_s8, &w_any, &w_user));
+    dnnl_dims_t bd = {M};
+    TRY("memory descriptor", dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x));
+    TRY("memory descriptor", zp_md(&z_md));
+    dnnl_convolution_desc_t cd;
+    TRY("convolution descriptor",
+        dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                   &src_md, &w_any, &b_md, &dst_md,
+                                                   cg->strides, cg->dil, cg->pl, cg->pr));
+    TRY("attributes", make_attr(&attr, 0));
+    TRY("output scales", dnnl_primitive_attr_set_output_scales(attr, M, 1 << 1, os));
+    TRY("post-ops", dnnl_post_ops_create(&ops));
+    if (s->activation == IT_ACT_SILU) TRY("post-ops", dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_swish, 1.0f, 0.0f));
+    if (g->prod_q[y]) {
+        TRY("post-ops", dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_linear, 1.0f / g->qs[y], (float)g->qz[y]));
+        /* beyond the calibrated range: saturate at what the readers may take */
+        if (g->levels < 255)
+            TRY("post-ops", dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_clip, 0.0f, (float)g->levels));
+    }
+    TRY("post-ops", dnnl_primitive_attr_set_post_ops(attr, ops));
+    if (g->qz[x]) {
+        const int32_t rt = DNNL_RUNTIME_S32_VAL;
+        TRY("zero points", dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt));
+    }
+    if (dnnl_primitive_desc_create(&pd, &cd, attr, g->engine, NULL) != dnnl_success) {
+        st = dnnl_unimplemented;
+        goto out;
+    }
+    const char *impl = "";
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !strncmp(impl, "ref", 3)) {
+        st = dnnl_unimplemented;
+        goto out;
+    }
+    const dnnl_memory_desc_t *w_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    cs->weights = it_aligned_alloc(dnnl_memory_desc_get_size(w_md));
+    TRY("weights allocation", cs->weights ? dnnl_success : dnnl_out_of_memory);
+    /* f32 -> s8 with per-channel scales; the reorder also applies oneDNN's scale
+     * adjustment and compensation on ISAs without VNNI */
+    TRY("attributes", dnnl_primitive_attr_create(&wattr));
+    TRY("weights scales", dnnl_primitive_attr_set_output_scales(wattr, M, cg->G == 1 ? 1 : 3, ws));
+    TRY("weights reorder", reorder_once(g, &w_user, w->data, w_md, cs->weights, wattr));
+    TRY("memory", add_mem(g, e, DNNL_ARG_SRC, &src_md, g->q[x]));
+    TRY("memory", add_mem(g, e, DNNL_ARG_WEIGHTS, w_md, cs->weights));
+    TRY("memory", add_mem(g, e, DNNL_ARG_BIAS, &b_md, cs->bias));
+    TRY("memory", add_mem(g, e, DNNL_ARG_DST, &dst_md, g->prod_q[y] ? g->q[y] : act_data(g, y, cs->layout)));
+    if (g->qz[x]) TRY("memory", add_mem(g, e, DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, &z_md, &g->qz[x]));
+    TRY("convolution primitive", make_prim(e, pd));
+out:
+    if (ops) dnnl_post_ops_destroy(ops);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (wattr) dnnl_primitive_attr_destroy(wattr);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    it_free(ws);
     return st;
 }
 
@@ -635,6 +796,23 @@ static dnnl_status_t build_concat(cpu_prog *g, int i, cpu_step *cs, const char *
             TRY("memory descriptor", act_md(g, v, lx, &smd));
             TRY("memory descriptor", act_md(g, v, BLOCKED, &dmd));
             TRY("reorder", add_reorder(g, cs, &smd, act_data(g, v, lx), &dmd, dst));
+        }
+        return dnnl_success;
+    }
+    if (cs->layout == BLOCKED && g->block == 1 && ax == 1) {
+        /* channels-last: oneDNN's concat falls back to a slow generic copy there, while
+         * a reorder into each input's window of the output (a strided view) is a jit one */
+        dnnl_memory_desc_t dmd, smd, sub;
+        TRY("memory descriptor", act_md(g, s->out[0], BLOCKED, &dmd));
+        int64_t off = 0;
+        for (int k = 0; k < s->n_in; k++) {
+            int v = s->in[k], lx = in_layout(g, i, k);
+            const it_tensor *t = &p->t[v];
+            dnnl_dims_t dims = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]}, offs = {0, off, 0, 0};
+            TRY("memory descriptor", act_md(g, v, lx, &smd));
+            TRY("submemory descriptor", dnnl_memory_desc_init_submemory(&sub, &dmd, dims, offs));
+            TRY("reorder", add_reorder(g, cs, &smd, act_data(g, v, lx), &sub, act_data(g, s->out[0], BLOCKED)));
+            off += t->dims[1];
         }
         return dnnl_success;
     }
@@ -909,12 +1087,47 @@ static unsigned blockable(const cpu_prog *g, int i) {
     }
 }
 
+/* u8 quantization of a calibrated range onto [0, levels]: zero must be exact (padding,
+ * ReLU-like tails), so the range is widened to hold it and the zero point rounded. */
+static void quant_params(float lo, float hi, int levels, float *scale, int32_t *zp) {
+    lo = IT_MIN(lo, 0.0f), hi = IT_MAX(hi, 0.0f);
+    float sc = (hi - lo) / (float)levels;
+    if (!(sc > 1e-12f)) sc = 1e-12f;   /* a constant-zero input (or NaN ranges) */
+    float z = nearbyintf(-lo / sc);
+    *scale = sc;
+    *zp = (int32_t)IT_MIN(IT_MAX(z, 0.0f), (float)levels);
+}
+
+/* The largest u8 an int8 Conv may read. Without VNNI oneDNN multiplies with vpmaddubsw,
+ * whose int16 sum of two u8*s8 products saturates past 32767: 255*127*2 would (the image
+ * layer hits it all the time), 127*127*2 cannot. VNNI accumulates in int32. */
+static int quant_levels(void) {
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    int vnni = (isa & dnnl_cpu_isa_avx512_core_vnni) == dnnl_cpu_isa_avx512_core_vnni ||
+               (isa & dnnl_cpu_isa_avx2_vnni) == dnnl_cpu_isa_avx2_vnni;
+    return vnni ? 255 : 127;
+}
+
+/* Step i is a Conv that runs int8: calibration covers its input and oneDNN has not
+ * refused it before. */
+static int int8_candidate(const cpu_prog *g, int i) {
+    const it_plan *p = g->p;
+    const it_plan_step *s = &p->steps[i];
+    float lo, hi;
+    conv_geom cg;
+    return g->prec == IT_PREC_INT8 && g->calib && s->def && s->def->id == IT_OP_CONV && !g->no_int8[i] &&
+           s->n_in >= 2 && s->in[0] >= 0 && p->t[s->in[0]].ndim == 4 &&
+           it_calib_range(g->calib, p->g->values[s->in[0]].name, &lo, &hi) == 0 && conv_geometry(p, i, &cg);
+}
+
 static void plan_layouts(cpu_prog *g) {
     const it_plan *p = g->p;
     int nv = p->g->n_values;
     memset(g->prod, PLAIN, (size_t)nv);
     memset(g->has_plain, 0, (size_t)nv);
     memset(g->has_blk, 0, (size_t)nv);
+    memset(g->has_q, 0, (size_t)nv);
+    memset(g->prod_q, 0, (size_t)nv);
     for (int i = 0; i < p->n_steps; i++) {
         const it_plan_step *s = &p->steps[i];
         cpu_step *cs = &g->steps[i];
@@ -926,6 +1139,8 @@ static void plan_layouts(cpu_prog *g) {
                 if ((cs->act_mask >> k & 1u) && g->prod[s->in[k]] == BLOCKED) blocked = 1;
             cs->layout = blocked ? BLOCKED : PLAIN;
         }
+        /* int8 Convs work channels-last, which is then the blocked layout */
+        g->qconv[i] = cs->layout == BLOCKED && int8_candidate(g, i);
         for (int k = 0; k < s->n_out; k++)
             if (s->out[k] >= 0) g->prod[s->out[k]] = (uint8_t)cs->layout;
     }
@@ -937,26 +1152,42 @@ static void plan_layouts(cpu_prog *g) {
         for (int k = 0; k < s->n_in; k++) {
             int v = s->in[k];
             if (v < 0) continue;
+            if (k == 0 && g->qconv[i]) {
+                float lo = 0.0f, hi = 0.0f;
+                it_calib_range(g->calib, p->g->values[v].name, &lo, &hi);
+                quant_params(lo, hi, g->levels, &g->qs[v], &g->qz[v]);
+                g->has_q[v] = 1;
+                continue;
+            }
             int want = cs->layout == BLOCKED && (cs->act_mask >> k & 1u) ? BLOCKED : PLAIN;
-            /* the first Conv reads the few channels of the image as they are */
-            if (want == BLOCKED && s->def->id == IT_OP_CONV && g->prod[v] == PLAIN && p->t[v].dims[1] < g->block)
+            /* the first Conv reads the few channels of the image as they are (in fp32:
+             * bf16 convolutions need a bf16 source) */
+            if (want == BLOCKED && s->def->id == IT_OP_CONV && g->prod[v] == PLAIN && p->t[v].dims[1] < g->block &&
+                g->act_dt == dnnl_f32)
                 want = PLAIN;
             if (want == BLOCKED) g->has_blk[v] = 1;
             else g->has_plain[v] = 1;
         }
     }
+    /* an int8 Conv's output that only int8 Convs read is written as their u8 copy */
+    for (int i = 0; i < p->n_steps; i++) {
+        int y = p->steps[i].n_out > 0 ? p->steps[i].out[0] : -1;
+        if (g->qconv[i] && y >= 0 && g->has_q[y] && !g->has_plain[y] && !g->has_blk[y]) g->prod_q[y] = 1;
+    }
     for (int v = 0; v < nv; v++) {
+        if (g->prod_q[v]) continue;
         if (g->prod[v] == BLOCKED) g->has_blk[v] = 1;
         else if (p->offset[v] >= 0 || p->t[v].data) g->has_plain[v] = 1;
     }
 }
 
 static void free_blocked(cpu_prog *g) {
-    if (!g->blk) return;
+    if (!g->blk || !g->q || !g->q_owned) return;   /* compile failed before they were set up */
     for (int v = 0; v < g->p->g->n_values; v++) {
         if (g->blk_owned[v]) it_aligned_free(g->blk[v]);
-        g->blk[v] = NULL;
-        g->blk_owned[v] = g->aliased[v] = 0;
+        if (g->q_owned[v]) it_aligned_free(g->q[v]);
+        g->blk[v] = g->q[v] = NULL;
+        g->blk_owned[v] = g->aliased[v] = g->q_owned[v] = 0;
     }
     for (int i = 0; i < g->p->n_steps; i++) g->steps[i].sliced = 0;
 }
@@ -968,14 +1199,15 @@ static int64_t slice_offset(const cpu_prog *g, int i, int k) {
     const it_plan *p = g->p;
     const it_plan_step *s = &p->steps[i];
     const it_tensor *y = &p->t[s->out[0]];
-    if (g->steps[i].layout != BLOCKED || s->def->id != IT_OP_CONCAT || y->dims[0] != 1) return -1;
+    /* channels-last parts are not contiguous */
+    if (g->steps[i].layout != BLOCKED || s->def->id != IT_OP_CONCAT || y->dims[0] != 1 || g->block < 2) return -1;
     int64_t ch = 0;
     for (int j = 0; j < k; j++) {
         int64_t c = p->t[s->in[j]].dims[1];
         if (c % g->block) return -1;   /* the next part would start inside a block */
         ch += c;
     }
-    return ch * y->dims[2] * y->dims[3] * (int64_t)sizeof(float);
+    return ch * y->dims[2] * y->dims[3] * (int64_t)g->act_size;
 }
 
 /* Sliced Concats: the output gets a buffer of ours (it must outlive its inputs'
@@ -1035,17 +1267,65 @@ static itscam_status place_blocked(cpu_prog *g) {
         memset(g->blk[v], 0, need);   /* oneDNN keeps the channel padding zero */
         g->blk_owned[v] = 1;
     }
+    /* u8 copies: the arena slot when they are the only copy, else a buffer of ours */
+    for (int v = 0; v < p->g->n_values; v++) {
+        if (!g->has_q[v] || g->q[v]) continue;
+        dnnl_memory_desc_t md;
+        dnnl_status_t s = q_md(g, v, &md);
+        if (s != dnnl_success)
+            return it_err(ITSCAM_ERR_BACKEND, "cpu backend: value '%s': oneDNN memory descriptor failed: status %d",
+                          p->g->values[v].name, (int)s);
+        size_t need = dnnl_memory_desc_get_size(&md);
+        if (!g->has_plain[v] && !g->has_blk[v] && p->offset[v] >= 0 && need <= p->t[v].nbytes) {
+            g->q[v] = p->t[v].data;
+            continue;
+        }
+        g->q[v] = it_aligned_alloc(need);
+        if (!g->q[v]) return it_err(ITSCAM_ERR_NOMEM, "cpu backend: %zu bytes for a u8 copy of '%s'", need,
+                                    p->g->values[v].name);
+        g->q_owned[v] = 1;
+    }
     return ITSCAM_OK;
 }
 
-/* The reorder that makes v's second copy, appended to its producer's execs. */
+/* The quantizing reorder that makes v's u8 copy from the copy its producer writes:
+ * u8 = x / qs + qz, rounded and saturated. */
+static dnnl_status_t add_quantize(cpu_prog *g, cpu_step *cs, int v) {
+    int from = g->prod[v];
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_desc_t smd, dmd, zmd;
+    float inv = 1.0f / g->qs[v];
+    const int32_t rt = DNNL_RUNTIME_S32_VAL;
+    exec *e = new_exec(cs);
+    dnnl_status_t s = e ? make_attr(&attr, 0) : dnnl_out_of_memory;
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &inv);
+    if (s == dnnl_success && g->qz[v]) s = dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &rt);
+    if (s == dnnl_success) s = act_md(g, v, from, &smd);
+    if (s == dnnl_success) s = q_md(g, v, &dmd);
+    if (s == dnnl_success) s = zp_md(&zmd);
+    if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&pd, &smd, g->engine, &dmd, g->engine, attr);
+    if (s == dnnl_success) s = add_mem(g, e, DNNL_ARG_FROM, &smd, act_data(g, v, from));
+    if (s == dnnl_success) s = add_mem(g, e, DNNL_ARG_TO, &dmd, g->q[v]);
+    if (s == dnnl_success && g->qz[v]) s = add_mem(g, e, DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, &zmd, &g->qz[v]);
+    if (s == dnnl_success) s = make_prim(e, pd);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
+/* The reorders that make v's other copies, appended to its producer's execs. */
 static dnnl_status_t add_conversion(cpu_prog *g, cpu_step *cs, int v) {
     int from = g->prod[v], to = from == BLOCKED ? PLAIN : BLOCKED;
-    if (from == BLOCKED ? !g->has_plain[v] : !g->has_blk[v]) return dnnl_success;
-    dnnl_memory_desc_t smd, dmd;
-    dnnl_status_t s = act_md(g, v, from, &smd);
-    if (s == dnnl_success) s = act_md(g, v, to, &dmd);
-    if (s == dnnl_success) s = add_reorder(g, cs, &smd, act_data(g, v, from), &dmd, act_data(g, v, to));
+    dnnl_status_t s = dnnl_success;
+    if (g->prod_q[v]) return s;
+    if (from == BLOCKED ? g->has_plain[v] : g->has_blk[v]) {
+        dnnl_memory_desc_t smd, dmd;
+        s = act_md(g, v, from, &smd);
+        if (s == dnnl_success) s = act_md(g, v, to, &dmd);
+        if (s == dnnl_success) s = add_reorder(g, cs, &smd, act_data(g, v, from), &dmd, act_data(g, v, to));
+    }
+    if (s == dnnl_success && g->has_q[v]) s = add_quantize(g, cs, v);
     return s;
 }
 
@@ -1066,6 +1346,9 @@ static void cpu_destroy(void *vp) {
     it_free(g->execs);
     it_free(g->prod);
     it_free(g->blk);
+    it_free(g->q);
+    it_free(g->qs);
+    it_free(g->qz);
     it_aligned_free(g->scratch);
     if (g->stream) dnnl_stream_destroy(g->stream);
     if (g->engine) dnnl_engine_destroy(g->engine);
@@ -1128,6 +1411,8 @@ static dnnl_format_tag_t probe_layout(cpu_prog *g, int64_t *block) {
     return tag;
 }
 
+static const char *isa_name(dnnl_cpu_isa_t isa);
+
 /* Build every step for the current layout plan. Returns 1 (and marks the step) when a
  * step planned blocked cannot be built that way: the plan must be redone. */
 static int build_steps(cpu_prog *g, itscam_status *st) {
@@ -1140,10 +1425,22 @@ static int build_steps(cpu_prog *g, itscam_status *st) {
         if (build) {
             const char *what = "primitive";
             dnnl_status_t ds = build(g, i, cs, &what);
+            if (g->unsupported) {
+                *st = it_err(ITSCAM_ERR_UNSUPPORTED, "node '%s' (%s): oneDNN has no %s %s on this machine (isa %s)",
+                             it_node_label(s->node), s->node->op_type, g->prec == IT_PREC_BF16 ? "bf16" : "int8",
+                             s->node->op_type, isa_name(dnnl_get_effective_cpu_isa()));
+                return 0;
+            }
             if (ds == dnnl_success) {
                 cs->native = 1;
             } else if (ds == dnnl_unimplemented) {
                 step_reset(cs);
+                if (g->qconv[i]) {
+                    /* no fast int8 kernel for this one: fp32, and plan again */
+                    it_log(ITSCAM_LOG_DEBUG, "cpu: node '%s' runs fp32 (no int8 kernel)", it_node_label(s->node));
+                    g->no_int8[i] = 1;
+                    return 1;
+                }
                 if (cs->layout == BLOCKED) {
                     g->force_plain[i] = 1;
                     return 1;
@@ -1184,17 +1481,25 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     if (!g) return it_err(ITSCAM_ERR_NOMEM, "cpu backend: program");
     g->p = p;
     g->threads = opts && opts->threads > 0 ? opts->threads : it_cpu_default_threads();
+    g->prec = opts ? opts->precision : IT_PREC_FP32;
+    g->calib = opts ? opts->calib : NULL;
+    g->act_dt = g->prec == IT_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
+    g->act_size = g->prec == IT_PREC_BF16 ? 2 : 4;
     size_t nv = p->g->n_values > 0 ? (size_t)p->g->n_values : 1, ns = p->n_steps > 0 ? (size_t)p->n_steps : 1;
-    /* exec slots: a step's primitives (one per output for Split) and one conversion per
-     * output; the head converts graph inputs */
-    int n_execs = p->g->n_inputs;
-    for (int i = 0; i < p->n_steps; i++) n_execs += 2 * p->steps[i].n_out + 1;
+    /* exec slots: a step's primitives (one per output for Split, one per copied input for
+     * a sliced Concat) and two conversions per output (the other layout, the u8 copy);
+     * the head converts graph inputs */
+    int n_execs = 2 * p->g->n_inputs;
+    for (int i = 0; i < p->n_steps; i++) n_execs += 3 * p->steps[i].n_out + p->steps[i].n_in + 1;
     g->steps = it_calloc(ns, sizeof *g->steps);
     g->execs = it_calloc(n_execs > 0 ? (size_t)n_execs : 1, sizeof *g->execs);
-    g->prod = it_calloc(5 * nv + ns, 1);
+    g->prod = it_calloc(8 * nv + 3 * ns, 1);
     g->blk = it_calloc(nv, sizeof *g->blk);
+    g->q = it_calloc(nv, sizeof *g->q);
+    g->qs = it_calloc(nv, sizeof *g->qs);
+    g->qz = it_calloc(nv, sizeof *g->qz);
     itscam_status st = ITSCAM_OK;
-    if (!g->steps || !g->execs || !g->prod || !g->blk) {
+    if (!g->steps || !g->execs || !g->prod || !g->blk || !g->q || !g->qs || !g->qz) {
         st = it_err(ITSCAM_ERR_NOMEM, "cpu backend: %d steps", p->n_steps);
         goto fail;
     }
@@ -1202,12 +1507,17 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     g->has_blk = g->prod + 2 * nv;
     g->blk_owned = g->prod + 3 * nv;
     g->aliased = g->prod + 4 * nv;
-    g->force_plain = g->prod + 5 * nv;
+    g->has_q = g->prod + 5 * nv;
+    g->prod_q = g->prod + 6 * nv;
+    g->q_owned = g->prod + 7 * nv;
+    g->force_plain = g->prod + 8 * nv;
+    g->qconv = g->force_plain + ns;
+    g->no_int8 = g->qconv + ns;
     exec *slot = g->execs;
-    g->head.ex = slot, g->head.cap_ex = p->g->n_inputs, slot += p->g->n_inputs;
+    g->head.ex = slot, g->head.cap_ex = 2 * p->g->n_inputs, slot += 2 * p->g->n_inputs;
     for (int i = 0; i < p->n_steps; i++) {
         g->steps[i].ex = slot;
-        g->steps[i].cap_ex = 2 * p->steps[i].n_out + 1;
+        g->steps[i].cap_ex = 3 * p->steps[i].n_out + p->steps[i].n_in + 1;
         slot += g->steps[i].cap_ex;
     }
     dnnl_status_t ds = dnnl_engine_create(&g->engine, dnnl_cpu, 0);
@@ -1218,6 +1528,15 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     }
     g->block = 1;
     g->tag = probe_layout(g, &g->block);
+    g->levels = quant_levels();
+    if (g->prec == IT_PREC_INT8)
+        for (int i = 0; i < p->n_steps; i++)
+            if (int8_candidate(g, i)) {
+                /* oneDNN's int8 convolutions read and write channels-last: so does
+                 * everything between them */
+                g->tag = dnnl_acdb, g->block = 1;
+                break;
+            }
     omp_set_fn set = omp_set_threads();
     omp_get_fn get = omp_get_threads();
     int old_threads = get ? get() : 0;
@@ -1305,6 +1624,13 @@ int it_cpu_step_blocked(const void *prog, int i) {
     return it_cpu_step_native(prog, i) && g->steps[i].layout == BLOCKED;
 }
 
+it_precision it_cpu_step_precision(const void *prog, int i) {
+    const cpu_prog *g = prog;
+    if (!it_cpu_step_native(prog, i)) return IT_PREC_FP32;
+    if (g->qconv[i]) return IT_PREC_INT8;
+    return g->steps[i].layout == BLOCKED && g->act_dt == dnnl_bf16 ? IT_PREC_BF16 : IT_PREC_FP32;
+}
+
 static const char *isa_name(dnnl_cpu_isa_t isa) {
     switch (isa) {
     case dnnl_cpu_isa_sse41: return "sse41";
@@ -1329,12 +1655,26 @@ itscam_status it_cpu_describe(char *buf, size_t n) {
     return ITSCAM_OK;
 }
 
+/* oneDNN's ISA levels are nested bit sets. bf16 counts only with native bf16 (AVX512-BF16
+ * or AMX): on plain AVX-512 oneDNN emulates it, slower than fp32. int8 has jit kernels
+ * from AVX2 up (VNNI and AMX make them faster still). */
+static int cpu_supports(it_precision prec) {
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    switch (prec) {
+    case IT_PREC_FP32: return 1;
+    case IT_PREC_BF16: return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+    case IT_PREC_INT8: return (isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2;
+    default: return 0;
+    }
+}
+
 const it_backend it_backend_cpu = {
     .version = 1,
     .name = "cpu",
-    .description = "oneDNN (Intel/UXL deep neural network library) on the CPU, fp32",
+    .description = "oneDNN (Intel/UXL deep neural network library) on the CPU, fp32, bf16 and int8",
     .available = NULL,
     .compile = cpu_compile,
     .run = cpu_run,
     .destroy = cpu_destroy,
+    .supports = cpu_supports,
 };

@@ -22,4 +22,8 @@ int it_cpu_step_native(const void *prog, int i);
  * (nChw8c, nChw16c...) rather than plain NCHW (for tests and profiling). */
 int it_cpu_step_blocked(const void *prog, int i);
 
+/* The precision step i of a compiled cpu program computes in: IT_PREC_INT8 for a Conv
+ * run as an int8 convolution, IT_PREC_BF16 for a step on bf16 activations, else fp32. */
+it_precision it_cpu_step_precision(const void *prog, int i);
+
 #endif
