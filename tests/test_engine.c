@@ -117,6 +117,10 @@ static void check_threads(void) {
     itscam_model *m = NULL;
     CHECK_OK(itscam_model_load(mp, &m));
     if (m && in && ref) {
+        /* the first session prepares the weights; the others share them */
+        thread_arg one = { m, in, ref, 0, 0 };
+        thread_main(&one);
+        size_t shared_bytes = it_weight_cache_bytes(m->weights);
         pthread_t th[3];
         thread_arg args[3];
         for (int i = 0; i < 3; i++) {
@@ -127,6 +131,8 @@ static void check_threads(void) {
             pthread_join(th[i], NULL);
             CHECKF(args[i].status == 0 && args[i].err <= 1e-4, "thread %d: status %d err %g", i, args[i].status, args[i].err);
         }
+        printf("weights shared by 4 sessions: %zu bytes (%zu after the first)\n", it_weight_cache_bytes(m->weights), shared_bytes);
+        CHECK(it_weight_cache_bytes(m->weights) == shared_bytes);
     }
     itscam_model_free(m);
     it_free(in);

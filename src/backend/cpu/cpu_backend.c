@@ -56,7 +56,8 @@ typedef struct cpu_step {
                                        * conversions of its outputs for their consumers */
     int n_ex, cap_ex;
     exec *ex;                         /* a slice of cpu_prog.execs */
-    void *weights;                    /* weights reordered to oneDNN's layout (owned) */
+    void *weights;                    /* weights reordered to oneDNN's layout */
+    int weights_owned;                /* 0 when they live in the model's shared cache */
     float *bias;                      /* int8: bias in accumulator units (owned) */
 } cpu_step;
 
@@ -82,6 +83,7 @@ typedef struct cpu_prog {
     /* precision */
     it_precision prec;
     const it_calib *calib;
+    it_weight_cache *wcache;          /* the model's shared weights (NULL: own copies) */
     int levels;                       /* int8: u8 copies hold [0, levels] */
     dnnl_data_type_t act_dt;          /* of the blocked copies: f32, or bf16 */
     size_t act_size;                  /* its bytes per element */
@@ -265,9 +267,10 @@ static void exec_clear(exec *e) {
 /* Forget everything built for the step, keeping its exec slots and layout plan. */
 static void step_reset(cpu_step *cs) {
     for (int k = 0; k < cs->n_ex; k++) exec_clear(&cs->ex[k]);
-    it_aligned_free(cs->weights);
+    if (cs->weights_owned) it_aligned_free(cs->weights);
     it_aligned_free(cs->bias);
     cs->weights = NULL;
+    cs->weights_owned = 0;
     cs->bias = NULL;
     cs->n_ex = cs->n_main = 0;
     cs->native = 0;
@@ -339,6 +342,47 @@ static dnnl_status_t reorder_once(cpu_prog *g, const dnnl_memory_desc_t *smd, co
     if (prim) dnnl_primitive_destroy(prim);
     if (pd) dnnl_primitive_desc_destroy(pd);
     return s;
+}
+
+typedef struct weight_job {
+    cpu_prog *g;
+    const dnnl_memory_desc_t *smd, *dmd;
+    const void *src;
+    const_dnnl_primitive_attr_t attr;
+} weight_job;
+
+static itscam_status fill_weights(void *dst, size_t bytes, void *ctx) {
+    weight_job *j = ctx;
+    (void)bytes;
+    dnnl_status_t s = reorder_once(j->g, j->smd, j->src, j->dmd, dst, j->attr);
+    return s == dnnl_success ? ITSCAM_OK : it_err(ITSCAM_ERR_BACKEND, "oneDNN weight reorder failed: status %d", (int)s);
+}
+
+/* Weights of step i in the layout (and precision) of dmd: from the model's cache, so
+ * that every session of the model shares one copy, or owned when there is no cache.
+ * The key holds everything the bytes depend on: the node, the precision and the
+ * destination descriptor (layout, data type, padding). */
+static dnnl_status_t prepare_weights(cpu_prog *g, int i, cpu_step *cs, const dnnl_memory_desc_t *smd, const void *src,
+                                     const dnnl_memory_desc_t *dmd, const_dnnl_primitive_attr_t attr) {
+    size_t bytes = dnnl_memory_desc_get_size(dmd);
+    if (!g->wcache) {
+        cs->weights = it_aligned_alloc(bytes);
+        if (!cs->weights) return dnnl_out_of_memory;
+        cs->weights_owned = 1;
+        return reorder_once(g, smd, src, dmd, cs->weights, attr);
+    }
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the descriptor's bytes */
+    const unsigned char *b = (const unsigned char *)dmd;
+    for (size_t k = 0; k < sizeof *dmd; k++) h = (h ^ b[k]) * 1099511628211ull;
+    char key[512];
+    snprintf(key, sizeof key, "cpu/%d/%d/%d:%s/%zu/%016llx", (int)g->prec, g->levels, i, g->p->steps[i].node->name,
+             bytes, (unsigned long long)h);
+    weight_job j = { g, smd, dmd, src, attr };
+    const void *w = NULL;
+    if (it_weight_cache_get(g->wcache, key, bytes, fill_weights, &j, &w) != ITSCAM_OK) return dnnl_out_of_memory;
+    cs->weights = (void *)w; /* read only: oneDNN takes a non-const handle */
+    cs->weights_owned = 0;
+    return dnnl_success;
 }
 
 /* ---- builders ------------------------------------------------------------------------ */
@@ -462,9 +506,7 @@ static dnnl_status_t build_conv(cpu_prog *g, int i, cpu_step *cs, const char **w
     if (ps != dnnl_success && wdt != dnnl_f32) g->unsupported = i + 1;
     TRY("convolution primitive descriptor", ps);
     const dnnl_memory_desc_t *w_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    cs->weights = it_aligned_alloc(dnnl_memory_desc_get_size(w_md));
-    TRY("weights allocation", cs->weights ? dnnl_success : dnnl_out_of_memory);
-    TRY("weights reorder", reorder_once(g, &w_user, w->data, w_md, cs->weights, NULL));
+    TRY("weights", prepare_weights(g, i, cs, &w_user, w->data, w_md, NULL));
     TRY("memory", add_mem(g, e, DNNL_ARG_SRC, &src_md, act_data(g, s->in[0], lx)));
     TRY("memory", add_mem(g, e, DNNL_ARG_WEIGHTS, w_md, cs->weights));
     if (b) TRY("memory", add_mem(g, e, DNNL_ARG_BIAS, &b_md, b->data));
@@ -543,13 +585,11 @@ static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const con
         goto out;
     }
     const dnnl_memory_desc_t *w_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    cs->weights = it_aligned_alloc(dnnl_memory_desc_get_size(w_md));
-    TRY("weights allocation", cs->weights ? dnnl_success : dnnl_out_of_memory);
     /* f32 -> s8 with per-channel scales; the reorder also applies oneDNN's scale
      * adjustment and compensation on ISAs without VNNI */
     TRY("attributes", dnnl_primitive_attr_create(&wattr));
     TRY("weights scales", dnnl_primitive_attr_set_output_scales(wattr, M, cg->G == 1 ? 1 : 3, ws));
-    TRY("weights reorder", reorder_once(g, &w_user, w->data, w_md, cs->weights, wattr));
+    TRY("weights", prepare_weights(g, i, cs, &w_user, w->data, w_md, wattr));
     TRY("memory", add_mem(g, e, DNNL_ARG_SRC, &src_md, g->q[x]));
     TRY("memory", add_mem(g, e, DNNL_ARG_WEIGHTS, w_md, cs->weights));
     TRY("memory", add_mem(g, e, DNNL_ARG_BIAS, &b_md, cs->bias));
@@ -1483,6 +1523,7 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     g->threads = opts && opts->threads > 0 ? opts->threads : it_cpu_default_threads();
     g->prec = opts ? opts->precision : IT_PREC_FP32;
     g->calib = opts ? opts->calib : NULL;
+    g->wcache = opts ? opts->weights : NULL;
     g->act_dt = g->prec == IT_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
     g->act_size = g->prec == IT_PREC_BF16 ? 2 : 4;
     size_t nv = p->g->n_values > 0 ? (size_t)p->g->n_values : 1, ns = p->n_steps > 0 ? (size_t)p->n_steps : 1;
