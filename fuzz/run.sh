@@ -22,6 +22,12 @@ for fz in "$BUILD"/fuzz/fuzz_*; do
       [ -f "$d/model.onnx" ] && cp "$d/model.onnx" "$WORK/$name/$(basename "$d").onnx"
     done
   fi
+  if [ "$name" = fuzz_request ]; then
+    # Byte 0 picks the parser (0 multipart, 1 KServe JSON, 2 KServe with a 2-byte JSON length).
+    printf '\000--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n\377\330\r\n--X\r\n--XyZ\r\nContent-Disposition: form-data; name="conf"\r\n\r\n0.5\r\n--XyZ--\r\n' >"$WORK/$name/multipart"
+    printf '\001{"id":"r1","parameters":{"detections":true,"priority":"urgent","conf":0.3},"inputs":[{"name":"images","datatype":"FP32","shape":[1,2,2],"data":[[0,0.5],[1,2]]}],"outputs":[{"name":"output0","parameters":{"binary_data":true}}]}' >"$WORK/$name/kserve_json"
+    printf '\002\134\000{"inputs":[{"name":"u","datatype":"UINT8","shape":[4],"parameters":{"binary_data_size":4}}]}\001\002\003\004' >"$WORK/$name/kserve_binary"
+  fi
   echo "fuzzing $name for ${SECONDS_EACH}s"
   "$fz" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$WORK/" "$WORK/$name" 2>"$WORK/$name.log" || {

@@ -7,7 +7,7 @@ PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
   libjpeg62-turbo-dev libpng-dev libjansson-dev libyaml-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
   libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libmosquitto-dev libhiredis-dev
-  python3 python3-numpy curl"
+  python3 python3-numpy curl openssl"
 # Node.js (for the ONNX Runtime peer) may come from elsewhere; only ask apt when it is absent.
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 missing=""

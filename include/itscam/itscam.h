@@ -181,6 +181,16 @@ ITSCAM_API itscam_status itscam_detect_image(itscam_detector *d, const itscam_im
 ITSCAM_API itscam_status itscam_detect_batch(itscam_detector *d, const itscam_image *imgs, int n,
                                              itscam_result *out);
 
+/* As itscam_detect_batch, with postprocessing parameters per image (conf, iou, max_det,
+ * agnostic_nms, classes; the backend, threads and precision fields are ignored). params
+ * may be NULL, and so may params[i]: the detector's own. A max_det above the detector's
+ * is capped at it. The server uses this to batch requests that ask for different things. */
+ITSCAM_API itscam_status itscam_detect_batch_params(itscam_detector *d, const itscam_image *imgs, int n,
+                                                    const itscam_detector_params *const *params,
+                                                    itscam_result *out);
+/* The detector's session, for raw tensor requests on the same weights and thread. */
+ITSCAM_API itscam_session *itscam_detector_session(itscam_detector *d);
+
 #ifdef __cplusplus
 }
 #endif

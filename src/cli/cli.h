@@ -20,6 +20,12 @@ int cli_eval(int argc, char **argv);
 void cli_eval_usage(FILE *f);
 int cli_calibrate(int argc, char **argv);
 void cli_calibrate_usage(FILE *f);
+int cli_serve(int argc, char **argv);
+void cli_serve_usage(FILE *f);
+int cli_config(int argc, char **argv);
+void cli_config_usage(FILE *f);
+int cli_performance(int argc, char **argv);
+void cli_performance_usage(FILE *f);
 
 /* A growable list of image paths. */
 typedef struct cli_paths {

@@ -137,19 +137,24 @@ static itscam_status ensure_scratch(itscam_detector *d, const itscam_image *img)
 }
 
 /* Decode one image's head (output 0, batch item b) into r. */
-static itscam_status postprocess(itscam_detector *d, int b, const it_letterbox *lb, int w, int h, itscam_result *r) {
+static itscam_status postprocess(itscam_detector *d, const itscam_detector_params *pp, int b, const it_letterbox *lb,
+                                 int w, int h, itscam_result *r) {
     const it_tensor *o = it_session_output(d->s, 0);
     if (!o || o->dtype != IT_F32 || o->ndim != 3)
         return it_err(ITSCAM_ERR_UNSUPPORTED, "%s: the output is not a [N,C,A] float tensor", d->m->g->path);
     int64_t per = o->dims[1] * o->dims[2];
     const float *head = (const float *)o->data + (size_t)b * (size_t)per;
-    r->dets = it_malloc(sizeof(itscam_detection) * (size_t)d->p.max_det);
+    /* Per-request parameters may lower max_det but never raise it past what the scratch
+     * was sized for. */
+    itscam_detector_params p = *pp;
+    if (p.max_det <= 0 || p.max_det > d->p.max_det) p.max_det = d->p.max_det;
+    r->dets = it_malloc(sizeof(itscam_detection) * (size_t)p.max_det);
     if (!r->dets) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
     r->width = w;
     r->height = h;
     itscam_status st;
     if (d->m->info.end2end) {
-        st = it_decode_end2end(head, (int)o->dims[1], &d->p, lb, w, h, r->dets, &r->count);
+        st = it_decode_end2end(head, (int)o->dims[1], &p, lb, w, h, r->dets, &r->count);
     } else {
         int nch = (int)o->dims[1], na = (int)o->dims[2];
         if (nch < 5) return it_err(ITSCAM_ERR_UNSUPPORTED, "%s: the head has %d channels; expected 4+classes", d->m->g->path, nch);
@@ -159,7 +164,7 @@ static itscam_status postprocess(itscam_detector *d, int b, const it_letterbox *
             if ((st = it_det_scratch_init(&d->ds, na, d->p.max_det)) != ITSCAM_OK) return st;
             d->ds_ready = 1;
         }
-        st = it_decode_yolo(head, nch, na, &d->p, lb, w, h, &d->ds, r->dets, &r->count);
+        st = it_decode_yolo(head, nch, na, &p, lb, w, h, &d->ds, r->dets, &r->count);
     }
     if (st != ITSCAM_OK) return st;
     for (int i = 0; i < r->count; i++) {
@@ -170,7 +175,8 @@ static itscam_status postprocess(itscam_detector *d, int b, const it_letterbox *
 }
 
 /* Run n images as one batch (n == 1 for static-batch models). */
-static itscam_status run_batch(itscam_detector *d, const itscam_image *imgs, int n, itscam_result *out) {
+static itscam_status run_batch(itscam_detector *d, const itscam_image *imgs, int n,
+                               const itscam_detector_params *const *params, itscam_result *out) {
     double t0 = it_now_ms();
     int64_t dims[4] = { n, 3, d->in_h, d->in_w };
     itscam_status st = it_session_prepare(d->s, dims);
@@ -191,7 +197,8 @@ static itscam_status run_batch(itscam_detector *d, const itscam_image *imgs, int
     double t2 = it_now_ms();
     for (int i = 0; i < n; i++) {
         double a = it_now_ms();
-        st = postprocess(d, i, &lbs[i], imgs[i].width, imgs[i].height, &out[i]);
+        const itscam_detector_params *pp = params && params[i] ? params[i] : &d->p;
+        st = postprocess(d, pp, i, &lbs[i], imgs[i].width, imgs[i].height, &out[i]);
         if (st != ITSCAM_OK) {
             for (int k = 0; k <= i; k++) itscam_result_clear(&out[k]);
             return st;
@@ -204,16 +211,31 @@ static itscam_status run_batch(itscam_detector *d, const itscam_image *imgs, int
 }
 
 itscam_status itscam_detect_batch(itscam_detector *d, const itscam_image *imgs, int n, itscam_result *out) {
+    return itscam_detect_batch_params(d, imgs, n, NULL, out);
+}
+
+itscam_session *itscam_detector_session(itscam_detector *d) {
+    return d ? d->s : NULL;
+}
+
+itscam_status itscam_detect_batch_params(itscam_detector *d, const itscam_image *imgs, int n,
+                                         const itscam_detector_params *const *params, itscam_result *out) {
     if (!d || !imgs || !out || n <= 0) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_detect_batch: bad arguments");
+    for (int i = 0; params && i < n; i++) {
+        const itscam_detector_params *p = params[i];
+        if (p && (!(p->conf >= 0 && p->conf <= 1) || !(p->iou >= 0 && p->iou <= 1) || p->num_classes_filter < 0 ||
+                  (p->num_classes_filter > 0 && !p->classes)))
+            return it_err(ITSCAM_ERR_INVALID_ARG, "image %d: detection parameters out of range", i);
+    }
     if (n > DETECT_MAX_BATCH) return it_err(ITSCAM_ERR_INVALID_ARG, "batch of %d exceeds the limit of %d", n, DETECT_MAX_BATCH);
     memset(out, 0, sizeof *out * (size_t)n);
     for (int i = 0; i < n; i++) {
         itscam_status st = check_image(&imgs[i]);
         if (st != ITSCAM_OK) return it_err_prefix(st, "image %d", i);
     }
-    if (d->dynamic_batch) return run_batch(d, imgs, n, out);
+    if (d->dynamic_batch) return run_batch(d, imgs, n, params, out);
     for (int i = 0; i < n; i++) {
-        itscam_status st = run_batch(d, &imgs[i], 1, &out[i]);
+        itscam_status st = run_batch(d, &imgs[i], 1, params ? &params[i] : NULL, &out[i]);
         if (st != ITSCAM_OK) {
             for (int k = 0; k < i; k++) itscam_result_clear(&out[k]);
             return st;

@@ -1,0 +1,107 @@
+/* Server configuration: one struct, filled from defaults, then a YAML file, then
+ * ITSCAM__SECTION__KEY environment variables, then command-line flags (each overrides
+ * the one before). Every setting is a row of one table (section, key, type, range, help),
+ * so the YAML reader, the environment, the flags and `itscam config` all agree. */
+#ifndef ITSCAM_SERVER_CONFIG_H
+#define ITSCAM_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define SRV_PATH_MAX 1024
+#define SRV_MAX_PREFERRED 8
+
+enum { SRV_PRIO_URGENT = 0, SRV_PRIO_NORMAL = 1, SRV_PRIO_BATCH = 2, SRV_NPRIO = 3 };
+
+typedef struct srv_config {
+    /* server: */
+    char host[64];              /* "0.0.0.0" */
+    int port;                   /* 8080 */
+    int http_threads;           /* 0: number of cores (libmicrohttpd thread pool) */
+    int max_connections;        /* 256 */
+    long long max_body_bytes;   /* 32 MiB */
+    int connection_timeout_s;   /* 30: idle or slow clients are dropped after this */
+    int drain_timeout_s;        /* 30: SIGTERM waits this long for requests in flight */
+    char tls_cert[SRV_PATH_MAX];  /* PEM; TLS on when set (needs tls_key) */
+    char tls_key[SRV_PATH_MAX];
+    char tokens_file[SRV_PATH_MAX]; /* one bearer token per line; auth on when set */
+    /* models: */
+    char model[SRV_PATH_MAX];     /* one .onnx file, or "" */
+    char models_dir[SRV_PATH_MAX];/* every *.onnx in it, named by file name without .onnx */
+    char backend[16];           /* "cpu" */
+    char precision[16];         /* "fp32" | "bf16" | "int8" | "auto" */
+    char calib[SRV_PATH_MAX];   /* calibration table for int8 */
+    int workers;                /* 1: sessions (worker threads) per model */
+    int threads;                /* 0: inference threads per session (0 = cores / workers) */
+    /* batching: */
+    int max_batch;              /* 8 */
+    int preferred_batch[SRV_MAX_PREFERRED]; /* e.g. {4, 8}; 0-terminated when fewer */
+    int n_preferred;
+    int max_delay_ms[SRV_NPRIO];  /* urgent 10, normal 50, batch 100 */
+    int queue_limit[SRV_NPRIO];   /* 64, 256, 1024 */
+    int timeout_ms;             /* 5000: default per-request timeout (504 after it) */
+    /* detection: defaults for requests that do not say */
+    float conf;                 /* 0.25 */
+    float iou;                  /* 0.7 */
+    int max_det;                /* 300 */
+    /* metrics: */
+    double sla_ms;              /* 100 */
+    /* logging: */
+    char log_level[8];          /* "error" | "warn" | "info" | "debug" */
+} srv_config;
+
+void srv_config_defaults(srv_config *c);
+
+/* Set one setting by section and key from its text value (as in YAML, env or a flag).
+ * `origin` names where it came from ("config.yaml:12", "ITSCAM__SERVER__PORT", "--port")
+ * and prefixes the message written into err on failure. Returns 0 or -1. */
+int srv_config_set(srv_config *c, const char *section, const char *key, const char *value,
+                   const char *origin, char *err, size_t errlen);
+
+/* Read a YAML file (libyaml): a mapping of sections to mappings of keys to scalars or
+ * (for preferred_batch) a sequence of integers. Unknown sections or keys and bad values
+ * fail with "FILE:LINE: section.key: reason". Returns 0 or -1. */
+int srv_config_load_file(srv_config *c, const char *path, char *err, size_t errlen);
+
+/* Apply every ITSCAM__SECTION__KEY variable of envp (case-insensitive section and key);
+ * an unknown ITSCAM__ variable is an error. Returns 0 or -1. */
+int srv_config_load_env(srv_config *c, char **envp, char *err, size_t errlen);
+
+/* Try to consume one flag at argv[*i]: "--section.key VALUE", "--section.key=VALUE" or
+ * an alias (--host, --port, --model, --models, --backend, --precision, --calib,
+ * --threads, --workers, --max-batch, --timeout-ms, --tls-cert, --tls-key, --tokens,
+ * --sla-ms, --log-level). Returns 1 when consumed (advancing *i past the value), 0 when
+ * argv[*i] is not a config flag, -1 on a bad value (message in err). */
+int srv_config_flag(srv_config *c, int argc, char **argv, int *i, char *err, size_t errlen);
+
+/* Cross-field checks after everything is applied (a model or a models dir is given,
+ * tls_cert and tls_key together, queue limits >= 1, max_batch within 1..256 and every
+ * preferred size <= max_batch). Returns 0 or -1. */
+int srv_config_validate(const srv_config *c, char *err, size_t errlen);
+
+/* Write a complete, commented YAML configuration for a strategy: "latency_optimized",
+ * "balanced", "throughput_optimized" or "memory_optimized" (the strategy sets batch
+ * sizes, queue delays, workers, threads and precision; everything else is the default).
+ * Returns 0, or -1 for an unknown strategy. */
+int srv_config_write_strategy(FILE *f, const char *strategy, char *err, size_t errlen);
+/* Apply a strategy's settings to c (used by `itscam serve --strategy`). */
+int srv_config_apply_strategy(srv_config *c, const char *strategy, char *err, size_t errlen);
+
+/* Print every setting as "section.key = value" (for `itscam serve --print-config`). */
+void srv_config_dump(FILE *f, const srv_config *c);
+/* One line per setting for --help: flag, env variable, default, help. */
+void srv_config_usage(FILE *f);
+
+/* Note on srv_config_flag: when it returns 1, *i is the index of the first argument it
+ * did not consume (i + 1 for "--key=VALUE", i + 2 for "--key VALUE"), so a caller loop
+ * must not advance i again:
+ *     for (int i = 1; i < argc;) {
+ *         int rc = srv_config_flag(&c, argc, argv, &i, err, sizeof err);
+ *         if (rc == 1) continue;
+ *         if (rc < 0) fail(err);
+ *         ... the caller's own flag at argv[i], then i++ ...
+ *     }
+ * On 0 and -1, *i is unchanged. A flag with a dot ("--batching.maxbatch") is always taken
+ * as a configuration flag: an unknown one is an error (-1) with a suggestion. */
+
+#endif

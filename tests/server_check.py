@@ -1,0 +1,504 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `itscam serve` over real sockets on loopback.
+
+Clients: curl (routes, multipart, TLS, tokens) and Python's http.client / raw sockets
+(concurrency, priorities, disconnects, KServe's binary extension). Detections from the
+server are compared with `itscam detect` on the same image, raw KServe outputs with ONNX
+Runtime's reference tensors from ../shared.
+
+usage: server_check.py ITSCAM_CLI SOURCE_DIR"""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+CLI = sys.argv[1]
+SRC = sys.argv[2]
+SHARED = os.environ.get("ITSCAM_SHARED") or os.path.join(os.path.dirname(os.path.abspath(SRC)), "shared")
+MODELS = os.path.join(SHARED, "models")
+IMAGES = os.path.join(SHARED, "images")
+if not os.path.isfile(os.path.join(MODELS, "yolo11n-320.onnx")):
+    print("skip: ../shared/models not found")
+    sys.exit(77)
+
+failures = []
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, flush=True)
+
+
+TMP = tempfile.mkdtemp(prefix="itscam-server-")
+MDIR = os.path.join(TMP, "models")
+os.mkdir(MDIR)
+for m in ("yolo11n.onnx", "yolo11n-320.onnx"):
+    os.symlink(os.path.join(MODELS, m), os.path.join(MDIR, m))
+BUS = open(os.path.join(IMAGES, "bus.jpg"), "rb").read()
+ZIDANE = open(os.path.join(IMAGES, "zidane.jpg"), "rb").read()
+
+
+class Server:
+    """An `itscam serve` process on an ephemeral port; its log goes to a file."""
+
+    def __init__(self, *args, env=None, wait_ready=True, scheme="http"):
+        self.log_path = os.path.join(TMP, "server-%d.log" % time.time_ns())
+        self.log = open(self.log_path, "w")
+        e = dict(os.environ)
+        e.update(env or {})
+        self.p = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0"] + list(args),
+                                  stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        self.port = None
+        self.scheme = scheme
+        deadline = time.time() + 120
+        while time.time() < deadline and self.port is None:
+            if self.p.poll() is not None:
+                raise RuntimeError("server exited early:\n" + open(self.log_path).read())
+            m = re.search(r"listening on https?://[0-9.]+:(\d+)", open(self.log_path).read())
+            if m:
+                self.port = int(m.group(1))
+            time.sleep(0.05)
+        if self.port is None:
+            raise RuntimeError("server did not start:\n" + open(self.log_path).read())
+        if wait_ready:
+            self.wait_ready()
+
+    def wait_ready(self, timeout=300):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if "itscam serve: ready" in open(self.log_path).read():
+                return
+            if self.p.poll() is not None:
+                raise RuntimeError("server exited:\n" + open(self.log_path).read())
+            time.sleep(0.1)
+        raise RuntimeError("server not ready:\n" + open(self.log_path).read())
+
+    def url(self, path):
+        return "%s://127.0.0.1:%d%s" % (self.scheme, self.port, path)
+
+    def req(self, method, path, body=None, headers=None, timeout=120):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        hdrs = dict((k.lower(), v) for k, v in r.getheaders())
+        c.close()
+        return r.status, hdrs, data
+
+    def json(self, method, path, body=None, headers=None):
+        st, h, d = self.req(method, path, body, headers)
+        try:
+            return st, json.loads(d.decode()) if d else None
+        except ValueError:
+            return st, {"_raw": d[:200]}
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+        return self.p.returncode
+
+    def logtext(self):
+        return open(self.log_path).read()
+
+
+def curl(*args):
+    r = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}"] + list(args), capture_output=True)
+    out = r.stdout.decode(errors="replace")
+    body, _, code = out.rpartition("\n")
+    return int(code or 0), body
+
+
+def cli_detect(model, image):
+    r = subprocess.run([CLI, "detect", "--model", model, image], capture_output=True, check=True)
+    doc = json.loads(r.stdout)
+    return doc["results"][0]["detections"] if "results" in doc else doc[0]["detections"]
+
+
+def same_dets(a, b, tol=0.02):
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x["class_id"] != y["class_id"] or abs(x["score"] - y["score"]) > 1e-4:
+            return False
+        if any(abs(p - q) > tol for p, q in zip(x["box"], y["box"])):
+            return False
+    return True
+
+
+def rel_l2(a, b):
+    num = sum((x - y) ** 2 for x, y in zip(a, b))
+    den = sum(y * y for y in b)
+    return (num / den) ** 0.5
+
+
+# ---------------------------------------------------------------------------------
+print("== routes, detection and KServe on a models directory", flush=True)
+srv = Server("--models", MDIR, "--max-batch", "4", "--workers", "1", "--threads", "2",
+             "--batching.max_delay_ms_normal", "5")
+try:
+    for path, key in (("/v2", "name"), ("/v2/health/live", "live"), ("/health", "live"),
+                      ("/v2/health/ready", "ready"), ("/ready", "ready")):
+        st, j = srv.json("GET", path)
+        check(st == 200 and j and j.get(key), "GET %s -> %s %s" % (path, st, j))
+    st, j = srv.json("GET", "/v1/models")
+    names = [m["name"] for m in j["models"]] if st == 200 else []
+    check(names == ["yolo11n", "yolo11n-320"], "/v1/models lists both models: %s" % names)
+    m640 = [m for m in j["models"] if m["name"] == "yolo11n"][0]
+    check(m640["input"] == [-1, 3, 640, 640] and m640["classes"] == 80 and m640["precision"] == "fp32"
+          and m640["backend"] == "cpu" and m640["ready"] is True, "/v1/models fields: %s" % m640)
+    st, j = srv.json("GET", "/v2/models/yolo11n")
+    check(st == 200 and j["inputs"][0]["shape"] == [-1, 3, 640, 640] and j["outputs"][0]["shape"] == [-1, 84, 8400]
+          and j["inputs"][0]["datatype"] == "FP32", "model metadata: %s" % j)
+    st, _ = srv.json("GET", "/v2/models/yolo11n/versions/1/ready")
+    check(st == 200, "versioned ready")
+    st, j = srv.json("GET", "/v2/models/nope/ready")
+    check(st == 404 and "unknown model" in j["error"], "unknown model ready -> 404 %s" % j)
+
+    # /v1/detect agrees with `itscam detect` on the same model and image.
+    ref320 = cli_detect(os.path.join(MDIR, "yolo11n-320.onnx"), os.path.join(IMAGES, "bus.jpg"))
+    ref640 = cli_detect(os.path.join(MDIR, "yolo11n.onnx"), os.path.join(IMAGES, "bus.jpg"))
+    st, j = srv.json("POST", "/v1/detect?model=yolo11n-320", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 200 and same_dets(j["detections"], ref320), "/v1/detect 320 == itscam detect")
+    check(st == 200 and j["width"] == 810 and j["height"] == 1080 and j["model"] == "yolo11n-320"
+          and set(j["timings_ms"]) == {"queue", "decode", "preprocess", "inference", "postprocess", "total"},
+          "/v1/detect fields: %s" % {k: v for k, v in (j or {}).items() if k != "detections"})
+    st, j = srv.json("POST", "/predict?model=yolo11n", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 200 and same_dets(j["detections"], ref640), "/predict 640 == itscam detect")
+    code, body = curl("-F", "file=@%s;type=image/jpeg" % os.path.join(IMAGES, "bus.jpg"),
+                      srv.url("/v1/detect?model=yolo11n"))
+    check(code == 200 and same_dets(json.loads(body)["detections"], ref640), "multipart /v1/detect (curl -F)")
+    code, body = curl("-F", "file=@%s" % os.path.join(IMAGES, "bus.jpg"), "-F",
+                      "file=@%s" % os.path.join(IMAGES, "zidane.jpg"), srv.url("/v1/detect/batch?model=yolo11n"))
+    res = json.loads(body).get("results", []) if code == 200 else []
+    check(code == 200 and len(res) == 2 and res[0]["filename"] == "bus.jpg" and same_dets(res[0]["detections"], ref640)
+          and res[1]["width"] == 1280, "multipart /v1/detect/batch with two files")
+    code, body = curl("-F", "file=@%s" % os.path.join(IMAGES, "zidane.jpg"), srv.url("/predict/batch"))
+    check(code == 200 and len(json.loads(body)["results"]) == 1, "/predict/batch alias, default model")
+    # Query parameters.
+    st, j = srv.json("POST", "/v1/detect?model=yolo11n&classes=0", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 200 and j["detections"] and all(d["class_id"] == 0 for d in j["detections"]), "classes=0")
+    st, j = srv.json("POST", "/v1/detect?model=yolo11n&max_det=1", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 200 and len(j["detections"]) == 1, "max_det=1")
+    st, j = srv.json("POST", "/v1/detect?model=yolo11n&conf=0.8", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 200 and all(d["score"] > 0.8 for d in j["detections"]) and len(j["detections"]) < len(ref640),
+          "conf=0.8")
+
+    # Errors.
+    st, j = srv.json("POST", "/v1/detect?conf=2", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 400 and "conf" in j["error"], "bad conf -> 400 %s" % j)
+    st, j = srv.json("POST", "/v1/detect?priority=whenever", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 400 and "priority" in j["error"], "bad priority -> 400")
+    st, j = srv.json("POST", "/v1/detect", b"hello", {"Content-Type": "text/plain"})
+    check(st == 415 and "content type" in j["error"], "text/plain -> 415 %s" % j)
+    st, j = srv.json("POST", "/v1/detect", b"\xff\xd8\xff\xe0garbage" * 10, {"Content-Type": "image/jpeg"})
+    check(st == 422 and "decode" in j["error"], "corrupt JPEG -> 422 with the reason: %s" % j)
+    st, j = srv.json("POST", "/v1/detect?model=nope", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 404 and "nope" in j["error"], "unknown model -> 404")
+    st, j = srv.json("GET", "/v1/detect")
+    check(st == 405, "GET /v1/detect -> 405")
+    st, j = srv.json("GET", "/nothing/here")
+    check(st == 404, "unknown route -> 404")
+    st, j = srv.json("POST", "/v2/models/yolo11n-320/infer", b'{"inputs": [ {"name": ', {"Content-Type": "application/json"})
+    check(st == 400 and re.search(r"byte \d+", j["error"]), "malformed JSON -> 400 with the position: %s" % j)
+    st, j = srv.json("POST", "/v1/detect", b"", {"Content-Type": "image/jpeg"})
+    check(st == 400, "empty body -> 400")
+
+    # KServe v2 infer: JSON tensors against ONNX Runtime's reference output.
+    raw_in = open(os.path.join(SHARED, "reference", "raw", "bus-320.input.f32"), "rb").read()
+    ref_out = struct.unpack("<%df" % (84 * 2100), open(os.path.join(SHARED, "reference", "raw",
+                                                                     "bus-320.yolo11n-320.output.f32"), "rb").read())
+    xs = struct.unpack("<%df" % (3 * 320 * 320), raw_in)
+    req = {"id": "r1", "inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 3, 320, 320], "data": list(xs)}]}
+    st, j = srv.json("POST", "/v2/models/yolo11n-320/infer", json.dumps(req).encode(), {"Content-Type": "application/json"})
+    ok = st == 200 and j["id"] == "r1" and j["outputs"][0]["shape"] == [1, 84, 2100]
+    check(ok and rel_l2(j["outputs"][0]["data"], ref_out) < 1e-5, "KServe JSON FP32 infer matches ORT")
+    # Binary extension both ways.
+    hdr = json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 3, 320, 320],
+                                  "parameters": {"binary_data_size": len(raw_in)}}],
+                      "parameters": {"binary_data_output": True}}).encode()
+    st, h, d = srv.req("POST", "/v2/models/yolo11n-320/infer", hdr + raw_in,
+                       {"Inference-Header-Content-Length": str(len(hdr)), "Content-Type": "application/octet-stream"})
+    ok = st == 200 and "inference-header-content-length" in h
+    if ok:
+        jl = int(h["inference-header-content-length"])
+        meta = json.loads(d[:jl])
+        out = struct.unpack("<%df" % (84 * 2100), d[jl:])
+        ok = meta["outputs"][0]["parameters"]["binary_data_size"] == 84 * 2100 * 4 and rel_l2(out, ref_out) < 1e-5
+    check(ok, "KServe binary tensor extension in and out matches ORT (status %s)" % st)
+    # detections: true on the FP32 tensor (already letterboxed: boxes in input pixels).
+    req["parameters"] = {"detections": True}
+    st, j = srv.json("POST", "/v2/models/yolo11n-320/infer", json.dumps(req).encode())
+    check(st == 200 and j["outputs"][0]["name"] == "detections" and j["outputs"][0]["shape"][1] == 7
+          and len(j["detections"][0]) == len(ref320), "KServe detections: true on FP32 input")
+    # UINT8 HWC image tensor: a grey frame with nothing in it, two at once.
+    img = bytes([114]) * (200 * 300 * 3)
+    hdr = json.dumps({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [2, 200, 300, 3],
+                                  "parameters": {"binary_data_size": 2 * len(img)}}],
+                      "parameters": {"detections": True}}).encode()
+    st, h, d = srv.req("POST", "/v2/models/yolo11n/infer", hdr + img + img, {"Inference-Header-Content-Length": str(len(hdr))})
+    j = json.loads(d) if st == 200 else {}
+    check(st == 200 and len(j.get("detections", [])) == 2, "KServe UINT8 [N,H,W,3] image tensor with detections")
+    st, j = srv.json("POST", "/v2/models/yolo11n-320/infer",
+                     json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3, 2, 2],
+                                             "data": [0.0] * 12}]}).encode())
+    check(st == 400 and "shape" in j["error"], "KServe wrong input shape -> 400 %s" % j)
+
+    # Body limit with a chunked upload (no Content-Length) and with one.
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+              % (33 * 1024 * 1024))
+    head = s.recv(4096)
+    s.close()
+    check(head.startswith(b"HTTP/1.1 413"), "33 MiB Content-Length -> 413 before the body is sent: %r" % head[:40])
+    big = os.path.join(TMP, "big.bin")
+    with open(big, "wb") as f:
+        f.write(b"\0" * (33 * 1024 * 1024))
+    code, body = curl("-H", "Transfer-Encoding: chunked", "-H", "Content-Type: image/jpeg", "--data-binary", "@" + big,
+                      srv.url("/v1/detect"))
+    check(code == 413, "33 MiB chunked upload -> 413 (got %s)" % code)
+    os.unlink(big)
+
+    # A client that disconnects mid-upload, and one that leaves while its job is queued.
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n" + BUS[:5000])
+    s.close()
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.sendall(b"POST /v1/detect/batch?model=yolo11n HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+              % len(BUS) + BUS)
+    s.close()
+    time.sleep(0.5)
+    st, j = srv.json("POST", "/v1/detect?model=yolo11n-320", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 200 and same_dets(j["detections"], ref320), "serving goes on after clients disconnect")
+
+    # Metrics.
+    st, h, d = srv.req("GET", "/metrics")
+    text = d.decode()
+    check(st == 200 and h.get("content-type", "").startswith("text/plain"), "/metrics content type")
+    for name in ("itscam_requests_total", "itscam_request_duration_seconds_bucket", "itscam_queue_duration_seconds_sum",
+                 "itscam_decode_duration_seconds_count", "itscam_preprocess_duration_seconds_count",
+                 "itscam_inference_duration_seconds_count", "itscam_postprocess_duration_seconds_count",
+                 "itscam_batch_size_bucket", "itscam_queue_depth", "itscam_inflight_requests",
+                 "itscam_sla_violations_total", "itscam_sla_seconds", "itscam_process_cpu_seconds_total",
+                 "itscam_process_resident_memory_bytes", "itscam_build_info", "itscam_model_ready"):
+        check(name in text, "/metrics has %s" % name)
+    m = re.search(r'itscam_requests_total\{route="/v1/detect",model="yolo11n-320",code="200"\} (\d+)', text)
+    check(m and int(m.group(1)) >= 2, "request counter by route, model and code")
+    check(re.search(r'itscam_requests_total\{route="/v1/detect",model="[^"]*",code="415"\} 1', text) is not None,
+          "415 counted")
+
+    # The operator commands against the live server.
+    r = subprocess.run([CLI, "performance", "status", "--url", srv.url(""), "--format", "json"], capture_output=True)
+    check(r.returncode == 0 and json.loads(r.stdout), "performance status --format json: %s" % r.stderr[-300:])
+    r = subprocess.run([CLI, "performance", "status", "--url", srv.url(""), "--detailed"], capture_output=True)
+    check(r.returncode == 0 and b"yolo11n" in r.stdout, "performance status --detailed")
+    r = subprocess.run([CLI, "performance", "monitor", "--url", srv.url(""), "--interval", "1", "--duration", "2"],
+                       capture_output=True)
+    check(r.returncode == 0 and r.stdout, "performance monitor")
+    r = subprocess.run([CLI, "performance", "benchmark", "--url", srv.url(""), "--concurrency", "1,4", "--duration", "3",
+                        "--warmup", "1", "--images", IMAGES, "--model", "yolo11n-320", "--json"], capture_output=True)
+    ok = r.returncode == 0
+    if ok:
+        b = json.loads(r.stdout)["results"]
+        ok = len(b) == 2 and all(x["ok"] > 0 and x["errors"] == 0 for x in b)
+    check(ok, "performance benchmark: %s %s" % (r.stdout[-400:], r.stderr[-400:]))
+    r = subprocess.run([CLI, "performance", "status", "--url", "http://127.0.0.1:1"], capture_output=True)
+    check(r.returncode != 0 and b"127.0.0.1:1" in r.stderr, "performance status on a dead URL fails clearly")
+
+    # SIGHUP reloads while requests are in flight: none is lost.
+    results = []
+
+    def client():
+        # Requests before, during and after the swap.
+        deadline = time.time() + 120
+        while time.time() < deadline and "reloaded" not in srv.logtext():
+            results.append(srv.req("POST", "/v1/detect?model=yolo11n-320", BUS, {"Content-Type": "image/jpeg"})[0])
+        for _ in range(2):
+            results.append(srv.req("POST", "/v1/detect?model=yolo11n-320", BUS, {"Content-Type": "image/jpeg"})[0])
+
+    th = [threading.Thread(target=client) for _ in range(3)]
+    for t in th:
+        t.start()
+    time.sleep(0.2)
+    srv.p.send_signal(signal.SIGHUP)
+    for t in th:
+        t.join()
+    check(len(results) >= 6 and all(c == 200 for c in results), "requests across a SIGHUP reload all succeed: %s" % results)
+    check("reloaded" in srv.logtext(), "SIGHUP reload logged")
+finally:
+    rc = srv.stop()
+check(rc == 0, "SIGTERM exits 0 (got %s)" % rc)
+
+# ---------------------------------------------------------------------------------
+print("== priorities, queue limits, timeouts, drain", flush=True)
+srv = Server("--model", os.path.join(MDIR, "yolo11n.onnx"), "--max-batch", "2", "--workers", "1", "--threads", "2",
+             "--batching.preferred_batch", "2", "--batching.queue_limit_batch", "6",
+             "--batching.max_delay_ms_batch", "100")
+try:
+    # Saturate with batch-level requests, then send urgent ones: urgent jobs jump the queue.
+    out = {}
+    lock = threading.Lock()
+
+    def send(tag, prio, extra=""):
+        st, j = srv.json("POST", "/v1/detect?priority=%s%s" % (prio, extra), BUS, {"Content-Type": "image/jpeg"})
+        with lock:
+            out[tag] = (st, j, time.time())
+
+    th = [threading.Thread(target=send, args=("b%d" % i, "batch")) for i in range(10)]
+    for t in th:
+        t.start()
+    time.sleep(0.3)
+    ut = [threading.Thread(target=send, args=("u%d" % i, "urgent")) for i in range(2)]
+    for t in ut:
+        t.start()
+    for t in th + ut:
+        t.join()
+    codes = sorted(v[0] for k, v in out.items() if k.startswith("b"))
+    check(503 in codes and 200 in codes, "batch queue limit: some 503, some 200: %s" % codes)
+    u_done = max(out["u%d" % i][2] for i in range(2))
+    b_ok = [v for k, v in out.items() if k.startswith("b") and v[0] == 200]
+    check(all(out["u%d" % i][0] == 200 for i in range(2)), "urgent requests succeed under saturation")
+    later = [v for v in b_ok if v[2] > u_done]
+    check(len(later) >= 1, "urgent requests finish before queued batch requests (%d batch ones after)" % len(later))
+    uq = max(out["u%d" % i][1]["timings_ms"]["queue"] for i in range(2))
+    bq = max(v[1]["timings_ms"]["queue"] for v in b_ok)
+    check(uq < bq, "urgent queue time %.1f ms < batch queue time %.1f ms" % (uq, bq))
+    # 503 carries Retry-After.
+    st, h, d = 0, {}, b""
+    th = [threading.Thread(target=send, args=("x%d" % i, "batch")) for i in range(10)]
+    for t in th:
+        t.start()
+    time.sleep(0.2)
+    st, h, d = srv.req("POST", "/v1/detect?priority=batch", BUS, {"Content-Type": "image/jpeg"})
+    for t in th:
+        t.join()
+    check(st == 503 and "retry-after" in h, "a full queue answers 503 with Retry-After at once (%s)" % st)
+    # Timeouts: a 1 ms deadline behind a busy worker expires with 504.
+    th = [threading.Thread(target=send, args=("y%d" % i, "normal")) for i in range(4)]
+    for t in th:
+        t.start()
+    time.sleep(0.05)
+    st, j = srv.json("POST", "/v1/detect?timeout_ms=1", BUS, {"Content-Type": "image/jpeg"})
+    for t in th:
+        t.join()
+    check(st == 504 and "timed out" in j["error"], "expired request -> 504 (%s %s)" % (st, j))
+    # Order within a level: FIFO.
+    order = []
+
+    def fifo(i):
+        st, j = srv.json("POST", "/v1/detect?priority=normal", BUS, {"Content-Type": "image/jpeg"})
+        order.append((time.time(), i))
+
+    th = []
+    for i in range(4):
+        t = threading.Thread(target=fifo, args=(i,))
+        t.start()
+        th.append(t)
+        time.sleep(0.03)
+    for t in th:
+        t.join()
+    finished = [i for _, i in sorted(order)]
+    check(finished[0] in (0, 1) and finished[-1] in (2, 3), "requests of one level keep their order: %s" % finished)
+    # SIGTERM drains requests in flight.
+    th = [threading.Thread(target=send, args=("d%d" % i, "normal")) for i in range(3)]
+    for t in th:
+        t.start()
+    time.sleep(0.1)
+    srv.p.send_signal(signal.SIGTERM)
+    for t in th:
+        t.join()
+    check(all(out["d%d" % i][0] == 200 for i in range(3)), "SIGTERM drains: requests in flight answered 200: %s"
+          % [out["d%d" % i][0] for i in range(3)])
+    rc = srv.p.wait(60)
+    check(rc == 0, "drained server exits 0")
+finally:
+    srv.stop()
+
+# ---------------------------------------------------------------------------------
+print("== tokens, TLS, readiness during warm-up, configuration errors", flush=True)
+tokens = os.path.join(TMP, "tokens")
+with open(tokens, "w") as f:
+    f.write("# operators\nsecret-token-1\n")
+srv = Server("--model", os.path.join(MDIR, "yolo11n-320.onnx"), "--tokens", tokens)
+try:
+    code, _ = curl(srv.url("/v1/models"))
+    check(code == 401, "no token -> 401")
+    code, _ = curl("-H", "Authorization: Bearer wrong-token", srv.url("/v1/models"))
+    check(code == 401, "wrong token -> 401")
+    code, _ = curl("-H", "Authorization: Bearer secret-token-1", srv.url("/v1/models"))
+    check(code == 200, "right token -> 200")
+    code, _ = curl(srv.url("/v2/health/ready"))
+    check(code == 200, "health needs no token")
+    code, _ = curl("-X", "POST", srv.url("/v1/models/reload"))
+    check(code == 401, "reload needs a token")
+    code, _ = curl("-X", "POST", "-H", "Authorization: Bearer secret-token-1", srv.url("/v1/models/reload"))
+    check(code == 200, "reload with a token")
+    r = subprocess.run([CLI, "performance", "status", "--url", srv.url(""), "--token", "secret-token-1"],
+                       capture_output=True)
+    check(r.returncode == 0, "performance status with --token")
+finally:
+    srv.stop()
+
+if shutil.which("openssl"):
+    key, crt = os.path.join(TMP, "key.pem"), os.path.join(TMP, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt, "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    srv = Server("--model", os.path.join(MDIR, "yolo11n-320.onnx"), "--tls-cert", crt, "--tls-key", key, scheme="https")
+    try:
+        code, body = curl("--cacert", crt, "--data-binary", "@" + os.path.join(IMAGES, "bus.jpg"), "-H",
+                          "Content-Type: image/jpeg", srv.url("/v1/detect"))
+        check(code == 200 and json.loads(body)["detections"], "TLS: /v1/detect over https")
+        code, _ = curl("http://127.0.0.1:%d/health" % srv.port)
+        check(code != 200, "TLS: plain http is refused")
+    finally:
+        srv.stop()
+else:
+    print("note: openssl not found, TLS not tested")
+
+# Readiness is false during warm-up (32 batch sizes of the 640 model take a while).
+srv = Server("--model", os.path.join(MDIR, "yolo11n.onnx"), "--max-batch", "12", "--batching.preferred_batch", "12",
+             wait_ready=False)
+try:
+    st, j = srv.json("GET", "/v2/health/ready")
+    st_live, _ = srv.json("GET", "/v2/health/live")
+    st_det, _ = srv.json("POST", "/v1/detect", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 503 and st_live == 200 and st_det == 503, "during warm-up: live 200, ready %s, detect %s" % (st, st_det))
+    srv.wait_ready()
+    st, j = srv.json("GET", "/v2/health/ready")
+    check(st == 200, "ready after warm-up")
+finally:
+    srv.stop()
+
+bad = os.path.join(TMP, "bad.yaml")
+with open(bad, "w") as f:
+    f.write("server:\n  port: 8080\nbatching:\n  max_bacth: 4\n")
+r = subprocess.run([CLI, "serve", "--config", bad, "--model", os.path.join(MDIR, "yolo11n-320.onnx")], capture_output=True)
+check(r.returncode == 2 and b"bad.yaml:4" in r.stderr and b"max_bacth" in r.stderr,
+      "unknown config key reported with file:line: %s" % r.stderr)
+r = subprocess.run([CLI, "serve", "--model", os.path.join(MDIR, "yolo11n-320.onnx")], capture_output=True,
+                   env=dict(os.environ, ITSCAM__SERVER__PORT="http"))
+check(r.returncode == 2 and b"ITSCAM__SERVER__PORT" in r.stderr, "bad env value reported: %s" % r.stderr)
+r = subprocess.run([CLI, "serve", "--model", os.path.join(TMP, "missing.onnx"), "--port", "0"], capture_output=True)
+check(r.returncode == 1 and b"missing.onnx" in r.stderr, "missing model fails the start: %s" % r.stderr[-200:])
+
+shutil.rmtree(TMP, ignore_errors=True)
+print("%d checks, %d failed" % (checks, len(failures)))
+sys.exit(1 if failures else 0)
