@@ -10,6 +10,15 @@
  * whenever a batch forms with company. A lone client therefore pays no queue delay,
  * and under load batches fill up.
  *
+ * Urgent traffic. A job cannot be preempted once its batch runs, so an urgent job may
+ * wait for the batch in progress and then for its own. Two rules bound that: a batch led
+ * by urgent jobs holds urgent jobs only (it is not slowed by filling it with lower
+ * levels), and while urgent traffic is active (an urgent job arrived within the last
+ * URGENT_WINDOW_MS) batches of the lower levels are capped at the largest size whose
+ * measured run time fits the urgent level's delay budget, at least one. On a GPU, where
+ * a batch of 8 takes a few milliseconds, the cap is max_batch; on a CPU it is 1, which
+ * trades the lower levels' throughput for the urgent level's latency, as it should.
+ *
  * Jobs past their deadline are completed with SRV_DONE_TIMEOUT (504) without running. */
 #include "server/server.h"
 
@@ -24,6 +33,8 @@
 #include <time.h>
 
 #define SRV_MAX_WORKERS 64
+#define SRV_BATCH_CAP 256
+#define URGENT_WINDOW_MS 2000.0
 
 typedef struct srv_worker {
     srv_batcher *b;
@@ -48,6 +59,8 @@ struct srv_batcher {
     srv_job *head[SRV_NPRIO], *tail[SRV_NPRIO];
     int depth[SRV_NPRIO];
     double adapt_ms[SRV_NPRIO]; /* effective delay per level, 0..max_delay_ms */
+    double last_urgent_ms;      /* arrival of the latest urgent job */
+    double run_ms[SRV_BATCH_CAP + 1]; /* moving average of a batch's run time, by size */
     int stopping;
     int nworkers;
     int max_batch;              /* 1 for static-batch models */
@@ -163,17 +176,27 @@ static int next_batch(srv_worker *w) {
         abs_time(&ts, (due < nearest ? due : nearest) - now);
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     }
-    int n = 0;
     int lead = -1;
-    for (int p = 0; p < SRV_NPRIO && n < b->max_batch; p++) {
-        while (b->head[p] && n < b->max_batch) {
+    for (int p = 0; p < SRV_NPRIO && lead < 0; p++)
+        if (b->head[p]) lead = p;
+    int cap = b->max_batch, last_level = SRV_NPRIO - 1;
+    if (lead == SRV_PRIO_URGENT) {
+        last_level = SRV_PRIO_URGENT; /* urgent batches carry urgent jobs only */
+    } else if (lead > 0 && it_now_ms() - b->last_urgent_ms < URGENT_WINDOW_MS) {
+        double budget = b->cfg.max_delay_ms[SRV_PRIO_URGENT];
+        cap = 1;
+        for (int k = 2; k <= b->max_batch; k++)
+            if (b->run_ms[k] > 0 && b->run_ms[k] <= budget) cap = k;
+    }
+    int n = 0;
+    for (int p = 0; p <= last_level && n < cap; p++) {
+        while (b->head[p] && n < cap) {
             srv_job *j = b->head[p];
             b->head[p] = j->next;
             if (!b->head[p]) b->tail[p] = NULL;
             b->depth[p]--;
             j->next = NULL;
             w->batch[n++] = j;
-            if (lead < 0) lead = p;
         }
     }
     /* Adapt the leading level's delay (see the comment at the top). */
@@ -302,6 +325,13 @@ static void run_tensor(srv_worker *w, srv_job *j) {
     }
 }
 
+static void record_run(srv_batcher *b, int n, double ms) {
+    if (n < 1 || n > SRV_BATCH_CAP) return;
+    pthread_mutex_lock(&b->mu);
+    b->run_ms[n] = b->run_ms[n] > 0 ? 0.8 * b->run_ms[n] + 0.2 * ms : ms;
+    pthread_mutex_unlock(&b->mu);
+}
+
 static void *worker_main(void *arg) {
     srv_worker *w = arg;
     srv_batcher *b = w->b;
@@ -321,6 +351,7 @@ static void *worker_main(void *arg) {
         if (ni) run_images(w, imgs, ni);
         for (int i = 0; i < n; i++)
             if (w->batch[i]->kind == SRV_JOB_TENSOR) run_tensor(w, w->batch[i]);
+        record_run(b, n, it_now_ms() - t0);
         const char *ml[] = { b->name };
         prom_observe(b->mx->batch_size, ml, n);
         for (int i = 0; i < n; i++) {
@@ -349,7 +380,9 @@ srv_batcher *srv_batcher_new(const char *name, const itscam_model *m, const srv_
     b->mx = mx;
     const itscam_model_info *info = itscam_model_get_info(m);
     b->max_batch = info->input_dims[0] < 0 ? cfg->max_batch : 1;
-    for (int p = 0; p < SRV_NPRIO; p++) b->adapt_ms[p] = cfg->max_delay_ms[p];
+    /* Start as if traffic were light (no wait); load raises the delays. */
+    for (int p = 0; p < SRV_NPRIO; p++) b->adapt_ms[p] = 0;
+    b->last_urgent_ms = -1e12;
     pthread_mutex_init(&b->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -414,7 +447,9 @@ int srv_batcher_warmup(srv_batcher *b, char *err, size_t errlen) {
     for (int i = 0; i < b->max_batch; i++) imgs[i] = (itscam_image){ .data = px, .width = w, .height = h, .format = ITSCAM_PIX_BGR8 };
     for (int k = 0; k < b->nworkers && rc == 0; k++) {
         for (int n = 1; n <= b->max_batch; n++) {
+            double t0 = it_now_ms();
             itscam_status st = itscam_detect_batch(b->w[k].det, imgs, n, res);
+            record_run(b, n, it_now_ms() - t0);
             if (st != ITSCAM_OK) {
                 if (err && errlen)
                     snprintf(err, errlen, "%s: warm-up at batch %d: %s: %s", b->name, n, itscam_strerror(st),
@@ -465,7 +500,10 @@ int srv_batcher_submit_all(srv_batcher *b, srv_job **jobs, int n) {
             prom_inc(b->mx->rejected, lv, n);
             return -1;
         }
-    for (int i = 0; i < n; i++) submit_locked(b, jobs[i], now);
+    for (int i = 0; i < n; i++) {
+        submit_locked(b, jobs[i], now);
+        if (jobs[i]->prio == SRV_PRIO_URGENT) b->last_urgent_ms = now;
+    }
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
     return 0;
