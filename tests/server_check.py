@@ -383,10 +383,10 @@ try:
     check(uq < bq, "urgent queue time %.1f ms < batch queue time %.1f ms" % (uq, bq))
     # 503 carries Retry-After.
     st, h, d = 0, {}, b""
-    th = [threading.Thread(target=send, args=("x%d" % i, "batch")) for i in range(10)]
+    th = [threading.Thread(target=send, args=("x%d" % i, "batch")) for i in range(16)]
     for t in th:
         t.start()
-    time.sleep(0.2)
+    time.sleep(0.1)
     st, h, d = srv.req("POST", "/v1/detect?priority=batch", BUS, {"Content-Type": "image/jpeg"})
     for t in th:
         t.join()
@@ -486,6 +486,64 @@ try:
     check(st == 200, "ready after warm-up")
 finally:
     srv.stop()
+
+# ---------------------------------------------------------------------------------
+print("== backend cuda: CPU fallback, circuit breaker through fault injection, manual switch", flush=True)
+srv = Server("--model", os.path.join(MDIR, "yolo11n-320.onnx"), "--backend", "cuda", "--breaker.open_ms", "300",
+             env={"ITSCAM_FAULT": "cuda:emulate,fail_after=4,fail_count=30"})
+try:
+    codes = []
+    for i in range(40):
+        st, j = srv.json("POST", "/v1/detect", BUS, {"Content-Type": "image/jpeg"})
+        codes.append(st)
+        if st == 200 and not same_dets(j["detections"], ref320):
+            codes[-1] = "wrong"
+        if i == 25:
+            time.sleep(0.4)  # let the breaker half-open
+    check(codes == [200] * 40, "every request answered while the GPU fails: %s" % codes)
+    st, h, d = srv.req("GET", "/metrics")
+    text = d.decode()
+    check('itscam_breaker_transitions_total{backend="cuda",from="closed",to="open"} 1' in text,
+          "closed -> open counted in /metrics")
+    check(re.search(r'itscam_breaker_transitions_total\{backend="cuda",from="open",to="half_open"\} [1-9]', text)
+          is not None, "open -> half_open counted")
+    check(re.search(r'itscam_backend_failures_total\{backend="cuda",kind="error"\} (\d+)', text) is not None,
+          "failures counted")
+    check(re.search(r'itscam_backend_fallback_runs_total\{backend="cuda"\} [1-9]', text) is not None,
+          "fallback runs counted")
+    check(re.search(r'itscam_breaker_state\{model="yolo11n-320",backend="cuda"\} [0-2]', text) is not None,
+          "breaker state per model")
+    st, j = srv.json("GET", "/v1/backend")
+    check(st == 200 and j["backend"] == "cuda" and j["breaker"]["state"] in ("open", "half_open", "closed")
+          and j["breaker"]["config"]["open_ms"] == 300, "GET /v1/backend: %s" % j)
+    st, j = srv.json("POST", "/v1/backend", b'{"force_cpu": true}')
+    check(st == 200 and j["breaker"]["forced_cpu"] is True and j["breaker"]["state"] == "open", "force to the CPU")
+    st, j = srv.json("POST", "/v1/detect", BUS, {"Content-Type": "image/jpeg"})
+    st2, jb = srv.json("GET", "/v1/backend")
+    check(st == 200 and jb["models"][0]["active_backend"] == "cpu", "forced: served by the cpu backend")
+    st, j = srv.json("POST", "/v1/backend", b'{"force_cpu": false}')
+    check(st == 200 and j["breaker"]["state"] == "closed" and not j["breaker"]["forced_cpu"], "back to the GPU")
+    st, j = srv.json("POST", "/v1/backend", b'{"force": 1}')
+    check(st == 400, "bad switch request -> 400")
+    r = subprocess.run([CLI, "performance", "status", "--url", srv.url("")], capture_output=True)
+    check(r.returncode == 0 and b"BREAKER" in r.stdout, "performance status shows the breaker: %s" % r.stdout[-300:])
+finally:
+    srv.stop()
+# No GPU and no emulation: served from the CPU, said once; --no-fallback refuses to start.
+srv = Server("--model", os.path.join(MDIR, "yolo11n-320.onnx"), "--backend", "cuda")
+try:
+    st, j = srv.json("POST", "/v1/detect", BUS, {"Content-Type": "image/jpeg"})
+    gpu_here = "no usable GPU" not in srv.logtext() and "not compiled in" not in srv.logtext()
+    check(st == 200, "backend cuda on this machine serves")
+    if not gpu_here:
+        check(srv.logtext().count("serving from the cpu backend") == 1, "the fallback is said once")
+finally:
+    srv.stop()
+if not gpu_here:
+    r = subprocess.run([CLI, "serve", "--model", os.path.join(MDIR, "yolo11n-320.onnx"), "--backend", "cuda",
+                        "--no-fallback", "--port", "0", "--host", "127.0.0.1"], capture_output=True, timeout=120)
+    check(r.returncode == 1 and b"cuda" in r.stderr and b"fallback" in r.stderr, "--no-fallback without a GPU fails: %s"
+          % r.stderr[-300:])
 
 bad = os.path.join(TMP, "bad.yaml")
 with open(bad, "w") as f:

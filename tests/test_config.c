@@ -150,8 +150,8 @@ static void test_file_errors(void) {
     EXPECT_YAML_ERR("detection:\n  conf: high\n", "2: detection.conf: expected a number, got 'high'");
     EXPECT_YAML_ERR("detection:\n  conf: 1.5\n", "2: detection.conf: must be between 0 and 1, got 1.5");
     EXPECT_YAML_ERR("detection:\n  iou: nan\n", "2: detection.iou: expected a number, got 'nan'");
-    EXPECT_YAML_ERR("models:\n  precision: fp16\n",
-                    "2: models.precision: must be one of fp32, bf16, int8, auto; got 'fp16'");
+    EXPECT_YAML_ERR("models:\n  precision: fp64\n",
+                    "2: models.precision: must be one of fp32, fp16, bf16, int8, auto; got 'fp64'");
     EXPECT_YAML_ERR("logging:\n  level: verbose\n",
                     "2: logging.level: must be one of error, warn, info, debug; got 'verbose'");
     EXPECT_YAML_ERR("models:\n  backend: \"\"\n", "2: models.backend: must not be empty");
@@ -277,7 +277,7 @@ static void test_flags(void) {
         { "--batching.maxbatch=4", NULL, "--batching.maxbatch: unknown key 'batching.maxbatch'; did you mean 'batching.max_batch'?" },
         { "--port", NULL, "--port: needs a value" },
         { "--tls-cert", "--port", "--tls-cert: needs a value, got the flag '--port' (write --tls-cert=VALUE if that is the value)" },
-        { "--precision=fp16", NULL, "--precision: models.precision: must be one of fp32, bf16, int8, auto; got 'fp16'" },
+        { "--precision=fp64", NULL, "--precision: models.precision: must be one of fp32, fp16, bf16, int8, auto; got 'fp64'" },
         { "--server.max_body_bytes", "3GiB", "--server.max_body_bytes: server.max_body_bytes: must be between 1024 and 2147483648, got 3GiB" },
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
@@ -437,8 +437,8 @@ static void test_validate(void) {
     CHECKF(strstr(err, "models.backend: 'gpu' is not compiled into this build (have: ") == err && strstr(err, "ref"),
            "%s", err);
     c = base;
-    strcpy(c.precision, "fp16");
-    EXPECT_INVALID(c, "models.precision: must be one of fp32, bf16, int8, auto; got 'fp16'");
+    strcpy(c.precision, "fp64");
+    EXPECT_INVALID(c, "models.precision: must be one of fp32, fp16, bf16, int8, auto; got 'fp64'");
     c = base;
     c.conf = -0.5f;
     EXPECT_INVALID(c, "detection.conf: must be between 0 and 1, got -0.5");
@@ -495,10 +495,10 @@ static void test_dump_usage(void) {
     CHECK(strstr(buf, "--max-batch, --batching.max_batch N") != NULL);
     CHECK(strstr(buf, "ITSCAM__BATCHING__MAX_BATCH") != NULL);
     CHECK(strstr(buf, "--batching.queue_limit_batch N") != NULL);
-    CHECK(strstr(buf, "fp32|bf16|int8|auto") != NULL);
+    CHECK(strstr(buf, "fp32|fp16|bf16|int8|auto") != NULL);
     int lines = 0;
     for (char *p = buf; *p; p++) lines += *p == '\n';
-    CHECK(lines == 31); /* one per setting */
+    CHECK(lines == 36); /* one per setting */
     free(buf);
 }
 

@@ -1,10 +1,20 @@
 /* The Prometheus registry: exact text for a small case, escaping, number spelling, the
- * label set limit, exact totals under 4 threads, parsing back, and quantile estimates. */
+ * label set limit, exact totals under 4 threads, parsing back, and quantile estimates.
+ * Then `itscam performance` end to end against a fake server (libmicrohttpd) whose
+ * /metrics is this registry, so that the CLI's sums, deltas and quantiles are checked
+ * against hand-computed values. */
 #include "check.h"
 #include "server/prom.h"
 
+#include <arpa/inet.h>
+#include <jansson.h>
 #include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #define LV(...) ((const char *const[]){__VA_ARGS__})
 
@@ -32,7 +42,8 @@ static void test_render_exact(void) {
     prom_registry *r = prom_registry_new();
     CHECK(r != NULL);
     if (!r) return;
-    prom_family *c = prom_register(r, PROM_COUNTER, "t_requests_total", "Requests.", LV("route", "code", NULL), NULL, 0);
+    prom_family *c = prom_register(r, PROM_COUNTER, "t_requests_total", "Requests.",
+                                   LV("route", "code", NULL), NULL, 0);
     prom_family *g = prom_register(r, PROM_GAUGE, "t_inflight", "In flight.", NULL, NULL, 0);
     const double hb[] = {0.1, 1};
     prom_family *h = prom_register(r, PROM_HISTOGRAM, "t_latency_seconds", "Latency.\nsecond line \\ ok",
@@ -335,7 +346,7 @@ static void test_round_trip(void) {
     int n = t ? prom_parse(t, len, s, 256, err, sizeof err) : -1;
     /* 4 label sets x (20 buckets + sum + count) + 1 x (10 + 2) + dropped */
     CHECKF(n == 4 * 22 + 12 + 1, "n=%d %s", n, err);
-    CHECK(count_lines(t, "itscam_queue_duration_seconds_bucket{model=\"yolo\",priority=\"urgent\",le=\"0.0005\"} 0\n") == 1);
+    CHECK(strstr(t, "itscam_queue_duration_seconds_bucket{model=\"yolo\",priority=\"urgent\",le=\"0.0005\"} 0\n"));
     CHECK(strstr(t, "itscam_queue_duration_seconds_bucket{model=\"yolo\",priority=\"urgent\",le=\"0.005\"} 1\n"));
     CHECK(strstr(t, "itscam_batch_size_bucket{model=\"yolo\",le=\"4\"} 1\n"));
     CHECK(strstr(t, "itscam_batch_size_sum{model=\"yolo\"} 11\n"));
@@ -387,6 +398,379 @@ static void test_quantile(void) {
     CHECK(prom_histogram_quantile(0.5, up, inf_cum, 4) == 0.4);
 }
 
+/* ---- itscam performance against a fake server ----------------------------------- */
+
+typedef struct fake_server {
+    struct MHD_Daemon *d;
+    int port;
+    const char *token; /* required bearer token, or NULL */
+    prom_registry *reg;
+    prom_family *requests, *duration, *queue, *inference, *batch, *depth, *sla, *rejected, *breaker, *inflight,
+        *cpu, *rss, *start, *build, *ready;
+    atomic_long detects;
+} fake_server;
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *body) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    enum MHD_Result rc = MHD_queue_response(c, code, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                    const char *version, const char *upload, size_t *upload_size, void **state) {
+    (void)version;
+    (void)upload;
+    fake_server *fs = cls;
+    static int marker;
+    if (!*state) { /* headers only so far */
+        *state = &marker;
+        return MHD_YES;
+    }
+    if (*upload_size) { /* the image: not looked at */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (fs->token) {
+        const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        char want[128];
+        snprintf(want, sizeof want, "Bearer %s", fs->token);
+        if (!a || strcmp(a, want)) return reply(c, 401, "{\"error\":\"unauthorized\"}");
+    }
+    if (!strcmp(method, "GET") && !strcmp(url, "/metrics")) {
+        size_t len;
+        char *t = prom_render(fs->reg, &len);
+        if (!t) return reply(c, 500, "render failed");
+        struct MHD_Response *r = MHD_create_response_from_buffer(len, t, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+            free(t);
+            return MHD_NO;
+        }
+        enum MHD_Result rc = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
+    if (!strcmp(method, "GET") && !strcmp(url, "/v1/models"))
+        return reply(c, 200, "{\"models\":[{\"name\":\"yolo\",\"input\":[1,3,640,640],\"ready\":true},"
+                             "{\"name\":\"idle\",\"input\":[1,3,640,640],\"ready\":false}]}");
+    if (!strcmp(method, "GET") && !strcmp(url, "/v2/health/ready")) return reply(c, 200, "");
+    if (!strcmp(method, "POST") && !strcmp(url, "/v1/detect")) {
+        const char *model = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");
+        const char *prio = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "priority");
+        const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+        if (!model || strcmp(model, "live") || !prio || strcmp(prio, "urgent"))
+            return reply(c, 404, "{\"error\":\"wrong model or priority\"}");
+        if (!ct || (strcmp(ct, "image/jpeg") && strcmp(ct, "image/png")))
+            return reply(c, 415, "{\"error\":\"wrong content type\"}");
+        long n = atomic_fetch_add(&fs->detects, 1);
+        const char *code = n % 10 == 3 ? "503" : n % 10 == 7 ? "504" : "200";
+        prom_inc(fs->requests, LV("/v1/detect", "live", code), 1);
+        if (code[0] != '2') return reply(c, (unsigned)atoi(code), "{\"error\":\"busy\"}");
+        prom_observe(fs->queue, LV("live", "urgent"), 0.002);
+        prom_observe(fs->inference, LV("live"), 0.004);
+        prom_observe(fs->batch, LV("live"), 2);
+        prom_observe(fs->duration, LV("/v1/detect", "live"), 0.007);
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+        return reply(c, 200, "{\"model\":\"live\",\"detections\":[],\"batch_size\":2}");
+    }
+    return reply(c, 404, "{\"error\":\"not found\"}");
+}
+
+static int fake_start(fake_server *fs, const char *token) {
+    memset(fs, 0, sizeof *fs);
+    fs->token = token;
+    atomic_init(&fs->detects, 0);
+    prom_registry *r = fs->reg = prom_registry_new();
+    const double *lb = prom_latency_buckets;
+    int nl = prom_n_latency_buckets;
+    fs->requests = prom_register(r, PROM_COUNTER, "itscam_requests_total", "Requests.",
+                                 LV("route", "model", "code", NULL), NULL, 0);
+    fs->duration = prom_register(r, PROM_HISTOGRAM, "itscam_request_duration_seconds", "End to end.",
+                                 LV("route", "model", NULL), lb, nl);
+    fs->queue = prom_register(r, PROM_HISTOGRAM, "itscam_queue_duration_seconds", "Queue.",
+                              LV("model", "priority", NULL), lb, nl);
+    fs->inference = prom_register(r, PROM_HISTOGRAM, "itscam_inference_duration_seconds", "Inference.",
+                                  LV("model", NULL), lb, nl);
+    fs->batch = prom_register(r, PROM_HISTOGRAM, "itscam_batch_size", "Batch.",
+                              LV("model", NULL), prom_batch_buckets, prom_n_batch_buckets);
+    fs->depth = prom_register(r, PROM_GAUGE, "itscam_queue_depth", "Depth.", LV("model", "priority", NULL), NULL, 0);
+    fs->sla = prom_register(r, PROM_COUNTER, "itscam_sla_violations_total", "SLA.", LV("model", NULL), NULL, 0);
+    fs->rejected = prom_register(r, PROM_COUNTER, "itscam_rejected_total", "Rejected.",
+                                 LV("model", "priority", "reason", NULL), NULL, 0);
+    fs->breaker = prom_register(r, PROM_GAUGE, "itscam_breaker_state", "Breaker.", LV("model", NULL), NULL, 0);
+    fs->inflight = prom_register(r, PROM_GAUGE, "itscam_inflight_requests", "In flight.", NULL, NULL, 0);
+    fs->cpu = prom_register(r, PROM_COUNTER, "itscam_process_cpu_seconds_total", "CPU.", NULL, NULL, 0);
+    fs->rss = prom_register(r, PROM_GAUGE, "itscam_process_resident_memory_bytes", "RSS.", NULL, NULL, 0);
+    fs->start = prom_register(r, PROM_GAUGE, "itscam_process_start_time_seconds", "Start.", NULL, NULL, 0);
+    fs->build = prom_register(r, PROM_GAUGE, "itscam_build_info", "Build.", LV("version", "backends", NULL), NULL, 0);
+    fs->ready = prom_register(r, PROM_GAUGE, "itscam_model_ready", "Ready.", LV("model", NULL), NULL, 0);
+    if (!fs->ready) return -1;
+    /* yolo: 42 requests (37 ok, 2 not found, 3 rejected); latencies 10 x 10 ms, 20 x 12.5 ms,
+     * 10 x 17.5 ms; batches of 1, 2, 4 and 5, three each. */
+    prom_inc(fs->requests, LV("/v1/detect", "yolo", "200"), 37);
+    prom_inc(fs->requests, LV("/v1/detect", "yolo", "404"), 2);
+    prom_inc(fs->requests, LV("/v1/detect", "yolo", "503"), 3);
+    for (int i = 0; i < 40; i++) {
+        double v = i < 10 ? 0.01 : i < 30 ? 0.0125 : 0.0175;
+        prom_observe(fs->duration, LV("/v1/detect", "yolo"), v);
+        prom_observe(fs->inference, LV("yolo"), 0.005);
+    }
+    for (int i = 0; i < 12; i++) prom_observe(fs->batch, LV("yolo"), (double[]){1, 2, 4, 5}[i % 4]);
+    prom_set(fs->depth, LV("yolo", "urgent"), 0);
+    prom_set(fs->depth, LV("yolo", "normal"), 3);
+    prom_set(fs->depth, LV("yolo", "batch"), 1);
+    prom_inc(fs->sla, LV("yolo"), 5);
+    prom_inc(fs->rejected, LV("yolo", "normal", "queue_full"), 3);
+    prom_inc(fs->rejected, LV("yolo", "urgent", "timeout"), 1);
+    prom_set(fs->breaker, LV("yolo"), 1);
+    prom_set(fs->inflight, NULL, 2);
+    prom_inc(fs->cpu, NULL, 12.5);
+    prom_set(fs->rss, NULL, 104857600);
+    prom_set(fs->start, NULL, (double)time(NULL) - 100);
+    prom_set(fs->build, LV("9.9.9", "ref"), 1);
+    prom_set(fs->ready, LV("yolo"), 1);
+
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fs->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
+                             fake_handler, fs, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_END);
+    if (!fs->d) return -1;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(fs->d, MHD_DAEMON_INFO_BIND_PORT);
+    fs->port = di ? di->port : 0;
+    return fs->port ? 0 : -1;
+}
+
+static void fake_stop(fake_server *fs) {
+    if (fs->d) MHD_stop_daemon(fs->d);
+    prom_registry_free(fs->reg);
+    memset(fs, 0, sizeof *fs);
+}
+
+static const char *cli_path(void) {
+    const char *e = getenv("ITSCAM_CLI");
+    return e && *e ? e : ITSCAM_CLI;
+}
+
+/* Run `itscam performance ARGS` (a shell command line suffix); stdout (and stderr when
+ * `merge`) into out. Returns the exit status, -1 when it did not exit normally. */
+static int run_cli(const char *env, const char *args, int merge, char *out, size_t n) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s '%s' performance %s %s", env ? env : "", cli_path(), args,
+             merge ? "2>&1" : "2>/dev/null");
+    out[0] = 0;
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t k = 0, r;
+    while (k + 1 < n && (r = fread(out + k, 1, n - 1 - k, p)) > 0) k += r;
+    out[k] = 0;
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0) {}
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static double jget(json_t *o, const char *path) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *cur = o;
+    for (char *save, *tok = strtok_r(buf, ".", &save); tok && cur; tok = strtok_r(NULL, ".", &save))
+        cur = json_object_get(cur, tok);
+    return json_is_number(cur) ? json_number_value(cur) : NAN;
+}
+
+static json_t *find_model(json_t *root, const char *name) {
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(root, "models"), i, m)
+        if (json_is_string(json_object_get(m, "name")) && !strcmp(json_string_value(json_object_get(m, "name")), name))
+            return m;
+    return NULL;
+}
+
+#define NEAR(a, b) (fabs((a) - (b)) < 1e-6)
+
+static void test_cli_status(fake_server *fs, char *out, size_t n) {
+    char args[256];
+    snprintf(args, sizeof args, "status --url http://127.0.0.1:%d/ --format json --detailed", fs->port);
+    int rc = run_cli(NULL, args, 0, out, n);
+    CHECKF(rc == 0, "status exit %d: %s", rc, out);
+    json_error_t je;
+    json_t *root = json_loads(out, 0, &je);
+    CHECKF(root != NULL, "status output is not JSON: %s: %s", je.text, out);
+    if (!root) return;
+    CHECK(json_is_true(json_object_get(root, "ready")));
+    CHECK(!strcmp(json_string_value(json_object_get(root, "version")), "9.9.9"));
+    CHECK(jget(root, "inflight") == 2 && jget(root, "cpu_seconds") == 12.5);
+    CHECK(jget(root, "resident_memory_bytes") == 104857600);
+    CHECK(jget(root, "uptime_s") >= 99 && jget(root, "uptime_s") < 200);
+    json_t *y = find_model(root, "yolo"), *idle = find_model(root, "idle");
+    CHECK(y && idle && json_array_size(json_object_get(root, "models")) == 2);
+    if (y) {
+        CHECK(json_is_true(json_object_get(y, "ready")));
+        CHECK(jget(y, "requests.total") == 42 && jget(y, "requests.2xx") == 37);
+        CHECK(jget(y, "requests.4xx") == 2 && jget(y, "requests.5xx") == 3);
+        /* Hand-computed: buckets <=10 ms: 10, <=15 ms: 30, <=20 ms: 40. */
+        CHECKF(NEAR(jget(y, "latency_ms.mean"), 13.125), "%g", jget(y, "latency_ms.mean"));
+        CHECKF(NEAR(jget(y, "latency_ms.p50"), 12.5), "%g", jget(y, "latency_ms.p50"));
+        CHECKF(NEAR(jget(y, "latency_ms.p95"), 19.0), "%g", jget(y, "latency_ms.p95"));
+        CHECKF(NEAR(jget(y, "latency_ms.p99"), 19.8), "%g", jget(y, "latency_ms.p99"));
+        CHECK(jget(y, "queue_depth.urgent") == 0 && jget(y, "queue_depth.normal") == 3 &&
+              jget(y, "queue_depth.batch") == 1);
+        CHECK(NEAR(jget(y, "batch_mean"), 3.0));
+        CHECK(jget(y, "sla_violations") == 5);
+        CHECK(jget(y, "rejected.queue_full") == 3 && jget(y, "rejected.timeout") == 1);
+        CHECK(json_is_string(json_object_get(y, "breaker")) &&
+              !strcmp(json_string_value(json_object_get(y, "breaker")), "open"));
+        CHECK(NEAR(jget(y, "stages_ms.inference"), 5.0));
+        CHECK(json_is_null(json_object_get(json_object_get(y, "stages_ms"), "decode")));
+        json_t *bs = json_object_get(y, "batch_sizes");
+        CHECK(json_array_size(bs) == 10);
+        if (json_array_size(bs) == 10) {
+            CHECK(jget(json_array_get(bs, 0), "le") == 1 && jget(json_array_get(bs, 0), "count") == 3);
+            CHECK(jget(json_array_get(bs, 2), "le") == 4 && jget(json_array_get(bs, 2), "count") == 3);
+            CHECK(jget(json_array_get(bs, 3), "le") == 8 && jget(json_array_get(bs, 3), "count") == 3);
+            CHECK(jget(json_array_get(bs, 4), "count") == 0);
+        }
+    }
+    if (idle) {
+        CHECK(json_is_false(json_object_get(idle, "ready"))); /* from /v1/models */
+        CHECK(jget(idle, "requests.total") == 0 && isnan(jget(idle, "latency_ms.p50")));
+        CHECK(json_object_get(idle, "breaker") == NULL); /* absent metric: omitted */
+    }
+    json_decref(root);
+
+    snprintf(args, sizeof args, "status --url http://127.0.0.1:%d --detailed", fs->port);
+    rc = run_cli(NULL, args, 1, out, n);
+    CHECKF(rc == 0 && strstr(out, "ready") && strstr(out, "yolo") && strstr(out, "open") &&
+               strstr(out, "12.50") && strstr(out, "inference"),
+           "status table (exit %d):\n%s", rc, out);
+}
+
+static void test_cli_monitor(fake_server *fs, char *out, size_t n) {
+    char args[256];
+    snprintf(args, sizeof args, "monitor --url http://127.0.0.1:%d --interval 0.3 --duration 1", fs->port);
+    int rc = run_cli(NULL, args, 1, out, n);
+    CHECKF(rc == 0 && strstr(out, "REQ/S") && strstr(out, "yolo") && !strchr(out, '\033'),
+           "monitor (exit %d):\n%s", rc, out);
+}
+
+static void test_cli_benchmark(fake_server *fs, char *out, size_t n) {
+    char dir[] = "/tmp/itscam_test_prom_XXXXXX", path[256];
+    if (!mkdtemp(dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    static const char *const files[] = {"a.jpg", "b.png", "notes.txt"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        FILE *f = fopen(path, "wb");
+        if (f) {
+            fputs("not really an image, the fake server does not look", f);
+            fclose(f);
+        }
+    }
+    char args[512];
+    snprintf(args, sizeof args,
+             "benchmark --url http://127.0.0.1:%d --concurrency 1,3 --duration 0.8 --warmup 0.2 "
+             "--images %s --model live --priority urgent --json",
+             fs->port, dir);
+    int rc = run_cli(NULL, args, 0, out, n);
+    CHECKF(rc == 0, "benchmark exit %d: %s", rc, out);
+    json_error_t je;
+    json_t *root = json_loads(out, 0, &je);
+    json_t *res = root ? json_object_get(root, "results") : NULL;
+    CHECKF(json_array_size(res) == 2, "benchmark output: %s", out);
+    for (size_t i = 0; i < json_array_size(res); i++) {
+        json_t *r = json_array_get(res, i);
+        double ok = jget(r, "ok"), rej = jget(r, "rejected"), to = jget(r, "timeouts");
+        CHECK(jget(r, "concurrency") == (i ? 3 : 1));
+        CHECKF(ok > 20 && rej > 0 && to > 0 && jget(r, "errors") == 0, "ok %g rejected %g timeouts %g errors %g", ok,
+               rej, to, jget(r, "errors"));
+        /* Every 10th request is 503 and every 10th 504: within a window, about that. */
+        CHECKF(rej * 4 < ok && to * 4 < ok, "ok %g rejected %g timeouts %g", ok, rej, to);
+        CHECK(jget(r, "throughput_rps") > 0);
+        double p50 = jget(r, "latency_ms.p50"), p90 = jget(r, "latency_ms.p90"), p99 = jget(r, "latency_ms.p99");
+        CHECK(p50 >= 1 && p50 <= p90 && p90 <= jget(r, "latency_ms.p95") && jget(r, "latency_ms.p95") <= p99);
+        /* Server means over the window, from _sum/_count deltas of model "live". */
+        CHECKF(NEAR(jget(r, "server_queue_ms"), 2.0), "%g", jget(r, "server_queue_ms"));
+        CHECKF(NEAR(jget(r, "server_inference_ms"), 4.0), "%g", jget(r, "server_inference_ms"));
+        CHECKF(NEAR(jget(r, "batch_mean"), 2.0), "%g", jget(r, "batch_mean"));
+    }
+    json_decref(root);
+
+    /* The wrong model: every request fails, reported with the server's answer, exit 1. */
+    snprintf(args, sizeof args,
+             "benchmark --url http://127.0.0.1:%d --concurrency 2 --duration 0.3 --warmup 0 --images %s --model nope",
+             fs->port, dir);
+    rc = run_cli(NULL, args, 1, out, n);
+    CHECKF(rc == 1 && strstr(out, "HTTP 404") && strstr(out, "wrong model"), "exit %d:\n%s", rc, out);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+    snprintf(args, sizeof args, "benchmark --url http://127.0.0.1:%d --images %s", fs->port, dir);
+    rc = run_cli(NULL, args, 1, out, n);
+    CHECKF(rc == 1 && strstr(out, dir), "missing images dir: exit %d:\n%s", rc, out);
+}
+
+static void test_cli(void) {
+    if (access(cli_path(), X_OK) != 0) {
+        printf("test_prom: %s not built: the itscam performance checks are skipped\n", cli_path());
+        return;
+    }
+    size_t n = 1 << 20;
+    char *out = malloc(n), args[256];
+    fake_server fs;
+    CHECK(out != NULL);
+    if (!out) return;
+    if (fake_start(&fs, NULL)) {
+        CHECK(!"fake server did not start");
+        fake_stop(&fs);
+        free(out);
+        return;
+    }
+    test_cli_status(&fs, out, n);
+    test_cli_monitor(&fs, out, n);
+    test_cli_benchmark(&fs, out, n);
+    int port = fs.port;
+    fake_stop(&fs);
+
+    /* Nothing listening: a message naming the URL, exit 1. */
+    snprintf(args, sizeof args, "status --url http://127.0.0.1:%d", port);
+    int rc = run_cli(NULL, args, 1, out, n);
+    char want[128];
+    snprintf(want, sizeof want, "cannot reach http://127.0.0.1:%d/metrics", port);
+    CHECKF(rc == 1 && strstr(out, want), "exit %d:\n%s", rc, out);
+
+    /* Tokens: refused without, accepted from --token and from $ITSCAM_TOKEN. */
+    if (fake_start(&fs, "sekret") == 0) {
+        snprintf(args, sizeof args, "status --url http://127.0.0.1:%d", fs.port);
+        rc = run_cli("ITSCAM_TOKEN=", args, 1, out, n);
+        CHECKF(rc == 1 && strstr(out, "HTTP 401"), "exit %d:\n%s", rc, out);
+        rc = run_cli("ITSCAM_TOKEN=sekret", args, 1, out, n);
+        CHECKF(rc == 0 && strstr(out, "yolo"), "exit %d:\n%s", rc, out);
+        snprintf(args, sizeof args, "status --url http://127.0.0.1:%d --token sekret --format json", fs.port);
+        rc = run_cli("ITSCAM_TOKEN=", args, 1, out, n);
+        CHECKF(rc == 0 && strstr(out, "\"yolo\""), "exit %d:\n%s", rc, out);
+    } else {
+        CHECK(!"fake server did not start");
+    }
+    fake_stop(&fs);
+
+    /* Usage errors exit 2. */
+    CHECK(run_cli(NULL, "bogus", 1, out, n) == 2);
+    CHECK(run_cli(NULL, "benchmark --concurrency 0", 1, out, n) == 2);
+    CHECK(run_cli(NULL, "monitor --interval 0", 1, out, n) == 2);
+    CHECK(run_cli(NULL, "status --format xml", 1, out, n) == 2);
+    CHECK(run_cli(NULL, "status --concurrency 4", 1, out, n) == 2);
+    free(out);
+}
+
 int main(void) {
     test_render_exact();
     test_escaping_and_numbers();
@@ -397,5 +781,6 @@ int main(void) {
     test_parse();
     test_round_trip();
     test_quantile();
+    test_cli();
     return check_done("test_prom");
 }

@@ -101,6 +101,10 @@ typedef struct itscam_session_params {
     /* int8: activation ranges written by `itscam calibrate` (NULL: none; a QDQ model
      * needs none). */
     const char *calib_path;
+    /* GPU backends: 1 to fail when no GPU is usable, instead of running on the cpu
+     * backend (the default, said once in the log). While the backend's circuit breaker
+     * is open, runs go to the cpu backend either way, unless this is set. */
+    int no_fallback;
 } itscam_session_params;
 ITSCAM_API itscam_session_params itscam_session_default_params(void);
 
@@ -116,6 +120,43 @@ ITSCAM_API const char *itscam_session_precision(const itscam_session *s);
  * out_dims receives its shape (up to 8 dims) and *out_ndim its rank. */
 ITSCAM_API itscam_status itscam_session_run(itscam_session *s, const float *input, const int64_t dims[4],
                                             const float **out, int64_t out_dims[8], int *out_ndim);
+
+/* The backend the session's last run actually used ("cuda", or "cpu" after a fallback). */
+ITSCAM_API const char *itscam_session_backend(const itscam_session *s);
+
+/* ---------------------------------------------------------------------------------
+ * Circuit breaker of a GPU backend (one per backend in the process).
+ * --------------------------------------------------------------------------------- */
+typedef enum itscam_breaker_state {
+    ITSCAM_BREAKER_CLOSED = 0,     /* runs go to the GPU */
+    ITSCAM_BREAKER_OPEN = 1,       /* runs go to the CPU until the open period ends */
+    ITSCAM_BREAKER_HALF_OPEN = 2   /* a few probe runs go to the GPU */
+} itscam_breaker_state;
+
+typedef struct itscam_breaker_config {
+    int failure_threshold;   /* consecutive failures that open it (15) */
+    int oom_threshold;       /* consecutive out-of-memory failures that open it (3) */
+    int open_ms;             /* time open before half-open (30000) */
+    int half_open_probes;    /* successful probes that close it again (10) */
+} itscam_breaker_config;
+
+typedef struct itscam_breaker_info {
+    itscam_breaker_state state;
+    int forced_cpu;          /* switched to the CPU by hand (itscam_breaker_force) */
+    int consecutive_failures, consecutive_oom;
+    uint64_t failures, oom_failures, successes, fallback_runs;
+    uint64_t transitions[3][3]; /* [from][to] */
+    double ms_in_state;      /* since the last transition */
+    itscam_breaker_config config;
+} itscam_breaker_info;
+
+ITSCAM_API itscam_breaker_config itscam_breaker_default_config(void);
+/* Set the thresholds of a backend's breaker ("cuda"). */
+ITSCAM_API itscam_status itscam_breaker_configure(const char *backend, const itscam_breaker_config *c);
+ITSCAM_API itscam_status itscam_breaker_get(const char *backend, itscam_breaker_info *out);
+/* 1: send every run to the CPU until called again with 0 (which closes the breaker). */
+ITSCAM_API itscam_status itscam_breaker_force(const char *backend, int force_cpu);
+ITSCAM_API const char *itscam_breaker_state_name(itscam_breaker_state s);
 
 /* ---------------------------------------------------------------------------------
  * Detector: images in, boxes out.
@@ -133,6 +174,7 @@ typedef struct itscam_detector_params {
     int num_classes_filter;
     const char *precision; /* as in itscam_session_params */
     const char *calib_path;
+    int no_fallback;       /* as in itscam_session_params */
 } itscam_detector_params;
 ITSCAM_API itscam_detector_params itscam_detector_default_params(void);
 

@@ -85,8 +85,9 @@ void cli_performance_usage(FILE *f) {
             "common options:\n"
             "  --url URL         server address (default " DEFAULT_URL ")\n"
             "  --token T         send 'Authorization: Bearer T' (default: $ITSCAM_TOKEN)\n\n"
-            "Exit status: 0 on success, 1 when the server cannot be reached or answers wrongly,\n"
-            "2 on bad arguments.\n",
+            "Exit status: 0 on success, 1 when the server cannot be reached or answers wrongly\n"
+            "(benchmark: when no request succeeded), 2 on bad arguments, 130 when Ctrl-C cut a\n"
+            "benchmark short (the levels done are still printed).\n",
             MAX_CONCURRENCY);
 }
 
@@ -337,19 +338,28 @@ static void requests_by_class(const snapshot *s, const char *model, double cls[6
     }
 }
 
+typedef struct model_entry {
+    char name[MAX_NAME];
+    double api_ready; /* "ready" from /v1/models; NaN when not listed there */
+} model_entry;
+
 typedef struct model_list {
-    char name[MAX_MODELS][MAX_NAME];
+    model_entry e[MAX_MODELS];
     int n;
 } model_list;
 
-static void models_add(model_list *m, const char *name) {
-    if (!name || !*name || strlen(name) >= MAX_NAME || m->n == MAX_MODELS) return;
+static model_entry *models_add(model_list *m, const char *name) {
+    if (!name || !*name || strlen(name) >= MAX_NAME) return NULL;
     for (int i = 0; i < m->n; i++)
-        if (!strcmp(m->name[i], name)) return;
-    strcpy(m->name[m->n++], name);
+        if (!strcmp(m->e[i].name, name)) return &m->e[i];
+    if (m->n == MAX_MODELS) return NULL;
+    model_entry *e = &m->e[m->n++];
+    strcpy(e->name, name);
+    e->api_ready = NAN;
+    return e;
 }
 
-static int cmp_names(const void *a, const void *b) { return strcmp(a, b); }
+static int cmp_names(const void *a, const void *b) { return strcmp(a, b); } /* name comes first */
 
 /* Every value of the "model" label on an itscam_ metric. */
 static void models_from_metrics(model_list *m, const snapshot *s) {
@@ -359,7 +369,7 @@ static void models_from_metrics(model_list *m, const snapshot *s) {
     }
 }
 
-static void models_sort(model_list *m) { qsort(m->name, (size_t)m->n, sizeof m->name[0], cmp_names); }
+static void models_sort(model_list *m) { qsort(m->e, (size_t)m->n, sizeof m->e[0], cmp_names); }
 
 /* ---- formatting --------------------------------------------------------------------- */
 
@@ -616,7 +626,11 @@ static void models_from_api(model_list *m, const char *text, size_t len) {
     size_t i;
     json_t *e;
     if (json_is_array(arr))
-        json_array_foreach(arr, i, e) models_add(m, json_string_value(json_object_get(e, "name")));
+        json_array_foreach(arr, i, e) {
+            model_entry *me = models_add(m, json_string_value(json_object_get(e, "name")));
+            json_t *r = json_object_get(e, "ready");
+            if (me && json_is_boolean(r)) me->api_ready = json_is_true(r);
+        }
     json_decref(root);
 }
 
@@ -652,7 +666,10 @@ static int run_status(client *c, int detailed, int as_json) {
     models_from_metrics(models, &s);
     models_sort(models);
     server_status_get(&s, &st);
-    for (int i = 0; i < models->n; i++) model_status_get(&s, models->name[i], &mst[i]);
+    for (int i = 0; i < models->n; i++) {
+        model_status_get(&s, models->e[i].name, &mst[i]);
+        if (!isfinite(mst[i].ready)) mst[i].ready = models->e[i].api_ready;
+    }
     if (as_json) {
         json_t *root = status_json(&st, mst, models->n, detailed);
         json_dumpf(root, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
@@ -694,7 +711,7 @@ static void monitor_print(const char *url, const snapshot *prev, const snapshot 
     printf("%-20s %9s %8s %8s %8s %6s %6s %6s %6s\n", "MODEL", "REQ/S", "ERR/S", "P50_MS", "P95_MS", "BATCH",
            "Q_URG", "Q_NORM", "Q_BAT");
     for (int i = 0; i < models.n; i++) {
-        const char *name = models.name[i];
+        const char *name = models.e[i].name;
         const char *const match[] = {"model", name, NULL};
         double r0[6], r1[6];
         requests_by_class(prev, name, r0);
@@ -1033,6 +1050,7 @@ static int bench_level(client *c, bench_ctx *ctx, int conc, double warmup, doubl
         size_t k = 0;
         if (all) {
             for (int i = 0; i < started; i++) {
+                if (!w[i].n_lat) continue; /* lat may be NULL then */
                 memcpy(all + k, w[i].lat, sizeof *all * w[i].n_lat);
                 k += w[i].n_lat;
             }
@@ -1128,12 +1146,13 @@ static int run_benchmark(client *c, const int *levels, int n_levels, double dura
     atomic_init(&ctx.phase, PHASE_WARMUP);
     json_t *root = json_object(), *results = json_array();
     int rc = 0;
+    long total_ok = 0;
     if (!as_json)
         printf("%11s %12s %9s %9s %9s %9s %8s %7s %8s %8s %12s %12s %6s\n", "CONCURRENCY", "THROUGHPUT/S", "P50_MS",
                "P90_MS", "P95_MS", "P99_MS", "OK", "ERRORS", "REJECTED", "TIMEOUTS", "SRV_QUEUE_MS", "SRV_INFER_MS",
                "BATCH");
     for (int i = 0; i < n_levels && !stop_requested; i++) {
-        fprintf(stderr, "itscam performance: concurrency %d: %.0f s warmup, %.0f s measured, %d image%s\n",
+        fprintf(stderr, "itscam performance: concurrency %d: %g s warmup, %g s measured, %d image%s\n",
                 levels[i], warmup, duration, n_images, n_images == 1 ? "" : "s");
         bench_result r;
         int lr = bench_level(c, &ctx, levels[i], warmup, duration, model, &r);
@@ -1142,10 +1161,17 @@ static int run_benchmark(client *c, const int *levels, int n_levels, double dura
             break;
         }
         if (lr > 0) break;
+        total_ok += r.ok;
         if (as_json) json_array_append_new(results, bench_result_json(&r));
         else bench_print_row(&r);
     }
-    if (stop_requested) fprintf(stderr, "itscam performance: interrupted\n");
+    if (stop_requested) {
+        fprintf(stderr, "itscam performance: interrupted\n");
+        if (rc == 0) rc = 130; /* as a shell reports Ctrl-C: the results are incomplete */
+    } else if (rc == 0 && total_ok == 0) {
+        fprintf(stderr, "itscam performance: no request succeeded\n");
+        rc = 1;
+    }
     if (as_json) {
         json_object_set_new(root, "results", results);
         json_dumpf(root, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -1214,9 +1240,16 @@ int cli_performance(int argc, char **argv) {
     const char *priority = "normal";
     int detailed = 0, as_json = 0, levels[MAX_LEVELS] = {1, 4, 16, 64}, n_levels = 4;
     double interval = 2, duration = sub == SUB_BENCHMARK ? 10 : 0, warmup = 2;
+    char prog[64], *sub_arg = argv[1];
+    snprintf(prog, sizeof prog, "itscam performance %s", sub_arg);
     int c, li = -1;
     optind = 1;
-    while ((c = getopt_long(argc - 1, argv + 1, "h", opts, &li)) != -1) {
+    for (;;) {
+        /* getopt names argv[0] (here the subcommand) in its messages: lend it the full name. */
+        argv[1] = prog;
+        c = getopt_long(argc - 1, argv + 1, "h", opts, &li);
+        argv[1] = sub_arg;
+        if (c == -1) break;
         if (c == '?' || !strchr(allowed[sub], c)) {
             if (c != '?') fprintf(stderr, "itscam performance %s: --%s does not apply\n", argv[1], opts[li].name);
             fprintf(stderr, "run 'itscam performance --help' for the options\n");

@@ -66,6 +66,11 @@ int cli_serve(int argc, char **argv) {
             i++;
             continue;
         }
+        if (!strcmp(argv[i], "--no-fallback")) { /* the flag form of models.no_fallback: 1 */
+            cfg.no_fallback = 1;
+            i++;
+            continue;
+        }
         /* On success srv_config_flag leaves i on the next unread argument. */
         int rc = srv_config_flag(&cfg, argc, argv, &i, err, sizeof err);
         if (rc == 1) continue;

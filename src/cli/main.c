@@ -48,7 +48,7 @@ int cli_parse_int(const char *s, int *out) {
 }
 
 int cli_parse_precision(const char *s) {
-    return s && (!strcmp(s, "fp32") || !strcmp(s, "bf16") || !strcmp(s, "int8") || !strcmp(s, "auto")) ? 0 : -1;
+    return s && (!strcmp(s, "fp32") || !strcmp(s, "fp16") || !strcmp(s, "bf16") || !strcmp(s, "int8") || !strcmp(s, "auto")) ? 0 : -1;
 }
 
 static void print_backends(FILE *f) {

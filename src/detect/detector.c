@@ -67,6 +67,7 @@ itscam_status itscam_detector_create_from_model(const itscam_model *m, const its
     sp.threads = p->threads;
     sp.precision = p->precision;
     sp.calib_path = p->calib_path;
+    sp.no_fallback = p->no_fallback;
     itscam_status st = itscam_session_create(m, &sp, &d->s);
     if (st == ITSCAM_OK) {
         /* Plan for batch 1 now, so that a model that cannot run fails at creation. */

@@ -1,9 +1,11 @@
 /* Models (an immutable loaded graph plus Ultralytics metadata) and sessions (per-thread
  * plans and backend programs, cached per input shape). */
 #include "graph/model.h"
+#include "graph/breaker.h"
 #include "graph/calib.h"
 #include "detect/postprocess.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +115,9 @@ itscam_session_params itscam_session_default_params(void) {
 }
 
 static itscam_status resolve_precision(const it_backend *be, const char *name, int have_calib, it_precision *out);
+#ifdef ITSCAM_HAVE_CUDA
+int it_cuda_last_error_is_oom(void); /* backend/cuda: the last failure was out of memory */
+#endif
 
 itscam_status itscam_session_create(const itscam_model *m, const itscam_session_params *p, itscam_session **out) {
     if (!m || !out) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_session_create: NULL argument");
@@ -120,6 +125,38 @@ itscam_status itscam_session_create(const itscam_model *m, const itscam_session_
     itscam_session_params dp = itscam_session_default_params();
     if (!p) p = &dp;
     const it_backend *be = p->backend && *p->backend ? it_backend_find(p->backend) : it_backend_list()[0];
+    const it_backend *fb = NULL;
+    struct it_breaker *br = NULL;
+    int emulated = 0;
+    const char *name = be ? be->name : NULL;
+    if (p->backend && !strcmp(p->backend, "cuda")) {
+        /* A GPU backend: on a machine without a usable GPU, say so once and serve from
+         * the CPU (unless no_fallback); with a GPU, a breaker guards it and the CPU
+         * takes over while it is open. */
+        const it_backend *cpu = it_backend_find("cpu");
+        if (!cpu) cpu = it_backend_find("ref");
+        int usable = be && (!be->available || be->available());
+        name = "cuda";
+        if (usable) {
+            br = it_breaker_for("cuda");
+            fb = p->no_fallback ? NULL : cpu;
+        } else if (it_fault_get()->emulate) {
+            be = cpu;
+            emulated = 1;
+            br = it_breaker_for("cuda");
+            fb = p->no_fallback ? NULL : cpu;
+        } else if (p->no_fallback) {
+            return it_err(ITSCAM_ERR_NOT_FOUND, "backend 'cuda': %s, and fallback to the CPU is disabled",
+                          be ? "no usable GPU on this machine" : "not compiled in (nvcc was not found at build time)");
+        } else {
+            static atomic_int said;
+            if (!atomic_exchange(&said, 1))
+                it_log(ITSCAM_LOG_WARN, "backend 'cuda': %s; serving from the %s backend",
+                       be ? "no usable GPU on this machine" : "not compiled in", cpu->name);
+            be = cpu;
+            name = cpu->name;
+        }
+    }
     if (!be) {
         char list[128] = "";
         for (const char *const *b = itscam_backends(); *b; b++)
@@ -129,12 +166,19 @@ itscam_status itscam_session_create(const itscam_model *m, const itscam_session_
     if (be->available && !be->available())
         return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' cannot run on this machine", be->name);
     it_precision prec;
-    itscam_status st = resolve_precision(be, p->precision, p->calib_path != NULL, &prec);
+    /* fp16 is a GPU mode: where the CPU stands in for the GPU, it runs fp32. */
+    const char *pname = p->precision;
+    if (pname && !strcmp(pname, "fp16") && be != it_backend_find("cuda")) pname = "fp32";
+    itscam_status st = resolve_precision(be, pname, p->calib_path != NULL, &prec);
     if (st != ITSCAM_OK) return st;
     itscam_session *s = it_calloc(1, sizeof *s);
     if (!s) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
     s->m = m;
     s->be = be;
+    s->fb = fb;
+    s->br = br;
+    s->emulated = emulated;
+    s->name = name;
     s->opts.threads = p->threads;
     s->opts.precision = prec;
     if (p->calib_path && (st = it_calib_load(p->calib_path, &s->calib)) != ITSCAM_OK) {
@@ -142,13 +186,17 @@ itscam_status itscam_session_create(const itscam_model *m, const itscam_session_
         return st;
     }
     s->opts.calib = s->calib;
+    s->fb_opts = s->opts;
+    if (fb && !(fb->supports && fb->supports(prec))) s->fb_opts.precision = IT_PREC_FP32;
     /* sessions only read the cache's entries; its lock guards creation */
     s->opts.weights = ((itscam_model *)m)->weights;
+    s->fb_opts.weights = s->opts.weights;
     *out = s;
     return ITSCAM_OK;
 }
 
-static const char *const precision_names[] = { [IT_PREC_FP32] = "fp32", [IT_PREC_BF16] = "bf16", [IT_PREC_INT8] = "int8" };
+static const char *const precision_names[] = { [IT_PREC_FP32] = "fp32", [IT_PREC_BF16] = "bf16",
+                                                [IT_PREC_INT8] = "int8", [IT_PREC_FP16] = "fp16" };
 
 const char *itscam_session_precision(const itscam_session *s) {
     return s ? precision_names[s->opts.precision] : "";
@@ -163,23 +211,26 @@ static itscam_status resolve_precision(const it_backend *be, const char *name, i
     int is_auto = !strcmp(name, "auto");
     if (is_auto) {
         if (have_calib && be->supports && be->supports(IT_PREC_INT8)) *out = IT_PREC_INT8;
+        else if (be->supports && be->supports(IT_PREC_FP16)) *out = IT_PREC_FP16;
         else if (be->supports && be->supports(IT_PREC_BF16)) *out = IT_PREC_BF16;
         it_log(ITSCAM_LOG_INFO, "precision auto: %s on backend %s", precision_names[*out], be->name);
         return ITSCAM_OK;
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < IT_PREC_COUNT; i++)
         if (!strcmp(name, precision_names[i])) {
             if (i != IT_PREC_FP32 && !(be->supports && be->supports((it_precision)i)))
                 return it_err(ITSCAM_ERR_UNSUPPORTED, "backend '%s' cannot run %s on this machine", be->name, name);
             *out = (it_precision)i;
             return ITSCAM_OK;
         }
-    return it_err(ITSCAM_ERR_INVALID_ARG, "unknown precision '%s' (fp32, bf16, int8 or auto)", name);
+    return it_err(ITSCAM_ERR_INVALID_ARG, "unknown precision '%s' (fp32, fp16, bf16, int8 or auto)", name);
 }
 
 static void drop_plan(itscam_session *s, it_session_plan *sp) {
     if (sp->prog) s->be->destroy(sp->prog);
     it_plan_free(sp->plan);
+    if (sp->fprog) s->fb->destroy(sp->fprog);
+    it_plan_free(sp->fplan);
     memset(sp, 0, sizeof *sp);
 }
 
@@ -226,14 +277,65 @@ float *it_session_input(itscam_session *s) {
     return s->cur ? s->cur->plan->t[s->m->g->inputs[0]].data : NULL;
 }
 
+/* The current plan on the fallback backend: its own plan (a backend may rebind a plan's
+ * buffers), compiled on first need, fed with a copy of the primary plan's input. */
+static itscam_status run_fallback(itscam_session *s) {
+    it_session_plan *sp = s->cur;
+    itscam_status st;
+    if (!sp->fplan) {
+        it_tensor in = { .dtype = IT_F32, .ndim = 4 };
+        memcpy(in.dims, sp->dims, sizeof(int64_t) * 4);
+        if ((st = it_plan_create(s->m->g, &in, 1, &sp->fplan)) != ITSCAM_OK) return st;
+        if ((st = s->fb->compile(sp->fplan, &s->fb_opts, &sp->fprog)) != ITSCAM_OK) {
+            it_plan_free(sp->fplan);
+            sp->fplan = NULL;
+            sp->fprog = NULL;
+            return st;
+        }
+    }
+    const it_tensor *a = &sp->plan->t[s->m->g->inputs[0]];
+    const it_tensor *b = &sp->fplan->t[s->m->g->inputs[0]];
+    memcpy(b->data, a->data, a->nbytes);
+    s->cur_fb = 1;
+    it_breaker_fallback(s->br);
+    return s->fb->run(sp->fprog);
+}
+
 itscam_status it_session_exec(itscam_session *s) {
     if (!s->cur) return it_err(ITSCAM_ERR_INVALID_ARG, "session not prepared");
-    return s->be->run(s->cur->prog);
+    s->cur_fb = 0;
+    if (!s->br) return s->be->run(s->cur->prog);
+    if (!s->fb || it_breaker_allow(s->br)) {
+        int oom = 0;
+        itscam_status st;
+        if (it_fault_should_fail(&oom)) {
+            st = ITSCAM_ERR_BACKEND;
+        } else {
+            st = s->be->run(s->cur->prog);
+#ifdef ITSCAM_HAVE_CUDA
+            if (st != ITSCAM_OK && !s->emulated) oom = it_cuda_last_error_is_oom();
+#endif
+        }
+        if (st == ITSCAM_OK) {
+            it_breaker_success(s->br);
+            return ITSCAM_OK;
+        }
+        it_breaker_failure(s->br, oom);
+        if (!s->fb) return st;
+        it_log(ITSCAM_LOG_DEBUG, "%s; this run goes to the %s backend", itscam_last_error(), s->fb->name);
+    }
+    return run_fallback(s);
 }
 
 const it_tensor *it_session_output(itscam_session *s, int i) {
     if (!s->cur || i < 0 || i >= s->m->g->n_outputs) return NULL;
-    return &s->cur->plan->t[s->m->g->outputs[i]];
+    const it_plan *p = s->cur_fb && s->cur->fplan ? s->cur->fplan : s->cur->plan;
+    return &p->t[s->m->g->outputs[i]];
+}
+
+const char *itscam_session_backend(const itscam_session *s) {
+    if (!s) return "";
+    return s->cur_fb ? s->fb->name : s->name;
 }
 
 itscam_status itscam_session_run(itscam_session *s, const float *input, const int64_t dims[4], const float **out,
@@ -245,6 +347,7 @@ itscam_status itscam_session_run(itscam_session *s, const float *input, const in
     if (st != ITSCAM_OK) return st;
     const it_tensor *it = &s->cur->plan->t[s->m->g->inputs[0]];
     memcpy(it->data, input, it->nbytes);
+    s->cur_fb = 0;
     if ((st = it_session_exec(s)) != ITSCAM_OK) return st;
     const it_tensor *o = it_session_output(s, 0);
     if (o->dtype != IT_F32) return it_err(ITSCAM_ERR_UNSUPPORTED, "output is %s, not float32", it_dtype_name(o->dtype));

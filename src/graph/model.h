@@ -17,14 +17,25 @@ struct itscam_model {
 typedef struct it_session_plan {
     it_plan *plan;
     void *prog;
+    it_plan *fplan;        /* the same shapes on the fallback backend, made on first need */
+    void *fprog;
     int64_t dims[4];
     uint64_t last_used;
 } it_session_plan;
 
 struct itscam_session {
     const itscam_model *m;
-    const it_backend *be;
+    const it_backend *be;  /* runs the primary programs */
     it_backend_opts opts;
+    /* GPU sessions: the breaker guarding `be` and the backend that takes over when it is
+     * open or a run fails (NULL with no_fallback). `emulated`: ITSCAM_FAULT's stand-in,
+     * a cpu program that counts as cuda. */
+    struct it_breaker *br;
+    const it_backend *fb;
+    it_backend_opts fb_opts;
+    int emulated;
+    int cur_fb;            /* the last run used the fallback program */
+    const char *name;      /* the backend as reported ("cuda", "cpu", ...) */
     it_session_plan plans[IT_SESSION_PLANS];
     it_session_plan *cur;  /* the plan of the last prepare */
     struct it_calib *calib; /* owned; NULL when none */

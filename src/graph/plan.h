@@ -54,7 +54,9 @@ typedef enum it_precision {
     IT_PREC_FP32 = 0,
     IT_PREC_BF16 = 1,         /* bf16 weights and activations, fp32 accumulation */
     IT_PREC_INT8 = 2,         /* int8 convolutions with calibrated activation scales */
+    IT_PREC_FP16 = 3,         /* fp16 weights and activations (GPU tensor cores) */
 } it_precision;
+#define IT_PREC_COUNT 4
 
 struct it_calib;              /* activation ranges for int8 (graph/calib.h) */
 

@@ -401,6 +401,7 @@ srv_batcher *srv_batcher_new(const char *name, const itscam_model *m, const srv_
     dp.threads = cfg->threads;
     dp.precision = cfg->precision[0] ? cfg->precision : NULL;
     dp.calib_path = cfg->calib[0] ? cfg->calib : NULL;
+    dp.no_fallback = cfg->no_fallback;
     dp.conf = cfg->conf;
     dp.iou = cfg->iou;
     dp.max_det = cfg->max_det;
@@ -522,6 +523,10 @@ int srv_batcher_depth(srv_batcher *b, int prio) {
 
 const char *srv_batcher_precision(srv_batcher *b) {
     return b->nworkers ? itscam_detector_precision(b->w[0].det) : "";
+}
+
+const char *srv_batcher_active_backend(srv_batcher *b) {
+    return b->nworkers ? itscam_session_backend(itscam_detector_session(b->w[0].det)) : "";
 }
 
 const char *srv_batcher_backend(srv_batcher *b) {

@@ -46,7 +46,7 @@ typedef struct setting {
     const char *help;    /* one line, no trailing period */
 } setting;
 
-static const char *const precisions[] = { "fp32", "bf16", "int8", "auto", NULL };
+static const char *const precisions[] = { "fp32", "fp16", "bf16", "int8", "auto", NULL };
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 
 #define OFF(f) offsetof(srv_config, f)
@@ -89,6 +89,8 @@ static const setting settings[] = {
       "sessions (worker threads) per model; batches run in parallel across them" },
     { "models", "threads", NUM(T_INT, OFF(threads)), 0, 1024, "0", "threads", NULL,
       "inference threads per session (0: cores / workers)" },
+    { "models", "no_fallback", NUM(T_INT, OFF(no_fallback)), 0, 1, "0", NULL, NULL,
+      "1: backend cuda fails without a usable GPU instead of serving from the CPU" },
 
     { "batching", "max_batch", NUM(T_INT, OFF(max_batch)), 1, 256, "8", "max-batch", NULL,
       "most images in one inference" },
@@ -117,6 +119,15 @@ static const setting settings[] = {
     { "detection", "max_det", NUM(T_INT, OFF(max_det)), 1, 10000, "300", NULL, NULL,
       "most detections per image when the request sets none" },
 
+    { "breaker", "failure_threshold", NUM(T_INT, OFF(breaker_failures)), 1, 1000000, "15", NULL, NULL,
+      "consecutive GPU failures that open the circuit breaker (runs go to the CPU)" },
+    { "breaker", "oom_threshold", NUM(T_INT, OFF(breaker_oom)), 1, 1000000, "3", NULL, NULL,
+      "consecutive GPU out-of-memory errors that open the circuit breaker" },
+    { "breaker", "open_ms", NUM(T_INT, OFF(breaker_open_ms)), 0, 86400000, "30000", NULL, NULL,
+      "time the breaker stays open before letting probe runs through, in ms" },
+    { "breaker", "half_open_probes", NUM(T_INT, OFF(breaker_probes)), 1, 1000000, "10", NULL, NULL,
+      "successful probe runs that close the breaker again" },
+
     { "metrics", "sla_ms", NUM(T_DOUBLE, OFF(sla_ms)), 0.001, 3600000, "100", "sla-ms", NULL,
       "latency target in ms; requests slower than this are counted as SLA misses" },
 
@@ -133,6 +144,7 @@ static const struct {
     { "models", "what is served and how it runs" },
     { "batching", "dynamic batching: sizes, waits and queue limits per priority (urgent, normal, batch)" },
     { "detection", "defaults for requests that do not set them" },
+    { "breaker", "the GPU backend's circuit breaker: when the CPU takes over and when the GPU is tried again" },
     { "metrics", "Prometheus metrics at /metrics" },
     { "logging", "log verbosity" },
 };
@@ -988,10 +1000,12 @@ int srv_config_validate(const srv_config *c, char *err, size_t errlen) {
                    c->preferred_batch[k], c->max_batch);
             return -1;
         }
+    /* cuda is accepted even where it is not compiled in: the engine then serves from the
+     * CPU and says so (or refuses with models.no_fallback). */
     const char *const *b = itscam_backends();
     for (; *b; b++)
         if (!strcmp(*b, c->backend)) break;
-    if (!*b) {
+    if (!*b && strcmp(c->backend, "cuda") != 0) {
         char have[128] = "";
         for (b = itscam_backends(); *b; b++)
             snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", have[0] ? ", " : "", *b);

@@ -32,6 +32,8 @@ typedef struct srv_config {
     char precision[16];         /* "fp32" | "bf16" | "int8" | "auto" */
     char calib[SRV_PATH_MAX];   /* calibration table for int8 */
     int workers;                /* 1: sessions (worker threads) per model */
+    int no_fallback;            /* 0: backend cuda without a GPU (or with its breaker open)
+                                 * serves from the CPU; 1: fail instead */
     int threads;                /* 0: inference threads per session (0 = cores / workers) */
     /* batching: */
     int max_batch;              /* 8 */
@@ -44,6 +46,11 @@ typedef struct srv_config {
     float conf;                 /* 0.25 */
     float iou;                  /* 0.7 */
     int max_det;                /* 300 */
+    /* breaker: the GPU backend's circuit breaker */
+    int breaker_failures;       /* 15 consecutive failures open it */
+    int breaker_oom;            /* 3 consecutive out-of-memory errors open it */
+    int breaker_open_ms;        /* 30000: open this long before probing */
+    int breaker_probes;         /* 10 successful probes close it */
     /* metrics: */
     double sla_ms;              /* 100 */
     /* logging: */

@@ -53,7 +53,7 @@ struct srv_server {
 };
 
 enum { R_NONE, R_V2, R_LIVE, R_READY, R_METRICS, R_MODELS, R_MODEL_META, R_MODEL_READY, R_INFER, R_DETECT,
-       R_DETECT_BATCH, R_RELOAD };
+       R_DETECT_BATCH, R_RELOAD, R_BACKEND_GET, R_BACKEND_SET };
 
 typedef struct http_req {
     srv_server *s;
@@ -235,6 +235,13 @@ static int classify(const char *method, const char *url, char *model, size_t mle
     if (!strcmp(url, "/v2/health/ready") || !strcmp(url, "/ready")) return R_READY;
     if (!strcmp(url, "/metrics")) return R_METRICS;
     if (!strcmp(url, "/v1/models")) return R_MODELS;
+    if (!strcmp(url, "/v1/backend")) {
+        if (!strcmp(method, "POST")) {
+            *want_method = "POST";
+            return R_BACKEND_SET;
+        }
+        return R_BACKEND_GET;
+    }
     *want_method = "POST";
     if (!strcmp(url, "/v1/detect") || !strcmp(url, "/predict")) return R_DETECT;
     if (!strcmp(url, "/v1/detect/batch") || !strcmp(url, "/predict/batch")) return R_DETECT_BATCH;
@@ -272,6 +279,8 @@ static const char *route_label_of(int r) {
     case R_DETECT: return "/v1/detect";
     case R_DETECT_BATCH: return "/v1/detect/batch";
     case R_RELOAD: return "/v1/models/reload";
+    case R_BACKEND_GET:
+    case R_BACKEND_SET: return "/v1/backend";
     default: return "other";
     }
 }
@@ -300,6 +309,7 @@ static enum MHD_Result get_models(http_req *r) {
         json_object_set_new(o, "classes", json_integer(info->num_classes));
         json_object_set_new(o, "precision", json_string(srv_batcher_precision(m->batcher)));
         json_object_set_new(o, "backend", json_string(srv_batcher_backend(m->batcher)));
+        json_object_set_new(o, "active_backend", json_string(srv_batcher_active_backend(m->batcher)));
         json_object_set_new(o, "max_batch", json_integer(srv_batcher_max_batch(m->batcher)));
         json_object_set_new(o, "ready", json_boolean(atomic_load(&m->ready)));
         json_array_append_new(arr, o);
@@ -318,6 +328,52 @@ static enum MHD_Result get_model_meta(http_req *r) {
     json_t *o = json_pack("{s:s,s:[s],s:s,s:[o],s:[o]}", "name", m->name, "versions", "1", "platform", "onnx",
                           "inputs", in, "outputs", out);
     return respond_json(r, 200, o);
+}
+
+/* GET /v1/backend: the configured backend and, for cuda, its breaker. */
+static enum MHD_Result get_backend(http_req *r) {
+    srv_server *s = r->s;
+    json_t *o = json_pack("{s:s}", "backend", s->cfg.backend);
+    itscam_breaker_info bi;
+    if (!strcmp(s->cfg.backend, "cuda") && itscam_breaker_get("cuda", &bi) == ITSCAM_OK) {
+        json_object_set_new(o, "breaker",
+                            json_pack("{s:s,s:b,s:i,s:i,s:I,s:I,s:I,s:I,s:f,s:{s:i,s:i,s:i,s:i}}", "state",
+                                      itscam_breaker_state_name(bi.state), "forced_cpu", bi.forced_cpu,
+                                      "consecutive_failures", bi.consecutive_failures, "consecutive_oom",
+                                      bi.consecutive_oom, "failures", (json_int_t)bi.failures, "oom_failures",
+                                      (json_int_t)bi.oom_failures, "successes", (json_int_t)bi.successes,
+                                      "fallback_runs", (json_int_t)bi.fallback_runs, "seconds_in_state",
+                                      bi.ms_in_state / 1e3, "config", "failure_threshold",
+                                      bi.config.failure_threshold, "oom_threshold", bi.config.oom_threshold,
+                                      "open_ms", bi.config.open_ms, "half_open_probes", bi.config.half_open_probes));
+    }
+    json_t *models = json_array();
+    pthread_rwlock_rdlock(&s->reg_lock);
+    for (int i = 0; s->reg && i < s->reg->n; i++)
+        json_array_append_new(models, json_pack("{s:s,s:s}", "name", s->reg->models[i]->name, "active_backend",
+                                                srv_batcher_active_backend(s->reg->models[i]->batcher)));
+    pthread_rwlock_unlock(&s->reg_lock);
+    json_object_set_new(o, "models", models);
+    return respond_json(r, 200, o);
+}
+
+/* POST /v1/backend {"force_cpu": true|false}: switch the GPU backend to the CPU by hand
+ * and back (token-protected like every route but health). */
+static enum MHD_Result set_backend(http_req *r) {
+    json_error_t je;
+    json_t *j = json_loadb((const char *)r->body, r->len, 0, &je);
+    if (!j) return respond_error(r, 400, "malformed JSON at byte %d: %s", je.position, je.text);
+    json_t *f = json_object_get(j, "force_cpu");
+    if (!json_is_boolean(f)) {
+        json_decref(j);
+        return respond_error(r, 400, "expected {\"force_cpu\": true|false}");
+    }
+    int force = json_is_true(f);
+    json_decref(j);
+    if (strcmp(r->s->cfg.backend, "cuda"))
+        return respond_error(r, 409, "backend '%s' has no GPU to switch from", r->s->cfg.backend);
+    if (itscam_breaker_force("cuda", force) != ITSCAM_OK) return respond_error(r, 500, "%s", itscam_last_error());
+    return get_backend(r);
 }
 
 static void collect(prom_registry *reg, void *user) {
@@ -341,6 +397,35 @@ static void collect(prom_registry *reg, void *user) {
     }
     prom_set(s->mx.start_time, NULL, s->start_unix);
     prom_set(s->mx.inflight, NULL, atomic_load(&s->inflight));
+    if (!strcmp(s->cfg.backend, "cuda")) {
+        itscam_breaker_info bi;
+        if (itscam_breaker_get("cuda", &bi) == ITSCAM_OK) {
+            itscam_breaker_info *last = &s->mx.breaker_last;
+            const char *bl[] = { "cuda" };
+            prom_set(s->mx.breaker_forced, bl, bi.forced_cpu);
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++)
+                    if (bi.transitions[a][b] > last->transitions[a][b]) {
+                        const char *lv[] = { "cuda", itscam_breaker_state_name((itscam_breaker_state)a),
+                                             itscam_breaker_state_name((itscam_breaker_state)b) };
+                        prom_inc(s->mx.breaker_transitions, lv, (double)(bi.transitions[a][b] - last->transitions[a][b]));
+                    }
+            const char *le[] = { "cuda", "error" }, *lo[] = { "cuda", "oom" };
+            uint64_t errs = bi.failures - bi.oom_failures, last_errs = last->failures - last->oom_failures;
+            if (errs > last_errs) prom_inc(s->mx.backend_failures, le, (double)(errs - last_errs));
+            if (bi.oom_failures > last->oom_failures)
+                prom_inc(s->mx.backend_failures, lo, (double)(bi.oom_failures - last->oom_failures));
+            if (bi.fallback_runs > last->fallback_runs)
+                prom_inc(s->mx.fallback_runs, bl, (double)(bi.fallback_runs - last->fallback_runs));
+            *last = bi;
+            pthread_rwlock_rdlock(&s->reg_lock);
+            for (int i = 0; s->reg && i < s->reg->n; i++) {
+                const char *lv[] = { s->reg->models[i]->name, "cuda" };
+                prom_set(s->mx.breaker_state, lv, bi.state);
+            }
+            pthread_rwlock_unlock(&s->reg_lock);
+        }
+    }
     static const char *const prio[] = { "urgent", "normal", "batch" };
     pthread_rwlock_rdlock(&s->reg_lock);
     for (int i = 0; s->reg && i < s->reg->n; i++)
@@ -782,6 +867,8 @@ static enum MHD_Result dispatch(http_req *r, const char *method) {
     case R_INFER: return start_infer(r);
     case R_DETECT: return start_detect(r, 0);
     case R_DETECT_BATCH: return start_detect(r, 1);
+    case R_BACKEND_GET: return get_backend(r);
+    case R_BACKEND_SET: return set_backend(r);
     case R_RELOAD: {
         char err[512];
         if (srv_server_reload(s, err, sizeof err) != 0) return respond_error(r, 500, "reload failed: %s", err);
@@ -939,6 +1026,15 @@ srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen) {
         return NULL;
     }
     prom_on_collect(s->mx.reg, collect, s);
+    if (!strcmp(cfg->backend, "cuda")) {
+        itscam_breaker_config bc = { .failure_threshold = cfg->breaker_failures, .oom_threshold = cfg->breaker_oom,
+                                     .open_ms = cfg->breaker_open_ms, .half_open_probes = cfg->breaker_probes };
+        if (itscam_breaker_configure("cuda", &bc) != ITSCAM_OK) {
+            snprintf(err, errlen, "breaker: %s", itscam_last_error());
+            free_server(s);
+            return NULL;
+        }
+    }
     if (load_tokens(s, err, errlen) != 0) {
         free_server(s);
         return NULL;

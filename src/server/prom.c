@@ -599,7 +599,8 @@ int prom_parse(const char *text, size_t len, prom_sample *out, int max, char *er
         const char *what = "";
         int rc = parse_line(p, le, s, &what);
         if (rc < 0) {
-            if (err && errlen) snprintf(err, errlen, "line %d: %s: %.*s", line, what, (int)(le - p > 80 ? 80 : le - p), p);
+            int shown = (int)(le - p > 80 ? 80 : le - p); /* enough of the line to find it */
+            if (err && errlen) snprintf(err, errlen, "line %d: %s: %.*s", line, what, shown, p);
             return -1;
         }
         if (rc > 0) {

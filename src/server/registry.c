@@ -63,7 +63,23 @@ int srv_metrics_init(srv_metrics *m, double sla_ms) {
                                   build, NULL, 0);
     m->model_ready = prom_register(m->reg, PROM_GAUGE, "itscam_model_ready", "1 when the model is loaded and warm",
                                    model, NULL, 0);
-    if (!m->requests || !m->request_seconds || !m->queue_seconds || !m->decode_seconds || !m->preprocess_seconds ||
+    static const char *const model_backend[] = { "model", "backend", NULL };
+    static const char *const backend_l[] = { "backend", NULL };
+    static const char *const backend_from_to[] = { "backend", "from", "to", NULL };
+    static const char *const backend_kind[] = { "backend", "kind", NULL };
+    m->breaker_state = prom_register(m->reg, PROM_GAUGE, "itscam_breaker_state",
+                                     "Circuit breaker of the model's GPU backend: 0 closed, 1 open (CPU serves), 2 half-open",
+                                     model_backend, NULL, 0);
+    m->breaker_forced = prom_register(m->reg, PROM_GAUGE, "itscam_breaker_forced_cpu",
+                                      "1 while the backend is switched to the CPU by hand", backend_l, NULL, 0);
+    m->breaker_transitions = prom_register(m->reg, PROM_COUNTER, "itscam_breaker_transitions_total",
+                                           "Circuit breaker state changes", backend_from_to, NULL, 0);
+    m->backend_failures = prom_register(m->reg, PROM_COUNTER, "itscam_backend_failures_total",
+                                        "GPU backend failures (kind error or oom)", backend_kind, NULL, 0);
+    m->fallback_runs = prom_register(m->reg, PROM_COUNTER, "itscam_backend_fallback_runs_total",
+                                     "Runs served by the CPU in place of the GPU backend", backend_l, NULL, 0);
+    if (!m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
+        !m->fallback_runs || !m->requests || !m->request_seconds || !m->queue_seconds || !m->decode_seconds || !m->preprocess_seconds ||
         !m->inference_seconds || !m->postprocess_seconds || !m->batch_size || !m->queue_depth || !m->inflight ||
         !m->sla_violations || !m->sla_seconds || !m->rejected || !m->cpu_seconds || !m->rss_bytes ||
         !m->start_time || !m->build_info || !m->model_ready) {

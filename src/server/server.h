@@ -58,7 +58,9 @@ typedef struct srv_metrics {
     prom_registry *reg;
     prom_family *requests, *request_seconds, *queue_seconds, *decode_seconds, *preprocess_seconds,
         *inference_seconds, *postprocess_seconds, *batch_size, *queue_depth, *inflight, *sla_violations,
-        *sla_seconds, *rejected, *cpu_seconds, *rss_bytes, *start_time, *build_info, *model_ready;
+        *sla_seconds, *rejected, *cpu_seconds, *rss_bytes, *start_time, *build_info, *model_ready,
+        *breaker_state, *breaker_forced, *breaker_transitions, *backend_failures, *fallback_runs;
+    itscam_breaker_info breaker_last; /* counters already exported, to add only the change */
     double sla_s;
 } srv_metrics;
 
@@ -86,6 +88,8 @@ int srv_batcher_depth(srv_batcher *b, int prio);
 void srv_batcher_free(srv_batcher *b);
 const char *srv_batcher_precision(srv_batcher *b);
 const char *srv_batcher_backend(srv_batcher *b);
+/* The backend worker 0's last run used ("cpu" when a cuda model fell back). */
+const char *srv_batcher_active_backend(srv_batcher *b);
 /* The model's first output shape as served (batch dimension -1 when dynamic). */
 int srv_batcher_output_dims(srv_batcher *b, int64_t dims[8], int *ndim);
 int srv_batcher_max_batch(srv_batcher *b);
