@@ -386,7 +386,13 @@ try:
     th = [threading.Thread(target=send, args=("x%d" % i, "batch")) for i in range(16)]
     for t in th:
         t.start()
-    time.sleep(0.1)
+    # Wait until the batch queue is full (requests are decoded before they queue).
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m = re.search(r'itscam_queue_depth\{model="yolo11n",priority="batch"\} (\d+)', srv.req("GET", "/metrics")[2].decode())
+        if m and int(m.group(1)) >= 6:
+            break
+        time.sleep(0.01)
     st, h, d = srv.req("POST", "/v1/detect?priority=batch", BUS, {"Content-Type": "image/jpeg"})
     for t in th:
         t.join()
@@ -454,6 +460,40 @@ try:
     r = subprocess.run([CLI, "performance", "status", "--url", srv.url(""), "--token", "secret-token-1"],
                        capture_output=True)
     check(r.returncode == 0, "performance status with --token")
+finally:
+    srv.stop()
+
+# Slow clients are dropped after connection_timeout_s; at most max_connections at once.
+srv = Server("--model", os.path.join(MDIR, "yolo11n-320.onnx"), "--server.connection_timeout_s", "3",
+             "--server.max_connections", "3", "--server.http_threads", "1")
+try:
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+    s.settimeout(10)
+    t0 = time.time()
+    try:
+        data = s.recv(100)
+    except (ConnectionResetError, socket.timeout):
+        data = b""
+    check(data == b"" and 2 < time.time() - t0 < 8, "a slow client is dropped after the timeout (%.1f s)" % (time.time() - t0))
+    s.close()
+    conns = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(3)]
+    for c in conns:  # each connection is accepted and in use (keep-alive) before the extra one
+        c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.recv(1000)
+    extra = socket.create_connection(("127.0.0.1", srv.port))
+    extra.settimeout(1)  # well inside the 3 s idle timeout of the three others
+    try:
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = extra.recv(100)
+    except (ConnectionResetError, BrokenPipeError, socket.timeout):
+        got = b""
+    check(not got.startswith(b"HTTP/1.1 200"), "a connection beyond max_connections is refused: %r" % got[:20])
+    for c in conns + [extra]:
+        c.close()
+    time.sleep(0.2)
+    st, _ = srv.json("GET", "/health")
+    check(st == 200, "serving after the connection limit was hit")
 finally:
     srv.stop()
 

@@ -30,8 +30,10 @@ void cli_bench_usage(FILE *f) {
             "Stages are mean ms per iteration (one batch).\n\n"
             "options:\n"
             "  --model M          ONNX model\n"
-            "  --backend B        ref or cpu (default: the fastest compiled in)\n"
-            "  --precision P      fp32 (default), bf16, int8 or auto\n"
+            "  --backend B        ref, cpu or cuda (default: the fastest compiled in; cuda\n"
+            "                     without a usable GPU runs on cpu unless --no-fallback)\n"
+            "  --no-fallback      with cuda: fail instead of running on the CPU\n"
+            "  --precision P      fp32 (default), fp16 (cuda), bf16, int8 or auto\n"
             "  --calib FILE       int8 activation ranges from 'itscam calibrate'\n"
             "  --batch LIST       batch sizes, e.g. 1,4,8 (default 1; >1 needs a dynamic-batch\n"
             "                     model without --images)\n"
@@ -179,6 +181,7 @@ int cli_bench(int argc, char **argv) {
         { "duration", required_argument, 0, 'd' }, { "input", required_argument, 0, 'i' },
         { "images", required_argument, 0, 'I' }, { "precision", required_argument, 0, 'P' },
         { "calib", required_argument, 0, 'C' }, { "json", no_argument, 0, 'j' },
+        { "no-fallback", no_argument, 0, 'F' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     const char *model = NULL, *input = NULL, *images = NULL;
@@ -187,7 +190,7 @@ int cli_bench(int argc, char **argv) {
     float duration = 0;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:b:B:t:w:n:d:i:I:P:C:jh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:b:B:t:w:n:d:i:I:P:C:jFh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'b': sp.backend = optarg; break;
@@ -212,6 +215,7 @@ int cli_bench(int argc, char **argv) {
         case 'I': images = optarg; break;
         case 'P': if (cli_parse_precision(optarg)) goto bad; sp.precision = optarg; break;
         case 'C': sp.calib_path = optarg; break;
+        case 'F': sp.no_fallback = 1; break;
         case 'j': json = 1; break;
         case 'h': cli_bench_usage(stdout); return 0;
         default: cli_bench_usage(stderr); return 2;
@@ -254,6 +258,7 @@ int cli_bench(int argc, char **argv) {
         dp.threads = sp.threads;
         dp.precision = sp.precision;
         dp.calib_path = sp.calib_path;
+        dp.no_fallback = sp.no_fallback;
         if ((st = itscam_detector_create_from_model(m, &dp, &det)) != ITSCAM_OK) { rc = cli_fail(model, st); goto out; }
         precision = itscam_detector_precision(det);
     } else {

@@ -23,9 +23,11 @@ void cli_detect_usage(FILE *f) {
             "*.png) and print {\"results\":[{\"image\",\"width\",\"height\",\"detections\":[...]}]}.\n\n"
             "options:\n"
             "  --model M        ONNX model (Ultralytics YOLOv8/YOLO11 export)\n"
-            "  --backend B      backend: ref or cpu (default: the fastest compiled in)\n"
+            "  --backend B      backend: ref, cpu or cuda (default: the fastest compiled in; cuda\n"
+            "                   without a usable GPU runs on cpu unless --no-fallback)\n"
+            "  --no-fallback    with cuda: fail instead of running on the CPU\n"
             "  --threads N      threads for the backend (default: physical cores)\n"
-            "  --precision P    fp32 (default), bf16, int8 or auto (the fastest this CPU runs\n"
+            "  --precision P    fp32 (default), fp16 (cuda), bf16, int8 or auto (the fastest this CPU runs\n"
             "                   within the accuracy budget; the choice is printed to stderr)\n"
             "  --calib FILE     int8 activation ranges from 'itscam calibrate'\n"
             "  --conf X         confidence threshold (0.25)\n"
@@ -111,6 +113,7 @@ int cli_detect(int argc, char **argv) {
         { "classes", required_argument, 0, 'k' }, { "agnostic", no_argument, 0, 'a' },
         { "save", required_argument, 0, 's' }, { "output", required_argument, 0, 'o' },
         { "precision", required_argument, 0, 'P' }, { "calib", required_argument, 0, 'C' },
+        { "no-fallback", no_argument, 0, 'F' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     itscam_detector_params p = itscam_detector_default_params();
@@ -118,13 +121,14 @@ int cli_detect(int argc, char **argv) {
     static int classes[MAX_CLASS_FILTER];
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:b:t:c:i:x:k:as:o:P:C:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:b:t:c:i:x:k:as:o:P:C:Fh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'b': p.backend = optarg; break;
         case 't': if (cli_parse_int(optarg, &p.threads) || p.threads < 0) goto bad; break;
         case 'P': if (cli_parse_precision(optarg)) goto bad; p.precision = optarg; break;
         case 'C': p.calib_path = optarg; break;
+        case 'F': p.no_fallback = 1; break;
         case 'c': if (cli_parse_float(optarg, &p.conf) || !(p.conf >= 0 && p.conf <= 1)) goto bad; break;
         case 'i': if (cli_parse_float(optarg, &p.iou) || !(p.iou >= 0 && p.iou <= 1)) goto bad; break;
         case 'x': if (cli_parse_int(optarg, &p.max_det) || p.max_det <= 0) goto bad; break;

@@ -89,7 +89,15 @@ static int cmd_help(int argc, char **argv) {
     return 2;
 }
 
+/* Warnings from the library (a GPU that is absent, a breaker that opens) reach the user
+ * on stderr; `serve` installs its own logger with the configured level. */
+static void log_warnings(int level, const char *msg, void *user) {
+    (void)user;
+    fprintf(stderr, "itscam: %s: %s\n", level == ITSCAM_LOG_ERROR ? "error" : "warning", msg);
+}
+
 int main(int argc, char **argv) {
+    itscam_log_set(log_warnings, NULL, ITSCAM_LOG_WARN);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

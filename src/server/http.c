@@ -1064,7 +1064,6 @@ srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen) {
     }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned pool = cfg->http_threads > 0 ? (unsigned)cfg->http_threads : (unsigned)(cores > 0 ? cores : 2);
-    if (pool < 2) pool = 2;
     struct MHD_OptionItem tls_opts[] = {
         { MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key },
         { MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert },
