@@ -51,7 +51,7 @@ rs = d["results"]
 assert list(d) == ["results"] and [r["batch"] for r in rs] == batches, d
 for r in rs:
     assert set(r) == {"backend", "precision", "batch", "threads", "latency_ms", "throughput_ips", "stages_ms",
-                      "peak_rss_bytes", "isa"}, sorted(r)
+                      "peak_rss_bytes", "isa", "active_backend"} | ({"gpu_memory_bytes", "gpu_memory_total_bytes"} & set(r)), sorted(r)
     assert r["precision"] == "fp32" and isinstance(r["threads"], int) and r["threads"] >= 0, r
     l = r["latency_ms"]; s = r["stages_ms"]
     assert set(l) == {"p50", "p90", "p95", "p99"} and 0 < l["p50"] <= l["p90"] <= l["p95"] <= l["p99"], l

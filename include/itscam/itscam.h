@@ -63,6 +63,10 @@ ITSCAM_API const char *const *itscam_backends(void);
  * into buf (n bytes, always NUL-terminated when n > 0). backend NULL: the default one.
  * Returns buf, or NULL when the backend is not compiled in. */
 ITSCAM_API const char *itscam_backend_describe(const char *backend, char *buf, size_t n);
+/* Device memory of a GPU backend ("cuda"): bytes itscam holds, free and total on the
+ * device. ITSCAM_ERR_NOT_FOUND for backends without device memory or without a GPU. */
+ITSCAM_API itscam_status itscam_backend_memory(const char *backend, size_t *used, size_t *free_bytes,
+                                               size_t *total);
 
 /* ---------------------------------------------------------------------------------
  * Models and sessions: raw tensor in, raw tensors out.

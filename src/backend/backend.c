@@ -6,6 +6,9 @@
 #ifdef ITSCAM_HAVE_CPU
 #include "backend/cpu/cpu_backend.h"
 #endif
+#ifdef ITSCAM_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 extern const it_backend it_backend_ref;
 #ifdef ITSCAM_HAVE_CPU
@@ -55,6 +58,18 @@ const char *itscam_backend_describe(const char *backend, char *buf, size_t n) {
     /* Only the cpu backend knows its ISA at run time (oneDNN's dispatcher decides). */
     if (be == &it_backend_cpu && it_cpu_describe(buf, n) == ITSCAM_OK) return buf;
 #endif
+#ifdef ITSCAM_HAVE_CUDA
+    if (be == &it_backend_cuda && it_cuda_describe(buf, n) == ITSCAM_OK) return buf;
+#endif
     snprintf(buf, n, "%s", be->description ? be->description : be->name);
     return buf;
+}
+
+itscam_status itscam_backend_memory(const char *backend, size_t *used, size_t *free_bytes, size_t *total) {
+    if (!backend || !used || !free_bytes || !total) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_backend_memory: NULL argument");
+    *used = *free_bytes = *total = 0;
+#ifdef ITSCAM_HAVE_CUDA
+    if (!strcmp(backend, "cuda")) return it_cuda_mem_info(used, free_bytes, total);
+#endif
+    return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' has no device memory to report", backend);
 }

@@ -346,6 +346,14 @@ int cli_bench(int argc, char **argv) {
             json_object_set_new(r, "stages_ms", sg);
             json_object_set_new(r, "peak_rss_bytes", json_integer(rss));
             json_object_set_new(r, "isa", json_string(isa));
+            /* What really ran (cuda without a GPU runs on cpu) and, on a GPU, its memory. */
+            itscam_session *rs = det ? itscam_detector_session(det) : s;
+            json_object_set_new(r, "active_backend", json_string(itscam_session_backend(rs)));
+            size_t gu, gf, gt;
+            if (sp.backend && !strcmp(sp.backend, "cuda") && itscam_backend_memory("cuda", &gu, &gf, &gt) == ITSCAM_OK) {
+                json_object_set_new(r, "gpu_memory_bytes", json_integer((json_int_t)gu));
+                json_object_set_new(r, "gpu_memory_total_bytes", json_integer((json_int_t)gt));
+            }
             json_array_append_new(results, r);
         } else {
             printf("%-7s %-5s %5d %7d %8.2f %8.2f %8.2f %8.2f %9.1f %7.2f %7.2f %8.2f %7.2f %8.1f\n", be, precision, b,

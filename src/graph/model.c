@@ -124,7 +124,13 @@ itscam_status itscam_session_create(const itscam_model *m, const itscam_session_
     *out = NULL;
     itscam_session_params dp = itscam_session_default_params();
     if (!p) p = &dp;
-    const it_backend *be = p->backend && *p->backend ? it_backend_find(p->backend) : it_backend_list()[0];
+    const it_backend *be = NULL;
+    if (p->backend && *p->backend) {
+        be = it_backend_find(p->backend);
+    } else { /* the first backend of the registry that runs here (a GPU may be absent) */
+        for (const it_backend *const *b = it_backend_list(); *b && !be; b++)
+            if (!(*b)->available || (*b)->available()) be = *b;
+    }
     const it_backend *fb = NULL;
     struct it_breaker *br = NULL;
     int emulated = 0;
