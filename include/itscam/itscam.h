@@ -109,6 +109,8 @@ typedef struct itscam_session_params {
      * backend (the default, said once in the log). While the backend's circuit breaker
      * is open, runs go to the cpu backend either way, unless this is set. */
     int no_fallback;
+    /* GPU backends: the device index (-1, the default: ITSCAM_CUDA_DEVICE or 0). */
+    int device;
 } itscam_session_params;
 ITSCAM_API itscam_session_params itscam_session_default_params(void);
 
@@ -179,6 +181,7 @@ typedef struct itscam_detector_params {
     const char *precision; /* as in itscam_session_params */
     const char *calib_path;
     int no_fallback;       /* as in itscam_session_params */
+    int device;            /* as in itscam_session_params (-1 default) */
 } itscam_detector_params;
 ITSCAM_API itscam_detector_params itscam_detector_default_params(void);
 

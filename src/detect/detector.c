@@ -26,7 +26,7 @@ struct itscam_detector {
 
 itscam_detector_params itscam_detector_default_params(void) {
     itscam_detector_params p = { .backend = NULL, .threads = 0, .conf = 0.25f, .iou = 0.7f, .max_det = 300,
-                                 .agnostic_nms = 0, .classes = NULL, .num_classes_filter = 0 };
+                                 .agnostic_nms = 0, .classes = NULL, .num_classes_filter = 0, .device = -1 };
     return p;
 }
 
@@ -68,6 +68,7 @@ itscam_status itscam_detector_create_from_model(const itscam_model *m, const its
     sp.precision = p->precision;
     sp.calib_path = p->calib_path;
     sp.no_fallback = p->no_fallback;
+    sp.device = p->device;
     itscam_status st = itscam_session_create(m, &sp, &d->s);
     if (st == ITSCAM_OK) {
         /* Plan for batch 1 now, so that a model that cannot run fails at creation. */

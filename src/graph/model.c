@@ -110,7 +110,7 @@ void itscam_model_free(itscam_model *m) {
 const itscam_model_info *itscam_model_get_info(const itscam_model *m) { return m ? &m->info : NULL; }
 
 itscam_session_params itscam_session_default_params(void) {
-    itscam_session_params p = { .backend = NULL, .threads = 0, .precision = NULL, .calib_path = NULL };
+    itscam_session_params p = { .backend = NULL, .threads = 0, .precision = NULL, .calib_path = NULL, .device = -1 };
     return p;
 }
 
@@ -187,6 +187,7 @@ itscam_status itscam_session_create(const itscam_model *m, const itscam_session_
     s->name = name;
     s->opts.threads = p->threads;
     s->opts.precision = prec;
+    s->opts.device = p->device;
     if (p->calib_path && (st = it_calib_load(p->calib_path, &s->calib)) != ITSCAM_OK) {
         it_free(s);
         return st;

@@ -80,6 +80,7 @@ typedef struct it_backend_opts {
     const struct it_calib *calib; /* int8 ranges by value name; NULL: none (QDQ models
                                      carry their own scales) */
     it_weight_cache *weights;     /* the model's shared weight cache (may be NULL) */
+    int device;                   /* GPU backends: device index; -1: ITSCAM_CUDA_DEVICE or 0 */
 } it_backend_opts;
 
 typedef struct it_backend {

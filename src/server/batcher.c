@@ -406,6 +406,9 @@ srv_batcher *srv_batcher_new(const char *name, const itscam_model *m, const srv_
     dp.iou = cfg->iou;
     dp.max_det = cfg->max_det;
     for (int i = 0; i < nw; i++) {
+        /* Workers share one queue, so whichever device is free takes the next batch:
+         * least-loaded dispatch without a dispatcher. */
+        dp.device = cfg->n_device_ids > 0 ? cfg->device_ids[i % cfg->n_device_ids] : -1;
         itscam_status st = itscam_detector_create_from_model(m, &dp, &b->w[i].det);
         if (st != ITSCAM_OK) {
             if (err && errlen)

@@ -89,6 +89,8 @@ static const setting settings[] = {
       "sessions (worker threads) per model; batches run in parallel across them" },
     { "models", "threads", NUM(T_INT, OFF(threads)), 0, 1024, "0", "threads", NULL,
       "inference threads per session (0: cores / workers)" },
+    { "models", "device_ids", T_LIST, OFF(device_ids), 0, OFF(n_device_ids), 0, 64, "", NULL, NULL,
+      "GPUs for backend cuda: worker i runs on device_ids[i % n]; free workers take the next batch, so the least loaded GPU gets it" },
     { "models", "no_fallback", NUM(T_INT, OFF(no_fallback)), 0, 1, "0", NULL, NULL,
       "1: backend cuda fails without a usable GPU instead of serving from the CPU" },
 

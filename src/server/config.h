@@ -32,6 +32,9 @@ typedef struct srv_config {
     char precision[16];         /* "fp32" | "bf16" | "int8" | "auto" */
     char calib[SRV_PATH_MAX];   /* calibration table for int8 */
     int workers;                /* 1: sessions (worker threads) per model */
+    int device_ids[SRV_MAX_PREFERRED]; /* GPUs for the workers: worker i runs on
+                                 * device_ids[i % n]; none: ITSCAM_CUDA_DEVICE or 0 */
+    int n_device_ids;
     int no_fallback;            /* 0: backend cuda without a GPU (or with its breaker open)
                                  * serves from the CPU; 1: fail instead */
     int threads;                /* 0: inference threads per session (0 = cores / workers) */

@@ -226,8 +226,6 @@ static int authorized(srv_server *s, struct MHD_Connection *c) {
  * --------------------------------------------------------------------------------- */
 
 static int classify(const char *method, const char *url, char *model, size_t mlen, const char **want_method) {
-    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    (void)get;
     model[0] = 0;
     *want_method = "GET";
     if (!strcmp(url, "/v2")) return R_V2;
@@ -528,11 +526,14 @@ static enum MHD_Result submit_jobs(http_req *r) {
     MHD_suspend_connection(r->conn);
     int rc = srv_batcher_submit_all(r->model->batcher, ptrs, r->n_jobs);
     if (rc != 0) {
-        r->fail_code = rc == -1 ? 503 : 503;
-        snprintf(r->fail_msg, sizeof r->fail_msg,
-                 rc == -1 ? "the %s queue of model '%s' is full; retry later" : "model '%s' is being unloaded%s",
-                 rc == -1 ? (r->jobs[0].prio == 0 ? "urgent" : r->jobs[0].prio == 1 ? "normal" : "batch") : r->model->name,
-                 rc == -1 ? r->model->name : "");
+        /* Nothing was queued: answer 503 at once (the connection is resumed below). */
+        static const char *const level[] = { "urgent", "normal", "batch" };
+        r->fail_code = 503;
+        if (rc == -1)
+            snprintf(r->fail_msg, sizeof r->fail_msg, "the %s queue of model '%s' is full; retry later",
+                     level[r->jobs[0].prio], r->model->name);
+        else
+            snprintf(r->fail_msg, sizeof r->fail_msg, "model '%s' is being unloaded; retry later", r->model->name);
         atomic_store(&r->pending, 0);
         MHD_resume_connection(r->conn);
     }

@@ -1348,6 +1348,12 @@ static itscam_status cuda_compile(const it_plan *p, const it_backend_opts *opts,
     int device;
     itscam_status st = pick_device(&device);
     if (st != ITSCAM_OK) return st;
+    if (opts && opts->device >= 0) { /* a session pinned to a device (the server's device_ids) */
+        if (opts->device >= device_count)
+            return it_err(ITSCAM_ERR_INVALID_ARG, "cuda: device %d does not exist (0..%d)", opts->device,
+                          device_count - 1);
+        device = opts->device;
+    }
     int prev = -1;
     if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
     cudaError_t e = cudaSetDevice(device);
