@@ -191,6 +191,9 @@ try:
     res = json.loads(body).get("results", []) if code == 200 else []
     check(code == 200 and len(res) == 2 and res[0]["filename"] == "bus.jpg" and same_dets(res[0]["detections"], ref640)
           and res[1]["width"] == 1280, "multipart /v1/detect/batch with two files")
+    # Sizes run are 1 and 4 here (max_batch 4; preferred 8 dropped): 2 images run as 1 + 1.
+    check(code == 200 and all(r["batch_size"] in (1, 4) for r in res), "only warmed batch sizes run: %s"
+          % [r["batch_size"] for r in res])
     code, body = curl("-F", "file=@%s" % os.path.join(IMAGES, "zidane.jpg"), srv.url("/predict/batch"))
     check(code == 200 and len(json.loads(body)["results"]) == 1, "/predict/batch alias, default model")
     # Query parameters.

@@ -19,6 +19,13 @@
  * a batch of 8 takes a few milliseconds, the cap is max_batch; on a CPU it is 1, which
  * trades the lower levels' throughput for the urgent level's latency, as it should.
  *
+ * Executed sizes. A session keeps one compiled plan per input shape, and only
+ * IT_SESSION_PLANS of them: were every size from 1 to max_batch run, plans would be
+ * evicted and recompiled under load. So a batcher runs only 1, the preferred sizes and
+ * max_batch (at most IT_SESSION_PLANS of them, all warmed up at start), and a formed
+ * batch of another size runs as chunks of those sizes, largest first. On a CPU the cost
+ * is linear in the batch, so 7 as 4+1+1+1 costs what 7 would.
+ *
  * Jobs past their deadline are completed with SRV_DONE_TIMEOUT (504) without running. */
 #include "server/server.h"
 
@@ -64,6 +71,8 @@ struct srv_batcher {
     int stopping;
     int nworkers;
     int max_batch;              /* 1 for static-batch models */
+    int sizes[IT_SESSION_PLANS]; /* the batch sizes actually run, ascending, sizes[0] == 1 */
+    int n_sizes;
     int in_w, in_h;
     srv_worker *w;
 };
@@ -209,6 +218,8 @@ static int next_batch(srv_worker *w) {
     return n;
 }
 
+static void record_run(srv_batcher *b, int n, double ms);
+
 static void observe_stage(prom_family *f, const char *model, double ms) {
     const char *lv[] = { model };
     prom_observe(f, lv, ms / 1e3);
@@ -234,31 +245,45 @@ static void copy_raw(srv_job *j, const it_tensor *o, int item) {
     for (int k = 1; k < o->ndim && k < 8; k++) j->raw_dims[k] = o->dims[k];
 }
 
-/* Image jobs go through the detector as one batch. */
-static void run_images(srv_worker *w, srv_job **jobs, int n) {
+/* Image jobs go through the detector in chunks of the executed sizes. */
+static void run_images(srv_worker *w, srv_job **all, int n_all) {
     srv_batcher *b = w->b;
-    for (int i = 0; i < n; i++) {
-        w->imgs[i] = jobs[i]->img;
-        w->params[i] = &jobs[i]->params;
-    }
-    itscam_status st = itscam_detect_batch_params(w->det, w->imgs, n, w->params, w->res);
-    const it_tensor *o = st == ITSCAM_OK ? it_session_output(itscam_detector_session(w->det), 0) : NULL;
-    for (int i = 0; i < n; i++) {
-        srv_job *j = jobs[i];
-        j->st = st;
-        if (st != ITSCAM_OK) {
-            snprintf(j->err, sizeof j->err, "%s: %s", itscam_strerror(st), itscam_last_error());
-            continue;
+    for (int off = 0; off < n_all;) {
+        int n = 1;
+        for (int k = b->n_sizes - 1; k >= 0; k--)
+            if (b->sizes[k] <= n_all - off) {
+                n = b->sizes[k];
+                break;
+            }
+        srv_job **jobs = all + off;
+        off += n;
+        for (int i = 0; i < n; i++) {
+            w->imgs[i] = jobs[i]->img;
+            w->params[i] = &jobs[i]->params;
         }
-        j->res = w->res[i];
-        j->ms_preprocess = w->res[i].ms_preprocess;
-        j->ms_inference = w->res[i].ms_inference * n; /* the batch's time, not a share */
-        j->ms_postprocess = w->res[i].ms_postprocess;
-        /* A static-batch model runs images one by one: its output holds the last only. */
-        if (j->want_raw) copy_raw(j, o, itscam_detector_info(w->det)->input_dims[0] < 0 ? i : 0);
-        if (!j->want_dets) itscam_result_clear(&j->res);
+        double t0 = it_now_ms();
+        itscam_status st = itscam_detect_batch_params(w->det, w->imgs, n, w->params, w->res);
+        if (st == ITSCAM_OK) record_run(b, n, it_now_ms() - t0);
+        const char *ml[] = { b->name };
+        prom_observe(b->mx->batch_size, ml, n);
+        const it_tensor *o = st == ITSCAM_OK ? it_session_output(itscam_detector_session(w->det), 0) : NULL;
+        for (int i = 0; i < n; i++) {
+            srv_job *j = jobs[i];
+            j->st = st;
+            j->batch_size = n;
+            if (st != ITSCAM_OK) {
+                snprintf(j->err, sizeof j->err, "%s: %s", itscam_strerror(st), itscam_last_error());
+                continue;
+            }
+            j->res = w->res[i];
+            j->ms_preprocess = w->res[i].ms_preprocess;
+            j->ms_inference = w->res[i].ms_inference * n; /* the batch's time, not a share */
+            j->ms_postprocess = w->res[i].ms_postprocess;
+            /* A static-batch model runs images one by one: its output holds the last only. */
+            if (j->want_raw) copy_raw(j, o, itscam_detector_info(w->det)->input_dims[0] < 0 ? i : 0);
+            if (!j->want_dets) itscam_result_clear(&j->res);
+        }
     }
-    (void)b;
 }
 
 /* Tensor jobs ([1,3,H,W] already letterboxed) run one by one on the same session. */
@@ -343,17 +368,18 @@ static void *worker_main(void *arg) {
         for (int i = 0; i < n; i++) {
             srv_job *j = w->batch[i];
             j->ms_queue = t0 - j->t_enqueue_ms;
-            j->batch_size = n;
+            j->batch_size = 1;
             const char *lv[] = { b->name, prio_name(j->prio) };
             prom_observe(b->mx->queue_seconds, lv, j->ms_queue / 1e3);
             if (j->kind == SRV_JOB_IMAGE) imgs[ni++] = j;
         }
         if (ni) run_images(w, imgs, ni);
         for (int i = 0; i < n; i++)
-            if (w->batch[i]->kind == SRV_JOB_TENSOR) run_tensor(w, w->batch[i]);
-        record_run(b, n, it_now_ms() - t0);
-        const char *ml[] = { b->name };
-        prom_observe(b->mx->batch_size, ml, n);
+            if (w->batch[i]->kind == SRV_JOB_TENSOR) {
+                const char *ml[] = { b->name };
+                prom_observe(b->mx->batch_size, ml, 1);
+                run_tensor(w, w->batch[i]);
+            }
         for (int i = 0; i < n; i++) {
             srv_job *j = w->batch[i];
             if (j->st == ITSCAM_OK) {
@@ -380,6 +406,24 @@ srv_batcher *srv_batcher_new(const char *name, const itscam_model *m, const srv_
     b->mx = mx;
     const itscam_model_info *info = itscam_model_get_info(m);
     b->max_batch = info->input_dims[0] < 0 ? cfg->max_batch : 1;
+    /* 1, the preferred sizes, max_batch; beyond IT_SESSION_PLANS keep 1 and the largest. */
+    int cand[SRV_MAX_PREFERRED + 2], nc = 0;
+    cand[nc++] = 1;
+    for (int i = 0; i < cfg->n_preferred; i++)
+        if (cfg->preferred_batch[i] <= b->max_batch) cand[nc++] = cfg->preferred_batch[i];
+    cand[nc++] = b->max_batch;
+    for (int i = 1; i < nc; i++) /* insertion sort, then drop duplicates */
+        for (int k = i; k > 0 && cand[k] < cand[k - 1]; k--) {
+            int t = cand[k];
+            cand[k] = cand[k - 1];
+            cand[k - 1] = t;
+        }
+    int nu = 0;
+    for (int i = 0; i < nc; i++)
+        if (nu == 0 || cand[i] != cand[nu - 1]) cand[nu++] = cand[i];
+    b->sizes[b->n_sizes++] = 1;
+    int first = nu - (IT_SESSION_PLANS - 1) > 1 ? nu - (IT_SESSION_PLANS - 1) : 1;
+    for (int i = first; i < nu; i++) b->sizes[b->n_sizes++] = cand[i];
     /* Start as if traffic were light (no wait); load raises the delays. */
     for (int p = 0; p < SRV_NPRIO; p++) b->adapt_ms[p] = 0;
     b->last_urgent_ms = -1e12;
@@ -450,7 +494,8 @@ int srv_batcher_warmup(srv_batcher *b, char *err, size_t errlen) {
     memset(px, 114, sz);
     for (int i = 0; i < b->max_batch; i++) imgs[i] = (itscam_image){ .data = px, .width = w, .height = h, .format = ITSCAM_PIX_BGR8 };
     for (int k = 0; k < b->nworkers && rc == 0; k++) {
-        for (int n = 1; n <= b->max_batch; n++) {
+        for (int si = 0; si < b->n_sizes; si++) {
+            int n = b->sizes[si];
             double t0 = it_now_ms();
             itscam_status st = itscam_detect_batch(b->w[k].det, imgs, n, res);
             record_run(b, n, it_now_ms() - t0);
