@@ -50,6 +50,11 @@ typedef struct it_op_def {
 } it_op_def;
 
 const it_op_def *it_op_lookup(const char *op_type, const char *domain);  /* NULL if unknown */
+
+/* IEEE half <-> single by hand (Cast, and GPU backends converting weights): round to
+ * nearest even, overflow to infinity, NaN kept quiet. */
+float it_half_to_float(uint16_t h);
+uint16_t it_float_to_half(float f);
 const it_op_def *it_op_get(it_op_id id);
 
 /* Helpers shared by shape functions and kernels. */

@@ -959,7 +959,7 @@ static int cast_supported(int dt) {
 }
 
 /* IEEE half <-> single by hand (no compiler _Float16 assumed). */
-static float half_to_float(uint16_t h) {
+float it_half_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
     if (e == 0) {
         if (m == 0) {
@@ -980,7 +980,7 @@ static float half_to_float(uint16_t h) {
 }
 
 /* Round to nearest even, overflow to infinity, NaN kept quiet. */
-static uint16_t float_to_half(float f) {
+uint16_t it_float_to_half(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
@@ -1015,7 +1015,7 @@ static void cast_store(void *o, int64_t i, int dt, int is_float, double f, int64
     switch (dt) {
     case IT_F32: ((float *)o)[i] = is_float ? (float)f : (float)n; break;
     case IT_F64: ((double *)o)[i] = is_float ? f : (double)n; break;
-    case IT_F16: ((uint16_t *)o)[i] = float_to_half(is_float ? (float)f : (float)n); break;
+    case IT_F16: ((uint16_t *)o)[i] = it_float_to_half(is_float ? (float)f : (float)n); break;
     case IT_BOOL: ((uint8_t *)o)[i] = is_float ? f != 0 : n != 0; break;
     case IT_I8: ((int8_t *)o)[i] = (int8_t)(is_float ? f_to_i64(f, -128, 127) : n); break;
     case IT_U8: ((uint8_t *)o)[i] = (uint8_t)(is_float ? f_to_i64(f, 0, 255) : n); break;
@@ -1059,7 +1059,7 @@ itscam_status it_ref_cast(const it_kernel_args *a) {
         switch (x->dtype) {
         case IT_F32: cast_store(o->data, i, o->dtype, 1, ((const float *)x->data)[i], 0); break;
         case IT_F64: cast_store(o->data, i, o->dtype, 1, ((const double *)x->data)[i], 0); break;
-        case IT_F16: cast_store(o->data, i, o->dtype, 1, half_to_float(((const uint16_t *)x->data)[i]), 0); break;
+        case IT_F16: cast_store(o->data, i, o->dtype, 1, it_half_to_float(((const uint16_t *)x->data)[i]), 0); break;
         case IT_U64: {
             /* above INT64_MAX the int64 path would turn the value negative */
             uint64_t u = ((const uint64_t *)x->data)[i];

@@ -128,29 +128,7 @@ static itscam_status pick_device(int *dev) {
     return ITSCAM_OK;
 }
 
-/* ---- fp16 on the host (weights are converted once, at upload) ------------------------- */
-
-static uint16_t float_to_half(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-    uint32_t e = (x >> 23) & 0xff, m = x & 0x7fffff;
-    if (e == 0xff) return (uint16_t)(sign | 0x7c00 | (m ? 0x200 | (m >> 13) : 0));
-    int32_t he = (int32_t)e - 127 + 15;
-    if (he >= 31) return (uint16_t)(sign | 0x7c00);
-    if (he <= 0) {
-        if (he < -10) return sign;
-        m |= 0x800000;
-        int shift = 14 - he;
-        uint32_t hm = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (hm & 1))) hm++;
-        return (uint16_t)(sign | hm);
-    }
-    uint32_t hm = m >> 13, rem = m & 0x1fff;
-    uint32_t r = ((uint32_t)he << 10) | hm;
-    if (rem > 0x1000 || (rem == 0x1000 && (hm & 1))) r++;
-    return (uint16_t)(sign | r);
-}
+/* ---- fp16 on the host (weights are converted once, at upload, by it_float_to_half) ---- */
 
 /* Copy bytes of host src to device dst on stream (fp32 to fp16 on the way when half), and
  * wait: the caller may hand dst to other streams right after. */
@@ -162,7 +140,7 @@ static itscam_status upload_now(cudaStream_t stream, void *dst, const void *src,
         tmp = it_malloc(n * sizeof *tmp);
         if (!tmp) return it_err(ITSCAM_ERR_NOMEM, "cuda: %zu bytes to convert weights", n * sizeof *tmp);
         const float *f = src;
-        for (size_t k = 0; k < n; k++) tmp[k] = float_to_half(f[k]);
+        for (size_t k = 0; k < n; k++) tmp[k] = it_float_to_half(f[k]);
         src = tmp;
         bytes = n * sizeof *tmp;
     }
