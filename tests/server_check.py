@@ -441,6 +441,32 @@ try:
 finally:
     srv.stop()
 
+# Past the drain timeout, queued requests are answered 503 at once and the server exits.
+srv = Server("--model", os.path.join(MDIR, "yolo11n.onnx"), "--max-batch", "1", "--server.drain_timeout_s", "0")
+try:
+    out = {}
+    th = [threading.Thread(target=send, args=("q%d" % i, "normal")) for i in range(12)]
+    for t in th:
+        t.start()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m = re.search(r'itscam_queue_depth\{model="yolo11n",priority="normal"\} (\d+)', srv.req("GET", "/metrics")[2].decode())
+        if m and int(m.group(1)) >= 6:
+            break
+        time.sleep(0.01)
+    t0 = time.time()
+    srv.p.send_signal(signal.SIGTERM)
+    for t in th:
+        t.join()
+    rc = srv.p.wait(60)
+    codes = sorted(v[0] for v in out.values())
+    msgs = [v[1].get("error", "") for v in out.values() if v[0] == 503]
+    check(rc == 0 and len(codes) == 12 and set(codes) <= {200, 503} and 503 in codes
+          and all("shutting down" in m for m in msgs),
+          "drain timeout: every request answered (200 or 503), exit 0 in %.1f s: %s" % (time.time() - t0, codes))
+finally:
+    srv.stop()
+
 # ---------------------------------------------------------------------------------
 print("== tokens, TLS, readiness during warm-up, configuration errors", flush=True)
 tokens = os.path.join(TMP, "tokens")

@@ -93,7 +93,7 @@ static void complete(srv_batcher *b, srv_job *j, int outcome) {
         snprintf(j->err, sizeof j->err, "the request waited %.0f ms in the %s queue and timed out",
                  it_now_ms() - j->t_enqueue_ms, prio_name(j->prio));
     } else if (outcome == SRV_DONE_SHUTDOWN) {
-        snprintf(j->err, sizeof j->err, "the model is being unloaded");
+        snprintf(j->err, sizeof j->err, "the server is shutting down or unloading the model; retry elsewhere");
     }
     j->done(j, j->done_arg);
 }
@@ -560,6 +560,27 @@ int srv_batcher_submit_all(srv_batcher *b, srv_job **jobs, int n) {
 
 int srv_batcher_submit(srv_batcher *b, srv_job *j) {
     return srv_batcher_submit_all(b, &j, 1);
+}
+
+void srv_batcher_cancel_queued(srv_batcher *b) {
+    srv_job *list = NULL;
+    pthread_mutex_lock(&b->mu);
+    for (int p = SRV_NPRIO - 1; p >= 0; p--) {
+        while (b->head[p]) {
+            srv_job *j = b->head[p];
+            b->head[p] = j->next;
+            j->next = list;
+            list = j;
+        }
+        b->tail[p] = NULL;
+        b->depth[p] = 0;
+    }
+    pthread_mutex_unlock(&b->mu);
+    while (list) {
+        srv_job *j = list;
+        list = j->next;
+        complete(b, j, SRV_DONE_SHUTDOWN);
+    }
 }
 
 int srv_batcher_depth(srv_batcher *b, int prio) {

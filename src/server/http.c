@@ -919,6 +919,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         }
         if (needs_model(r->route)) {
             r->model = find_model(s, r->model_name);
+            if (!r->model && atomic_load(&s->draining)) {
+                r->model_name[0] = 0;
+                return respond_error_h(r, 503, "the server is shutting down", MHD_HTTP_HEADER_RETRY_AFTER, "1");
+            }
             if (!r->model) {
                 char name[128];
                 snprintf(name, sizeof name, "%s", r->model_name);
@@ -1132,14 +1136,19 @@ void srv_server_stop(srv_server *s) {
     if (ls != MHD_INVALID_SOCKET) close(ls);
     double until = it_now_ms() + s->cfg.drain_timeout_s * 1e3;
     while (atomic_load(&s->inflight) > 0 && it_now_ms() < until) usleep(10000);
-    /* Requests still queued after the drain timeout are completed by the batchers as the
-     * models are released, which resumes their connections before the daemon stops. */
+    /* Past the drain timeout, jobs still queued are answered 503 at once (which resumes
+     * their connections: the daemon must not stop with a connection suspended); batches
+     * already running finish. */
     pthread_rwlock_wrlock(&s->reg_lock);
     srv_registry *old = s->reg;
     s->reg = NULL;
     pthread_rwlock_unlock(&s->reg_lock);
+    for (int i = 0; old && i < old->n; i++) srv_batcher_cancel_queued(old->models[i]->batcher);
     srv_registry_release(old);
-    while (atomic_load(&s->inflight) > 0 && it_now_ms() < until + 5000) usleep(10000);
+    double hard = it_now_ms() + 60e3;
+    while (atomic_load(&s->inflight) > 0 && it_now_ms() < hard) usleep(10000);
+    if (atomic_load(&s->inflight) > 0)
+        it_log(ITSCAM_LOG_WARN, "stopping with %d requests still in flight", atomic_load(&s->inflight));
     MHD_stop_daemon(s->d);
     free_server(s);
 }

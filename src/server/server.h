@@ -84,6 +84,8 @@ int srv_batcher_submit(srv_batcher *b, srv_job *j);
 /* Submit n jobs atomically: all are queued or none (-1/-2 as above). */
 int srv_batcher_submit_all(srv_batcher *b, srv_job **jobs, int n);
 int srv_batcher_depth(srv_batcher *b, int prio);
+/* Answer every queued job with SRV_DONE_SHUTDOWN (503) now; running batches finish. */
+void srv_batcher_cancel_queued(srv_batcher *b);
 /* Finish every queued job, stop the workers and free. */
 void srv_batcher_free(srv_batcher *b);
 const char *srv_batcher_precision(srv_batcher *b);
