@@ -4,7 +4,7 @@
  * ONNX Runtime's in fp32 (1e-4) and fp16 (2e-3) at batch 1, 8 and 32, repeated runs
  * (CUDA graph replay) bit-identical, two sessions sharing one copy of the weights, and the
  * letterbox and head-decoding kernels against their CPU counterparts. */
-#include "check.h"
+#include "check_data.h"
 #include "graph/model.h"
 
 #include <math.h>
@@ -21,31 +21,6 @@ static int compiled_in(void) {
 }
 
 #ifdef ITSCAM_HAVE_CUDA
-
-static float *read_f32(const char *rel, size_t expect) {
-    char buf[1024];
-    const char *p = shared_path(buf, sizeof buf, rel);
-    if (!p) return NULL;
-    uint8_t *data;
-    size_t len;
-    if (it_read_file(p, &data, &len, (size_t)1 << 30) != ITSCAM_OK) return NULL;
-    if (len != expect * 4) {
-        fprintf(stderr, "%s: %zu bytes, expected %zu\n", p, len, expect * 4);
-        it_free(data);
-        return NULL;
-    }
-    return (float *)data;
-}
-
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 static itscam_session *cuda_session(const itscam_model *m, const char *precision) {
     itscam_session_params sp = itscam_session_default_params();

@@ -1,36 +1,11 @@
 /* The engine against ONNX Runtime: raw output tensors of the shared models on every
  * backend, no heap allocation per inference in steady state, and one model shared by
  * sessions on several threads. */
-#include "check.h"
+#include "check_data.h"
 #include "graph/model.h"
 
 #include <math.h>
 #include <pthread.h>
-
-static float *read_f32(const char *rel, size_t expect) {
-    char buf[1024];
-    const char *p = shared_path(buf, sizeof buf, rel);
-    if (!p) return NULL;
-    uint8_t *data;
-    size_t len;
-    if (it_read_file(p, &data, &len, (size_t)1 << 30) != ITSCAM_OK) return NULL;
-    if (len != expect * 4) {
-        fprintf(stderr, "%s: %zu bytes, expected %zu\n", p, len, expect * 4);
-        it_free(data);
-        return NULL;
-    }
-    return (float *)data;
-}
-
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 typedef struct raw_case {
     const char *model, *input, *output;
