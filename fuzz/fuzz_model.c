@@ -1,7 +1,7 @@
 /* libFuzzer target: arbitrary bytes through the ONNX loader must fail cleanly or load a
  * graph whose indices are all in range and whose nodes are in topological order. */
 #include "core/core.h"
-#include "graph/graph.h"
+#include "onnx/onnx.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * failed probe and -> closed after the probes), no run lost while it trips (outputs equal
  * the cpu backend's), the manual switch, no_fallback, and the no-GPU path. */
 #include "check.h"
-#include "graph/breaker.h"
+#include "runtime/breaker.h"
 #include "itscam/itscam.h"
 
 #include <math.h>

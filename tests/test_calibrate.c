@@ -1,8 +1,8 @@
 /* Calibration: ranges collected on real images cover every Conv input, are ordered, and
  * survive a save/load round trip; bad table files fail with messages naming the problem. */
 #include "check.h"
-#include "graph/calibrate.h"
-#include "graph/model.h"
+#include "runtime/calibrate.h"
+#include "runtime/model.h"
 #include "vision/image.h"
 #include "vision/letterbox.h"
 

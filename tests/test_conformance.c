@@ -4,7 +4,8 @@
  * Environment: ITSCAM_ONNX_TESTDATA (default /usr/share/libonnx-testdata/data/node),
  * ITSCAM_CONFORMANCE_FILTER (substring of test names to run), ITSCAM_CONFORMANCE_VERBOSE. */
 #include "check.h"
-#include "graph/plan.h"
+#include "backend/backend.h"
+#include "onnx/onnx.h"
 
 #include <dirent.h>
 #include <math.h>

@@ -6,9 +6,9 @@
 #include "check.h"
 #include "core/core.h"
 #include "graph/calib.h"
-#include "graph/calibrate.h"
-#include "graph/graph.h"
-#include "graph/plan.h"
+#include "runtime/calibrate.h"
+#include "backend/backend.h"
+#include "onnx/onnx.h"
 #include "vision/image.h"
 #include "vision/letterbox.h"
 

@@ -5,7 +5,7 @@
  * (CUDA graph replay) bit-identical, two sessions sharing one copy of the weights, and the
  * letterbox and head-decoding kernels against their CPU counterparts. */
 #include "check_data.h"
-#include "graph/model.h"
+#include "runtime/model.h"
 
 #include <math.h>
 

@@ -2,7 +2,7 @@
  * backend, no heap allocation per inference in steady state, and one model shared by
  * sessions on several threads. */
 #include "check_data.h"
-#include "graph/model.h"
+#include "runtime/model.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -3,7 +3,8 @@
  * the promise that a compiled program runs without touching the heap. */
 #include "check.h"
 
-#include "graph/plan.h"
+#include "backend/backend.h"
+#include "onnx/onnx.h"
 #ifdef ITSCAM_HAVE_CPU
 #include "backend/cpu/cpu_backend.h"
 #endif

@@ -2,7 +2,7 @@
  * and allocation failure at every step. */
 #include "check.h"
 #include "core/core.h"
-#include "graph/graph.h"
+#include "onnx/onnx.h"
 #include "graph/ops.h"
 
 #include <stdint.h>

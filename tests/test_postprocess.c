@@ -2,6 +2,7 @@
 #include "check.h"
 #include "core/core.h"
 #include "detect/postprocess.h"
+#include "runtime/names.h"
 
 #include <jansson.h>
 #include <math.h>

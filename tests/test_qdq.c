@@ -2,7 +2,7 @@
  * per-channel): a model built in memory with protobuf-c must give, on every backend, the
  * answer of the ONNX integer semantics computed here by hand. */
 #include "check.h"
-#include "graph/model.h"
+#include "runtime/model.h"
 #include "onnx/onnx.pb-c.h"
 
 #include <math.h>

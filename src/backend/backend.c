@@ -1,5 +1,5 @@
 /* The backend registry: the backends compiled into this build, in order of preference. */
-#include "graph/plan.h"
+#include "backend/backend.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -2,8 +2,8 @@
  * write them as a calibration table (JSON) that --calib reads. */
 #include "cli/cli.h"
 #include "core/core.h"
-#include "graph/calibrate.h"
-#include "graph/model.h"
+#include "runtime/calibrate.h"
+#include "runtime/model.h"
 #include "vision/image.h"
 #include "vision/letterbox.h"
 

@@ -1,7 +1,7 @@
 /* The detector: letterbox frames straight into the session's input buffer, run the model,
  * decode the head and apply NMS. Buffers are sized once and reused per frame. */
 #include "detect/postprocess.h"
-#include "graph/model.h"
+#include "runtime/model.h"
 #include "vision/image.h"
 #include "vision/letterbox.h"
 

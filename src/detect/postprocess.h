@@ -37,11 +37,5 @@ itscam_status it_decode_yolo(const float *head, int n_ch, int n_anchors, const i
 itscam_status it_decode_end2end(const float *head, int n, const itscam_detector_params *p, const it_letterbox *lb,
                                 int img_w, int img_h, itscam_detection *out, int *n_out);
 
-/* Parse Ultralytics' `names` metadata, a Python dict repr such as
- * "{0: 'person', 1: \"couch's\", ...}", into an array indexed by class id (ids must be
- * 0..n-1; gaps become ""). *names_out holds *n_out it_malloc'd strings. Returns 0 on
- * success, -1 on a malformed string (with it_err set). */
-int it_parse_names(const char *meta_names, char ***names_out, int *n_out);
-void it_free_names(char **names, int n);
 
 #endif

@@ -86,8 +86,6 @@ typedef struct it_graph {
     it_meta *meta;
 } it_graph;
 
-/* Load an ONNX model (src/onnx). On failure the detail names `name` and the problem. */
-itscam_status it_onnx_load(const void *buf, size_t len, const char *name, it_graph **out);
 void it_graph_free(it_graph *g);
 int it_graph_find_value(const it_graph *g, const char *name);   /* -1 when absent */
 const char *it_graph_meta(const it_graph *g, const char *key);  /* NULL when absent */

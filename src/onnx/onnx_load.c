@@ -1,5 +1,5 @@
 /* ONNX loader: unpacks an ONNX ModelProto with protobuf-c and builds the graph IR. */
-#include "graph/graph.h"
+#include "onnx/onnx.h"
 #include "graph/ops.h"
 #include "onnx/onnx.pb-c.h"
 

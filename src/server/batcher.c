@@ -31,7 +31,7 @@
 
 #include "core/core.h"
 #include "detect/postprocess.h"
-#include "graph/model.h"
+#include "runtime/model.h"
 
 #include <errno.h>
 #include <math.h>

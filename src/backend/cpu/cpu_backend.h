@@ -2,7 +2,7 @@
 #ifndef ITSCAM_CPU_BACKEND_H
 #define ITSCAM_CPU_BACKEND_H
 
-#include "graph/plan.h"
+#include "backend/backend.h"
 
 extern const it_backend it_backend_cpu;
 

@@ -12,7 +12,7 @@
 /* cuda_kernels.cu includes this header for the kernel declarations at the end only:
  * the library's C headers stay out of nvcc's C++. */
 #ifndef __CUDACC__
-#include "graph/plan.h"
+#include "backend/backend.h"
 
 extern const it_backend it_backend_cuda;
 

@@ -1,6 +1,6 @@
 /* The ref backend: every step runs its plain C reference kernel. It is the oracle the
  * other backends are checked against, so it stays simple rather than fast. */
-#include "graph/plan.h"
+#include "backend/backend.h"
 
 static itscam_status ref_compile(const it_plan *plan, const it_backend_opts *opts, void **prog) {
     (void)opts;

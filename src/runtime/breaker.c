@@ -1,7 +1,7 @@
 /* Circuit breakers for GPU backends and the fault injection that drives them in tests.
  * See breaker.h for the states; the numbers are the issue's defaults (15 failures, 3 out
  * of memory, 30 s open, 10 probes). */
-#include "graph/breaker.h"
+#include "runtime/breaker.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

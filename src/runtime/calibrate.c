@@ -1,5 +1,5 @@
 /* Calibration: measure activation ranges by running the ref kernels one step at a time. */
-#include "graph/calibrate.h"
+#include "runtime/calibrate.h"
 #include "graph/plan.h"
 
 #include <math.h>

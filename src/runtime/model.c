@@ -1,9 +1,10 @@
 /* Models (an immutable loaded graph plus Ultralytics metadata) and sessions (per-thread
  * plans and backend programs, cached per input shape). */
-#include "graph/model.h"
-#include "graph/breaker.h"
+#include "runtime/model.h"
+#include "runtime/breaker.h"
 #include "graph/calib.h"
-#include "detect/postprocess.h"
+#include "onnx/onnx.h"
+#include "runtime/names.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

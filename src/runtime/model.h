@@ -2,7 +2,7 @@
 #ifndef ITSCAM_MODEL_H
 #define ITSCAM_MODEL_H
 
-#include "graph/plan.h"
+#include "backend/backend.h"
 
 struct itscam_model {
     it_graph *g;

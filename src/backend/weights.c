@@ -1,6 +1,6 @@
 /* The model's cache of prepared weights, shared by its sessions (see plan.h). A lock and a
  * list: entries are made at compile time only, a few hundred per model, never per run. */
-#include "graph/plan.h"
+#include "backend/backend.h"
 
 #include <pthread.h>
 #include <string.h>
