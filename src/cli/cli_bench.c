@@ -328,7 +328,8 @@ int cli_bench(int argc, char **argv) {
             json_array_append_new(results, r);
         } else {
             printf("%-7s %-5s %5d %7d %8.2f %8.2f %8.2f %8.2f %9.1f %7.2f %7.2f %8.2f %7.2f %8.1f\n", be, precision, b,
-                   sp.threads, it_percentile(lat, (size_t)n, 50), it_percentile(lat, (size_t)n, 90), it_percentile(lat, (size_t)n, 95), it_percentile(lat, (size_t)n, 99), ips, mean.decode,
+                   sp.threads, it_percentile(lat, (size_t)n, 50), it_percentile(lat, (size_t)n, 90),
+                   it_percentile(lat, (size_t)n, 95), it_percentile(lat, (size_t)n, 99), ips, mean.decode,
                    mean.preprocess, mean.inference, mean.postprocess, rss / 1048576.0);
         }
     }
