@@ -2,6 +2,7 @@
  * worked examples, called directly through the operator table. */
 #include "check.h"
 #include "graph/ops_impl.h"
+#include "graph/ops_nn.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -590,10 +591,138 @@ static void test_quant(void) {
     }
 }
 
+/* ---- Resize and Slice geometry, shared by the ref kernels and the cuda backend ---- */
+
+static int near_eq(double a, double b) { return fabs(a - b) < 1e-12; }
+
+/* A rank-1 Resize of 4 values to 8 (scale 2) under coordinate mode ct. */
+static void resize_geom_1d(test_node *tn, const char *ct, const char *nm, it_resize_geom *g) {
+    static float x[4], sc[1] = {2};
+    static int64_t xd[1] = {4}, sd[1] = {1};
+    it_tensor tx = mk(IT_F32, 1, xd, x), ts = mk(IT_F32, 1, sd, sc);
+    tn_init(tn, "Resize", 1);
+    tn_str(tn, "coordinate_transformation_mode", ct);
+    if (nm) tn_str(tn, "nearest_mode", nm);
+    CHECK_OK(it_resize_geom_init(&tn->node, 13, &tx, NULL, &ts, NULL, g));
+    CHECK(g->rank == 1 && g->in[0] == 4 && g->out[0] == 8 && near_eq(g->scale[0], 2));
+}
+
+static void test_resize_geom(void) {
+    test_node tn;
+    it_resize_geom g;
+    resize_geom_1d(&tn, "half_pixel", NULL, &g);
+    CHECK(near_eq(it_resize_src_coord(&g, 0, 0), -0.25) && near_eq(it_resize_src_coord(&g, 0, 7), 3.25));
+    CHECK(it_resize_nearest(&g, 0, -0.25) == 0 && it_resize_nearest(&g, 0, 3.25) == 3);   /* clamped, rounded */
+    resize_geom_1d(&tn, "asymmetric", NULL, &g);
+    CHECK(near_eq(it_resize_src_coord(&g, 0, 3), 1.5));
+    CHECK(it_resize_nearest(&g, 0, 1.5) == 1);   /* round_prefer_floor on a tie */
+    resize_geom_1d(&tn, "asymmetric", "round_prefer_ceil", &g);
+    CHECK(it_resize_nearest(&g, 0, 1.5) == 2 && it_resize_nearest(&g, 0, 1.4) == 1);
+    resize_geom_1d(&tn, "asymmetric", "ceil", &g);
+    CHECK(it_resize_nearest(&g, 0, 1.1) == 2 && it_resize_nearest(&g, 0, 3.5) == 3);
+    resize_geom_1d(&tn, "asymmetric", "floor", &g);
+    CHECK(it_resize_nearest(&g, 0, 1.9) == 1 && it_resize_nearest(&g, 0, -0.5) == 0);
+    resize_geom_1d(&tn, "align_corners", NULL, &g);
+    CHECK(near_eq(it_resize_src_coord(&g, 0, 0), 0) && near_eq(it_resize_src_coord(&g, 0, 7), 3) &&
+          near_eq(it_resize_src_coord(&g, 0, 1), 3.0 / 7));
+    resize_geom_1d(&tn, "pytorch_half_pixel", NULL, &g);
+    CHECK(near_eq(it_resize_src_coord(&g, 0, 0), -0.25) && near_eq(it_resize_src_coord(&g, 0, 5), 2.25));
+    resize_geom_1d(&tn, "tf_half_pixel_for_nearest", NULL, &g);
+    CHECK(near_eq(it_resize_src_coord(&g, 0, 0), 0.25));
+
+    /* sizes to a single output: pytorch_half_pixel and align_corners read the first input */
+    float x[6] = {0};
+    int64_t xd[2] = {2, 3}, szd[1] = {1}, axes[1] = {-1}, sz[1] = {1};
+    it_tensor tx = mk(IT_F32, 2, xd, x), tsz = mk(IT_I64, 1, szd, sz);
+    const char *single[] = {"pytorch_half_pixel", "align_corners"};
+    for (int k = 0; k < 2; k++) {
+        tn_init(&tn, "Resize", 1);
+        tn_str(&tn, "coordinate_transformation_mode", single[k]);
+        tn_ints(&tn, "axes", 1, axes);
+        CHECK_OK(it_resize_geom_init(&tn.node, 18, &tx, NULL, NULL, &tsz, &g));
+        CHECK(g.out[0] == 2 && g.out[1] == 1 && near_eq(g.scale[0], 1) && near_eq(g.scale[1], 1.0 / 3));
+        CHECK(near_eq(it_resize_src_coord(&g, 1, 0), 0));
+    }
+
+    /* Resize-10: asymmetric, floor when upsampling, ceil when downsampling */
+    float sc[2] = {1, 0.5f};
+    int64_t scd[1] = {2};
+    it_tensor ts = mk(IT_F32, 1, scd, sc);
+    tn_init(&tn, "Resize", 1);
+    CHECK_OK(it_resize_geom_init(&tn.node, 10, &tx, NULL, &ts, NULL, &g));
+    CHECK(g.ct == IT_RESIZE_ASYMMETRIC && g.nm == IT_RESIZE_SIMPLE && g.out[1] == 1);
+    CHECK(it_resize_nearest(&g, 1, 0.5) == 1 && it_resize_nearest(&g, 0, 0.5) == 0);
+
+    /* what cannot be done fails with a status */
+    CHECK(it_resize_geom_init(&tn.node, 13, &tx, NULL, &ts, &tsz, &g) == ITSCAM_ERR_SHAPE);   /* both */
+    tn_str(&tn, "mode", "cubic");
+    CHECK(it_resize_geom_init(&tn.node, 13, &tx, NULL, &ts, NULL, &g) == ITSCAM_ERR_UNSUPPORTED);
+}
+
+/* Slice of a 10-vector (opset 13 inputs); steps may be 0 for none. */
+static itscam_status slice_1d(int64_t b, int64_t e, int64_t step, it_slice_geom *g) {
+    static int64_t xd[1] = {10}, one[1] = {1}, sv[1], ev[1], pv[1];
+    static uint8_t x[10];
+    sv[0] = b, ev[0] = e, pv[0] = step;
+    it_tensor tx = mk(IT_U8, 1, xd, x), ts = mk(IT_I64, 1, one, sv), te = mk(IT_I64, 1, one, ev),
+              tp = mk(IT_I64, 1, one, pv);
+    test_node tn;
+    tn_init(&tn, "Slice", 1);
+    return it_slice_geom_init(&tn.node, 13, &tx, &ts, &te, NULL, step ? &tp : NULL, g);
+}
+
+static void test_slice_geom(void) {
+    it_slice_geom g;
+    CHECK_OK(slice_1d(0, INT64_MAX, 0, &g));   /* "to the end" */
+    CHECK(g.ndim == 1 && g.start[0] == 0 && g.step[0] == 1 && g.len[0] == 10);
+    CHECK_OK(slice_1d(0, INT64_MAX, 3, &g));   /* 0 3 6 9 */
+    CHECK(g.start[0] == 0 && g.step[0] == 3 && g.len[0] == 4);
+    CHECK_OK(slice_1d(-1, INT64_MIN, -1, &g));   /* reversed: 9 .. 0 */
+    CHECK(g.start[0] == 9 && g.step[0] == -1 && g.len[0] == 10);
+    CHECK_OK(slice_1d(8, 2, -2, &g));   /* 8 6 4 */
+    CHECK(g.start[0] == 8 && g.step[0] == -2 && g.len[0] == 3);
+    CHECK_OK(slice_1d(INT64_MAX, -11, -3, &g));   /* start clamped to 9, end to -1: 9 6 3 0 */
+    CHECK(g.start[0] == 9 && g.len[0] == 4);
+    CHECK_OK(slice_1d(-100, 5, 0, &g));   /* start clamped to 0 */
+    CHECK(g.start[0] == 0 && g.len[0] == 5);
+    CHECK_OK(slice_1d(20, INT64_MAX, 0, &g));   /* empty */
+    CHECK(g.len[0] == 0);
+    CHECK_OK(slice_1d(5, 2, 1, &g));   /* empty: end before start */
+    CHECK(g.len[0] == 0);
+    /* a huge step takes one element and is reported as 1 (never multiplied by a stride) */
+    CHECK_OK(slice_1d(0, INT64_MAX, INT64_MAX, &g));
+    CHECK(g.len[0] == 1 && g.step[0] == 1 && g.start[0] == 0);
+    CHECK_OK(slice_1d(INT64_MAX, INT64_MIN, INT64_MIN, &g));
+    CHECK(g.len[0] == 1 && g.step[0] == 1 && g.start[0] == 9);
+    /* step 0 is malformed: build it by hand, slice_1d reads 0 as "no steps" */
+    int64_t xd[2] = {4, 6}, two[1] = {2}, st[2] = {1, -2}, en[2] = {3, INT64_MAX}, ax[2] = {-1, 0}, sp[2] = {1, 0};
+    uint8_t x[24];
+    it_tensor tx = mk(IT_U8, 2, xd, x), ts = mk(IT_I64, 1, two, st), te = mk(IT_I64, 1, two, en),
+              ta = mk(IT_I64, 1, two, ax), tp = mk(IT_I64, 1, two, sp);
+    test_node tn;
+    tn_init(&tn, "Slice", 1);
+    CHECK(it_slice_geom_init(&tn.node, 13, &tx, &ts, &te, &ta, &tp, &g) == ITSCAM_ERR_MODEL);
+    sp[1] = 1;   /* axes -1 then 0: axis 1 from 1 to 3, axis 0 from 2 to the end */
+    CHECK_OK(it_slice_geom_init(&tn.node, 13, &tx, &ts, &te, &ta, &tp, &g));
+    CHECK(g.start[1] == 1 && g.len[1] == 2 && g.start[0] == 2 && g.len[0] == 2);
+    ax[0] = 0;   /* repeated axis */
+    CHECK(it_slice_geom_init(&tn.node, 13, &tx, &ts, &te, &ta, &tp, &g) == ITSCAM_ERR_MODEL);
+    /* Slice-1: attributes, the tensors ignored */
+    int64_t as[1] = {-3}, ae[1] = {INT64_MAX}, aa[1] = {1};
+    tn_init(&tn, "Slice", 1);
+    tn_ints(&tn, "starts", 1, as);
+    tn_ints(&tn, "ends", 1, ae);
+    tn_ints(&tn, "axes", 1, aa);
+    CHECK_OK(it_slice_geom_init(&tn.node, 1, &tx, NULL, NULL, NULL, NULL, &g));
+    CHECK(g.start[1] == 3 && g.len[1] == 3 && g.len[0] == 4 && g.step[1] == 1);
+}
+
 int main(void) {
     test_conv();
     test_maxpool();
     test_resize();
+    test_resize_geom();
+    test_slice_geom();
     test_matmul();
     test_quant();
     return check_done("test_ops_nn");

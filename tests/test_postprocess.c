@@ -168,8 +168,40 @@ static void test_real_head(void) {
     it_free(buf);
 }
 
+/* Every max_det up to ITSCAM_MAX_DET_LIMIT is honoured: a head of disjoint boxes keeps
+ * exactly max_det of them; 0 means the default; past the limit the scratch is refused. */
+static void test_max_det(void) {
+    enum { N = ITSCAM_MAX_DET_LIMIT + 50, SIDE = 101 };
+    float *h = it_malloc(sizeof(float) * 5 * N);
+    itscam_detection *out = it_malloc(sizeof *out * ITSCAM_MAX_DET_LIMIT);
+    CHECK(h && out);
+    if (!h || !out) return;
+    for (int a = 0; a < N; a++) {
+        h[0 * N + a] = 4.0f + 6.0f * (float)(a % SIDE);   /* 4x4 boxes 6 apart: no overlap */
+        h[1 * N + a] = 4.0f + 6.0f * (float)(a / SIDE);
+        h[2 * N + a] = h[3 * N + a] = 4;
+        h[4 * N + a] = 0.5f + 0.4f * (float)a / N;
+    }
+    it_letterbox lb = {1.0f, 0, 0, 640, 640};
+    it_det_scratch s;
+    CHECK(it_det_scratch_init(&s, N, ITSCAM_MAX_DET_LIMIT + 1) == ITSCAM_ERR_INVALID_ARG);
+    CHECK_OK(it_det_scratch_init(&s, N, ITSCAM_MAX_DET_LIMIT));
+    itscam_detector_params p = params();
+    p.max_det = ITSCAM_MAX_DET_LIMIT;
+    int n = -1;
+    CHECK_OK(it_decode_yolo(h, 5, N, &p, &lb, 1000, 1000, &s, out, &n));
+    CHECKF(n == ITSCAM_MAX_DET_LIMIT, "max_det %d: %d boxes", ITSCAM_MAX_DET_LIMIT, n);
+    p.max_det = 0;
+    CHECK_OK(it_decode_yolo(h, 5, N, &p, &lb, 1000, 1000, &s, out, &n));
+    CHECKF(n == ITSCAM_MAX_DET_DEFAULT, "max_det 0: %d boxes", n);
+    it_det_scratch_free(&s);
+    it_free(out);
+    it_free(h);
+}
+
 int main(void) {
     test_nms();
+    test_max_det();
     test_names();
     test_real_head();
     return check_done("test_postprocess");

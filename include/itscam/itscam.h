@@ -169,12 +169,18 @@ ITSCAM_API const char *itscam_breaker_state_name(itscam_breaker_state s);
  * --------------------------------------------------------------------------------- */
 typedef struct itscam_detector itscam_detector;
 
+/* Boxes per image: the default of itscam_detector_params.max_det, and the most any
+ * detector, request or configuration may ask for (it bounds each result's allocation). */
+#define ITSCAM_MAX_DET_DEFAULT 300
+#define ITSCAM_MAX_DET_LIMIT 10000
+
 typedef struct itscam_detector_params {
     const char *backend;   /* as in itscam_session_params */
     int threads;
     float conf;            /* keep boxes whose best class score is > conf (0.25) */
     float iou;             /* NMS: IoU above this suppresses (0.7) */
-    int max_det;           /* at most this many boxes per image (300) */
+    int max_det;           /* at most this many boxes per image (ITSCAM_MAX_DET_DEFAULT,
+                              at most ITSCAM_MAX_DET_LIMIT) */
     int agnostic_nms;      /* 1: NMS across classes (0) */
     const int *classes;    /* optional filter: keep only these class ids */
     int num_classes_filter;

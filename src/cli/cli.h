@@ -5,6 +5,11 @@
 #include "itscam/itscam.h"
 #include <stdio.h>
 
+/* A numeric macro as a string literal, so that help texts quote the constant itself:
+ * CLI_STR(ITSCAM_MAX_DET_DEFAULT) is "300". */
+#define CLI_STR_(x) #x
+#define CLI_STR(x) CLI_STR_(x)
+
 typedef struct cli_command {
     const char *name;
     const char *summary;

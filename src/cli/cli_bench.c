@@ -8,7 +8,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -52,34 +51,6 @@ void cli_bench_usage(FILE *f) {
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-static double pct(const double *v, int n, double p) {
-    if (n <= 0) return 0;
-    double k = p / 100.0 * (n - 1);
-    int lo = (int)floor(k), hi = (int)ceil(k);
-    return v[lo] + (v[hi] - v[lo]) * (k - lo);
-}
-
-/* Physical cores this process may run on (the cpu backend's own default, counted here so
- * that the report names the number actually passed). */
-static int physical_cores(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-    int cores = 0;
-    for (int c = 0; c < CPU_SETSIZE; c++) {
-        if (!CPU_ISSET(c, &set)) continue;
-        char path[96];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list", c);
-        int first = c;
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (fscanf(f, "%d", &first) != 1) first = c;
-            fclose(f);
-        }
-        if (first == c || first < 0 || first >= CPU_SETSIZE || !CPU_ISSET(first, &set)) cores++;
-    }
-    return cores > 0 ? cores : 1;
 }
 
 static long long peak_rss_bytes(void) {
@@ -233,7 +204,7 @@ int cli_bench(int argc, char **argv) {
         fprintf(stderr, "itscam bench: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (!threads_set) sp.threads = physical_cores();
+    if (!threads_set) sp.threads = it_physical_cores();   /* the cpu backend's own default */
 
     itscam_model *m = NULL;
     itscam_session *s = NULL;
@@ -333,10 +304,10 @@ int cli_bench(int argc, char **argv) {
             json_object_set_new(r, "precision", json_string(precision));
             json_object_set_new(r, "batch", json_integer(b));
             json_object_set_new(r, "threads", json_integer(sp.threads));
-            json_object_set_new(l, "p50", json_real(pct(lat, n, 50)));
-            json_object_set_new(l, "p90", json_real(pct(lat, n, 90)));
-            json_object_set_new(l, "p95", json_real(pct(lat, n, 95)));
-            json_object_set_new(l, "p99", json_real(pct(lat, n, 99)));
+            json_object_set_new(l, "p50", json_real(it_percentile(lat, (size_t)n, 50)));
+            json_object_set_new(l, "p90", json_real(it_percentile(lat, (size_t)n, 90)));
+            json_object_set_new(l, "p95", json_real(it_percentile(lat, (size_t)n, 95)));
+            json_object_set_new(l, "p99", json_real(it_percentile(lat, (size_t)n, 99)));
             json_object_set_new(r, "latency_ms", l);
             json_object_set_new(r, "throughput_ips", json_real(ips));
             json_object_set_new(sg, "decode", json_real(mean.decode));
@@ -357,7 +328,8 @@ int cli_bench(int argc, char **argv) {
             json_array_append_new(results, r);
         } else {
             printf("%-7s %-5s %5d %7d %8.2f %8.2f %8.2f %8.2f %9.1f %7.2f %7.2f %8.2f %7.2f %8.1f\n", be, precision, b,
-                   sp.threads, pct(lat, n, 50), pct(lat, n, 90), pct(lat, n, 95), pct(lat, n, 99), ips, mean.decode,
+                   sp.threads, it_percentile(lat, (size_t)n, 50), it_percentile(lat, (size_t)n, 90),
+                   it_percentile(lat, (size_t)n, 95), it_percentile(lat, (size_t)n, 99), ips, mean.decode,
                    mean.preprocess, mean.inference, mean.postprocess, rss / 1048576.0);
         }
     }

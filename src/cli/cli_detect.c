@@ -32,7 +32,7 @@ void cli_detect_usage(FILE *f) {
             "  --calib FILE     int8 activation ranges from 'itscam calibrate'\n"
             "  --conf X         confidence threshold (0.25)\n"
             "  --iou X          NMS IoU threshold (0.7)\n"
-            "  --max-det N      at most N boxes per image (300)\n"
+            "  --max-det N      at most N boxes per image (" CLI_STR(ITSCAM_MAX_DET_DEFAULT) ", at most " CLI_STR(ITSCAM_MAX_DET_LIMIT) ")\n"
             "  --classes LIST   keep only these class ids, e.g. 0,2,5\n"
             "  --agnostic       class-agnostic NMS\n"
             "  --save DIR       write annotated JPEGs to DIR\n"
@@ -63,15 +63,12 @@ static json_t *result_json(const char *path, const itscam_result *r) {
     return o;
 }
 
-static int save_annotated(const char *dir, const char *path, const uint8_t *bytes, size_t len, const itscam_result *r) {
-    it_image img;
-    itscam_status st = it_image_decode(bytes, len, (size_t)1 << 28, &img);
-    if (st != ITSCAM_OK) return cli_fail(path, st);
-    it_draw_detections(&img, r->dets, r->count, NULL, 0);
+/* Draw r onto img (the frame it was detected on) and write it as DIR/<stem>.jpg. */
+static int save_annotated(const char *dir, const char *path, it_image *img, const itscam_result *r) {
+    it_draw_detections(img, r->dets, r->count, NULL, 0);
     uint8_t *jpg = NULL;
     size_t jlen = 0;
-    st = it_image_encode_jpeg(&img, 90, &jpg, &jlen);
-    it_image_free(&img);
+    itscam_status st = it_image_encode_jpeg(img, 90, &jpg, &jlen);
     if (st != ITSCAM_OK) return cli_fail(path, st);
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -88,6 +85,23 @@ static int save_annotated(const char *dir, const char *path, const uint8_t *byte
     if (f) fclose(f);
     it_free(jpg);
     return rc;
+}
+
+/* Detect on one encoded file; with --save the image is decoded here once, so that the
+ * detector and the drawing share the same pixels. */
+static itscam_status detect_file(itscam_detector *det, const uint8_t *bytes, size_t len, int keep,
+                                 it_image *img, itscam_result *r) {
+    memset(img, 0, sizeof *img);
+    if (!keep) return itscam_detect_encoded(det, bytes, len, r);
+    double t0 = it_now_ms();
+    itscam_status st = it_image_decode(bytes, len, (size_t)1 << 28, img);
+    if (st != ITSCAM_OK) return st;
+    double t1 = it_now_ms();
+    itscam_image im = { .data = img->data, .width = img->width, .height = img->height, .stride = img->stride,
+                        .format = ITSCAM_PIX_BGR8 };
+    st = itscam_detect_image(det, &im, r);
+    if (st == ITSCAM_OK) r->ms_decode = t1 - t0;
+    return st;
 }
 
 static int parse_classes(const char *s, int *out, int max) {
@@ -131,7 +145,7 @@ int cli_detect(int argc, char **argv) {
         case 'F': p.no_fallback = 1; break;
         case 'c': if (cli_parse_float(optarg, &p.conf) || !(p.conf >= 0 && p.conf <= 1)) goto bad; break;
         case 'i': if (cli_parse_float(optarg, &p.iou) || !(p.iou >= 0 && p.iou <= 1)) goto bad; break;
-        case 'x': if (cli_parse_int(optarg, &p.max_det) || p.max_det <= 0) goto bad; break;
+        case 'x': if (cli_parse_int(optarg, &p.max_det) || p.max_det <= 0 || p.max_det > ITSCAM_MAX_DET_LIMIT) goto bad; break;
         case 'k': {
             int n = parse_classes(optarg, classes, MAX_CLASS_FILTER);
             if (n <= 0) goto bad;
@@ -178,15 +192,17 @@ int cli_detect(int argc, char **argv) {
             continue;
         }
         itscam_result r = { 0 };
-        st = itscam_detect_encoded(det, bytes, len, &r);
+        it_image img;
+        st = detect_file(det, bytes, len, save_dir != NULL, &img, &r);
+        it_free(bytes);
         if (st != ITSCAM_OK) {
             rc = cli_fail(files.v[i], st);
         } else {
             json_array_append_new(results, result_json(files.v[i], &r));
-            if (save_dir && save_annotated(save_dir, files.v[i], bytes, len, &r)) rc = 1;
+            if (save_dir && save_annotated(save_dir, files.v[i], &img, &r)) rc = 1;
         }
+        it_image_free(&img);
         itscam_result_clear(&r);
-        it_free(bytes);
     }
     FILE *f = output ? fopen(output, "w") : stdout;
     if (!f) {

@@ -30,7 +30,7 @@ void cli_eval_usage(FILE *f) {
             "  --calib FILE     int8 activation ranges from 'itscam calibrate'\n"
             "  --conf X         confidence threshold (0.001, as Ultralytics val)\n"
             "  --iou X          NMS IoU threshold (0.7)\n"
-            "  --max-det N      at most N boxes per image (300)\n"
+            "  --max-det N      at most N boxes per image (" CLI_STR(ITSCAM_MAX_DET_DEFAULT) ", at most " CLI_STR(ITSCAM_MAX_DET_LIMIT) ")\n"
             "  --json           print the metrics as JSON\n"
             "  --verbose        also print AP50 and AP50-95 per class\n");
 }
@@ -109,7 +109,7 @@ int cli_eval(int argc, char **argv) {
      * precision-recall curve reaches far. */
     p.conf = 0.001f;
     p.iou = 0.7f;
-    p.max_det = 300;
+    p.max_det = ITSCAM_MAX_DET_DEFAULT;
     const char *model = NULL, *images = NULL, *labels = NULL;
     int as_json = 0, verbose = 0, c;
     optind = 1;
@@ -124,7 +124,7 @@ int cli_eval(int argc, char **argv) {
         case 'C': p.calib_path = optarg; break;
         case 'c': if (cli_parse_float(optarg, &p.conf) || !(p.conf >= 0 && p.conf <= 1)) goto bad; break;
         case 'i': if (cli_parse_float(optarg, &p.iou) || !(p.iou >= 0 && p.iou <= 1)) goto bad; break;
-        case 'x': if (cli_parse_int(optarg, &p.max_det) || p.max_det <= 0) goto bad; break;
+        case 'x': if (cli_parse_int(optarg, &p.max_det) || p.max_det <= 0 || p.max_det > ITSCAM_MAX_DET_LIMIT) goto bad; break;
         case 'j': as_json = 1; break;
         case 'v': verbose = 1; break;
         case 'h': cli_eval_usage(stdout); return 0;

@@ -4,6 +4,7 @@
  * client concurrency and reads the server's own queue and inference times from /metrics
  * around each level, so that client latency can be split into server stages. */
 #include "cli/cli.h"
+#include "core/core.h"
 #include "server/prom.h"
 
 #include <curl/curl.h>
@@ -914,14 +915,6 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Percentile p (0..100) of sorted v, interpolating between closest ranks. */
-static double pct(const double *v, size_t n, double p) {
-    if (n == 0) return NAN;
-    double k = p / 100.0 * (double)(n - 1);
-    size_t lo = (size_t)floor(k), hi = (size_t)ceil(k);
-    return v[lo] + (v[hi] - v[lo]) * (k - (double)lo);
-}
-
 typedef struct bench_result {
     int concurrency;
     double seconds, throughput, p50, p90, p95, p99;
@@ -1058,10 +1051,10 @@ static int bench_level(client *c, bench_ctx *ctx, int conc, double warmup, doubl
         }
         r->seconds = t1 - t0;
         r->throughput = r->seconds > 0 ? r->ok / r->seconds : NAN;
-        r->p50 = pct(all, k, 50);
-        r->p90 = pct(all, k, 90);
-        r->p95 = pct(all, k, 95);
-        r->p99 = pct(all, k, 99);
+        r->p50 = it_percentile(all, k, 50);
+        r->p90 = it_percentile(all, k, 90);
+        r->p95 = it_percentile(all, k, 95);
+        r->p99 = it_percentile(all, k, 99);
         free(all);
         const char *const match[] = {"model", model, NULL};
         const char *const *mm = model ? match : NULL;

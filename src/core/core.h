@@ -45,6 +45,13 @@ void it_arena_free(it_arena *a);
 
 double it_now_ms(void);  /* monotonic clock in milliseconds */
 
+/* Percentile p (0..100) of n ascending values, interpolated linearly between the closest
+ * ranks (numpy's default); NAN when n is 0. */
+double it_percentile(const double *sorted, size_t n, double p);
+/* Physical cores this process may run on (SMT siblings count once), from its affinity
+ * mask; the online cpus when the mask cannot be read; at least 1. Thread-safe. */
+int it_physical_cores(void);
+
 /* Read a whole file into a fresh buffer (it_free). Fails with ITSCAM_ERR_IO naming path. */
 itscam_status it_read_file(const char *path, uint8_t **out, size_t *len, size_t max_len);
 

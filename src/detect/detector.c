@@ -25,7 +25,7 @@ struct itscam_detector {
 };
 
 itscam_detector_params itscam_detector_default_params(void) {
-    itscam_detector_params p = { .backend = NULL, .threads = 0, .conf = 0.25f, .iou = 0.7f, .max_det = 300,
+    itscam_detector_params p = { .backend = NULL, .threads = 0, .conf = 0.25f, .iou = 0.7f, .max_det = ITSCAM_MAX_DET_DEFAULT,
                                  .agnostic_nms = 0, .classes = NULL, .num_classes_filter = 0, .device = -1 };
     return p;
 }
@@ -43,8 +43,10 @@ itscam_status itscam_detector_create_from_model(const itscam_model *m, const its
     itscam_detector_params dp = itscam_detector_default_params();
     const itscam_detector_params *p = params ? params : &dp;
     if (!(p->conf >= 0 && p->conf <= 1) || !(p->iou >= 0 && p->iou <= 1) || p->max_det <= 0 ||
-        p->num_classes_filter < 0 || (p->num_classes_filter > 0 && !p->classes))
-        return it_err(ITSCAM_ERR_INVALID_ARG, "detector parameters out of range (conf and iou in [0,1], max_det > 0)");
+        p->max_det > ITSCAM_MAX_DET_LIMIT || p->num_classes_filter < 0 ||
+        (p->num_classes_filter > 0 && !p->classes))
+        return it_err(ITSCAM_ERR_INVALID_ARG, "detector parameters out of range (conf and iou in [0,1], max_det in [1,%d])",
+                      ITSCAM_MAX_DET_LIMIT);
     const itscam_model_info *info = itscam_model_get_info(m);
     if (info->input_dims[1] != 3 && info->input_dims[1] != -1)
         return it_err(ITSCAM_ERR_UNSUPPORTED, "%s: the input has %lld channels; a detector needs 3",

@@ -8,7 +8,7 @@
 
 itscam_status it_det_scratch_init(it_det_scratch *s, int n_anchors, int max_det) {
     memset(s, 0, sizeof *s);
-    if (n_anchors <= 0 || max_det <= 0)
+    if (n_anchors <= 0 || max_det <= 0 || max_det > ITSCAM_MAX_DET_LIMIT)
         return it_err(ITSCAM_ERR_INVALID_ARG, "detection scratch: %d anchors, max_det %d", n_anchors, max_det);
     size_t n = (size_t)n_anchors;
     s->idx = it_malloc(n * sizeof *s->idx);
@@ -93,7 +93,7 @@ itscam_status it_decode_yolo(const float *head, int n_ch, int n_anchors, const i
                       s ? s->cap : 0);
     const int A = n_anchors, nc = n_ch - 4;
     const float conf = p->conf;
-    int max_det = p->max_det > 0 ? p->max_det : 300;
+    int max_det = p->max_det > 0 ? p->max_det : ITSCAM_MAX_DET_DEFAULT;
     if (max_det > s->max_det) max_det = s->max_det;
 
     /* Best class per anchor (first maximum, as argmax), kept when > conf. Channel-major
@@ -169,7 +169,7 @@ itscam_status it_decode_end2end(const float *head, int n, const itscam_detector_
     itscam_status st = check_args(p, lb, img_w, img_h, out, n_out);
     if (st) return st;
     if (!head || n < 0) return it_err(ITSCAM_ERR_INVALID_ARG, "decode: bad end2end head");
-    int max_det = p->max_det > 0 ? p->max_det : 300, kept = 0;
+    int max_det = p->max_det > 0 ? p->max_det : ITSCAM_MAX_DET_DEFAULT, kept = 0;
     for (int i = 0; i < n && kept < max_det; i++) {
         const float *r = head + (size_t)i * 6;
         float cf = r[5];

@@ -9,7 +9,9 @@
 #define IT_MAX_NMS 30000
 #define IT_MAX_WH 7680.0
 
-/* Working memory sized once for a head of n_anchors anchors, reused every frame. */
+/* Working memory sized once for a head of n_anchors anchors, reused every frame. Its size
+ * does not depend on max_det (1..ITSCAM_MAX_DET_LIMIT), which only caps the boxes kept:
+ * pass the largest any caller may ask for. */
 typedef struct it_det_scratch {
     int cap;          /* anchors (or end2end rows) it was sized for */
     int max_det;

@@ -1,14 +1,16 @@
 /* Shape functions and reference kernels of the elementwise, data-movement and shape
  * operators (everything that is not convolution, pooling, resizing or quantisation). */
 #include "graph/ops_impl.h"
+#include "graph/ops_nn.h"
 
 #include <math.h>
 #include <string.h>
 
 /* Every message names the node and its op, so that a failure in a 300-node graph can be
  * traced without a debugger. */
-#define FAIL(a, st, fmt, ...) \
-    it_err((st), "node '%s' (%s): " fmt, it_node_label((a)->node), (a)->node->op_type, ##__VA_ARGS__)
+#define NODE_FAIL(n, st, fmt, ...) \
+    it_err((st), "node '%s' (%s): " fmt, it_node_label(n), (n)->op_type, ##__VA_ARGS__)
+#define FAIL(a, st, fmt, ...) NODE_FAIL((a)->node, st, fmt, ##__VA_ARGS__)
 
 static const it_tensor *in_at(const it_kernel_args *a, int i) {
     return i < a->n_in ? a->in[i] : NULL;
@@ -39,24 +41,24 @@ static int is_int_type(int dt) {
 }
 
 /* Normalise a possibly negative axis into [0, rank). */
-static itscam_status norm_axis(const it_kernel_args *a, int64_t axis, int rank, int *out) {
+static itscam_status norm_axis(const it_node *n, int64_t axis, int rank, int *out) {
     if (axis < -rank || axis >= rank)
-        return FAIL(a, ITSCAM_ERR_MODEL, "axis %lld out of range for rank %d", (long long)axis, rank);
+        return NODE_FAIL(n, ITSCAM_ERR_MODEL, "axis %lld out of range for rank %d", (long long)axis, rank);
     *out = (int)(axis < 0 ? axis + rank : axis);
     return ITSCAM_OK;
 }
 
 /* Read the values of an integer input that decides the output shape. */
-static itscam_status const_ints(const it_kernel_args *a, const it_tensor *t, const char *what,
+static itscam_status const_ints(const it_node *node, const it_tensor *t, const char *what,
                                 int64_t *v, int max, int *n) {
     if (!t->data)
-        return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "input '%s' must be constant", what);
+        return NODE_FAIL(node, ITSCAM_ERR_UNSUPPORTED, "input '%s' must be constant", what);
     if (t->dtype != IT_I64 && t->dtype != IT_I32)
-        return FAIL(a, ITSCAM_ERR_MODEL, "input '%s' must be int64 or int32, is %s", what,
+        return NODE_FAIL(node, ITSCAM_ERR_MODEL, "input '%s' must be int64 or int32, is %s", what,
                     it_dtype_name(t->dtype));
     int64_t ne = it_tensor_numel(t);
     if (t->ndim > 1 || ne < 0 || ne > max)
-        return FAIL(a, ITSCAM_ERR_MODEL, "input '%s' must be a 1-D tensor of at most %d values", what, max);
+        return NODE_FAIL(node, ITSCAM_ERR_MODEL, "input '%s' must be a 1-D tensor of at most %d values", what, max);
     for (int64_t i = 0; i < ne; i++) v[i] = it_tensor_get_int(t, i);
     *n = (int)ne;
     return ITSCAM_OK;
@@ -303,7 +305,7 @@ itscam_status it_shape_concat(const it_kernel_args *a) {
     if (!at) return FAIL(a, ITSCAM_ERR_MODEL, "attribute 'axis' is required");
     if (x0->ndim == 0) return FAIL(a, ITSCAM_ERR_SHAPE, "cannot concatenate scalars");
     int axis = 0;
-    if ((st = norm_axis(a, at->i, x0->ndim, &axis))) return st;
+    if ((st = norm_axis(a->node, at->i, x0->ndim, &axis))) return st;
     int64_t dims[IT_MAX_DIMS];
     memcpy(dims, x0->dims, sizeof dims);
     dims[axis] = 0;
@@ -326,7 +328,7 @@ itscam_status it_shape_concat(const it_kernel_args *a) {
 itscam_status it_ref_concat(const it_kernel_args *a) {
     it_tensor *o = a->out[0];
     int axis = 0;
-    itscam_status st = norm_axis(a, it_attr_int(a->node, "axis", 0), o->ndim, &axis);
+    itscam_status st = norm_axis(a->node, it_attr_int(a->node, "axis", 0), o->ndim, &axis);
     if (st) return st;
     size_t es = it_dtype_size(o->dtype);
     int64_t outer = prod(o->dims, 0, axis);
@@ -350,7 +352,7 @@ itscam_status it_ref_concat(const it_kernel_args *a) {
 static itscam_status split_sizes(const it_kernel_args *a, int64_t *sizes, int *axis_out) {
     const it_tensor *x = a->in[0];
     int axis = 0;
-    itscam_status st = norm_axis(a, it_attr_int(a->node, "axis", 0), x->ndim, &axis);
+    itscam_status st = norm_axis(a->node, it_attr_int(a->node, "axis", 0), x->ndim, &axis);
     if (st) return st;
     int64_t d = x->dims[axis];
     int n = 0, have = 0;
@@ -365,7 +367,7 @@ static itscam_status split_sizes(const it_kernel_args *a, int64_t *sizes, int *a
         }
     } else if (in_at(a, 1)) {
         if (a->n_out > 4096) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "too many outputs");
-        if ((st = const_ints(a, a->in[1], "split", sizes, a->n_out, &n))) return st;
+        if ((st = const_ints(a->node, a->in[1], "split", sizes, a->n_out, &n))) return st;
         if (n != a->n_out)
             return FAIL(a, ITSCAM_ERR_MODEL, "'split' has %d values for %d outputs", n, a->n_out);
         have = 1;
@@ -415,7 +417,7 @@ itscam_status it_shape_split(const it_kernel_args *a) {
 itscam_status it_ref_split(const it_kernel_args *a) {
     const it_tensor *x = a->in[0];
     int axis = 0;
-    itscam_status st = norm_axis(a, it_attr_int(a->node, "axis", 0), x->ndim, &axis);
+    itscam_status st = norm_axis(a->node, it_attr_int(a->node, "axis", 0), x->ndim, &axis);
     if (st) return st;
     size_t es = it_dtype_size(x->dtype);
     int64_t outer = prod(x->dims, 0, axis);
@@ -434,65 +436,82 @@ itscam_status it_ref_split(const it_kernel_args *a) {
  * Slice
  * --------------------------------------------------------------------------------- */
 
-/* Per input dimension: first index, step and output length, after the spec's clamping.
- * Used by the shape function and again by the kernel (the inputs are the same). */
-static itscam_status slice_params(const it_kernel_args *a, int64_t *start, int64_t *step, int64_t *len) {
-    const it_tensor *x = a->in[0];
-    int r = x->ndim;
+/* Read a list of at most IT_MAX_DIMS values from an attribute; -1 when it is absent. */
+static itscam_status attr_list(const it_node *node, const char *name, int64_t *v, int *n) {
+    const int64_t *av;
+    if (!it_attr_find(node, name)) {
+        *n = -1;
+        return ITSCAM_OK;
+    }
+    int na = it_attr_ints(node, name, &av);
+    if (na > IT_MAX_DIMS) return NODE_FAIL(node, ITSCAM_ERR_MODEL, "too many %s", name);
+    if (na) memcpy(v, av, sizeof(int64_t) * (size_t)na);
+    *n = na;
+    return ITSCAM_OK;
+}
+
+itscam_status it_slice_geom_init(const it_node *node, int opset, const it_tensor *x, const it_tensor *starts,
+                                 const it_tensor *ends, const it_tensor *axes, const it_tensor *steps,
+                                 it_slice_geom *g) {
+    int r = g->ndim = x->ndim;
     int64_t st_[IT_MAX_DIMS], en[IT_MAX_DIMS], ax[IT_MAX_DIMS], sp[IT_MAX_DIMS];
     int ns, ne, na = -1, nsp = -1;
     itscam_status st;
-    if (a->opset < 10) {
-        const int64_t *v;
-        ns = it_attr_ints(a->node, "starts", &v);
-        if (ns > IT_MAX_DIMS) return FAIL(a, ITSCAM_ERR_MODEL, "too many starts");
-        memcpy(st_, v, sizeof(int64_t) * (size_t)ns);
-        ne = it_attr_ints(a->node, "ends", &v);
-        if (ne > IT_MAX_DIMS) return FAIL(a, ITSCAM_ERR_MODEL, "too many ends");
-        memcpy(en, v, sizeof(int64_t) * (size_t)ne);
-        if (it_attr_find(a->node, "axes")) {
-            na = it_attr_ints(a->node, "axes", &v);
-            if (na > IT_MAX_DIMS) return FAIL(a, ITSCAM_ERR_MODEL, "too many axes");
-            memcpy(ax, v, sizeof(int64_t) * (size_t)na);
-        }
+    if (opset < 10) {
+        if ((st = attr_list(node, "starts", st_, &ns)) || (st = attr_list(node, "ends", en, &ne)) ||
+            (st = attr_list(node, "axes", ax, &na)))
+            return st;
+        ns = IT_MAX(ns, 0), ne = IT_MAX(ne, 0);   /* absent: an empty list */
     } else {
-        if (a->n_in < 3 || !a->in[1] || !a->in[2]) return FAIL(a, ITSCAM_ERR_MODEL, "starts and ends are required");
-        if ((st = const_ints(a, a->in[1], "starts", st_, IT_MAX_DIMS, &ns))) return st;
-        if ((st = const_ints(a, a->in[2], "ends", en, IT_MAX_DIMS, &ne))) return st;
-        if (in_at(a, 3) && (st = const_ints(a, a->in[3], "axes", ax, IT_MAX_DIMS, &na))) return st;
-        if (in_at(a, 4) && (st = const_ints(a, a->in[4], "steps", sp, IT_MAX_DIMS, &nsp))) return st;
+        if (!starts || !ends) return NODE_FAIL(node, ITSCAM_ERR_MODEL, "starts and ends are required");
+        if ((st = const_ints(node, starts, "starts", st_, IT_MAX_DIMS, &ns))) return st;
+        if ((st = const_ints(node, ends, "ends", en, IT_MAX_DIMS, &ne))) return st;
+        if (axes && (st = const_ints(node, axes, "axes", ax, IT_MAX_DIMS, &na))) return st;
+        if (steps && (st = const_ints(node, steps, "steps", sp, IT_MAX_DIMS, &nsp))) return st;
     }
-    if (ns != ne) return FAIL(a, ITSCAM_ERR_MODEL, "%d starts but %d ends", ns, ne);
-    if (na >= 0 && na != ns) return FAIL(a, ITSCAM_ERR_MODEL, "%d starts but %d axes", ns, na);
-    if (nsp >= 0 && nsp != ns) return FAIL(a, ITSCAM_ERR_MODEL, "%d starts but %d steps", ns, nsp);
-    for (int k = 0; k < r; k++) start[k] = 0, step[k] = 1, len[k] = x->dims[k];
+    if (ns != ne) return NODE_FAIL(node, ITSCAM_ERR_MODEL, "%d starts but %d ends", ns, ne);
+    if (na >= 0 && na != ns) return NODE_FAIL(node, ITSCAM_ERR_MODEL, "%d starts but %d axes", ns, na);
+    if (nsp >= 0 && nsp != ns) return NODE_FAIL(node, ITSCAM_ERR_MODEL, "%d starts but %d steps", ns, nsp);
+    for (int k = 0; k < r; k++) g->start[k] = 0, g->step[k] = 1, g->len[k] = x->dims[k];
     int seen[IT_MAX_DIMS] = { 0 };
     for (int i = 0; i < ns; i++) {
         int k = 0;
         if (na >= 0) {
-            if ((st = norm_axis(a, ax[i], r, &k))) return st;
+            if ((st = norm_axis(node, ax[i], r, &k))) return st;
         } else {
-            if (i >= r) return FAIL(a, ITSCAM_ERR_MODEL, "more starts than dimensions");
+            if (i >= r) return NODE_FAIL(node, ITSCAM_ERR_MODEL, "more starts than dimensions");
             k = i;
         }
-        if (seen[k]++) return FAIL(a, ITSCAM_ERR_MODEL, "axis %d repeated", k);
+        if (seen[k]++) return NODE_FAIL(node, ITSCAM_ERR_MODEL, "axis %d repeated", k);
         int64_t d = x->dims[k], s = nsp >= 0 ? sp[i] : 1, b = st_[i], e = en[i];
-        if (s == 0) return FAIL(a, ITSCAM_ERR_MODEL, "step 0 on axis %d", k);
-        if (b < 0) b += d;
+        if (s == 0) return NODE_FAIL(node, ITSCAM_ERR_MODEL, "step 0 on axis %d", k);
+        if (b < 0) b += d;   /* INT64_MIN + d cannot overflow; INT64_MAX is clamped below */
         if (e < 0) e += d;
+        int64_t span;        /* elements from start towards end, end excluded */
         if (s > 0) {
             b = b < 0 ? 0 : b > d ? d : b;
             e = e < 0 ? 0 : e > d ? d : e;
-            len[k] = e > b ? (e - b + s - 1) / s : 0;
+            span = e - b;
         } else {
             b = b < 0 ? 0 : b > d - 1 ? d - 1 : b;
             e = e < -1 ? -1 : e > d - 1 ? d - 1 : e;
-            len[k] = b > e ? (b - e + (-s) - 1) / (-s) : 0;
+            span = b - e;
         }
-        start[k] = b;
-        step[k] = s;
+        /* ceil(span / |step|) without forming span + |step| - 1, which overflows for a
+         * huge step; |INT64_MIN| only fits unsigned. */
+        uint64_t mag = s > 0 ? (uint64_t)s : 0 - (uint64_t)s;
+        g->len[k] = span > 0 ? (int64_t)((uint64_t)(span - 1) / mag) + 1 : 0;
+        /* A step never taken is 1, so that callers may multiply it by a stride. */
+        if (g->len[k] <= 1) s = 1;
+        g->start[k] = b;
+        g->step[k] = s;
     }
     return ITSCAM_OK;
+}
+
+/* The node's inputs: X, then (from opset 10) starts, ends, axes, steps. */
+static itscam_status slice_setup(const it_kernel_args *a, it_slice_geom *g) {
+    return it_slice_geom_init(a->node, a->opset, a->in[0], in_at(a, 1), in_at(a, 2), in_at(a, 3), in_at(a, 4), g);
 }
 
 itscam_status it_shape_slice(const it_kernel_args *a) {
@@ -500,24 +519,25 @@ itscam_status it_shape_slice(const it_kernel_args *a) {
     if (st) return st;
     const it_tensor *x = a->in[0];
     if ((st = need_sized(a, x, "input"))) return st;
-    int64_t start[IT_MAX_DIMS], step[IT_MAX_DIMS], len[IT_MAX_DIMS];
-    if ((st = slice_params(a, start, step, len))) return st;
-    it_set_shape(a->out[0], x->dtype, x->ndim, len);
+    it_slice_geom g;
+    if ((st = slice_setup(a, &g))) return st;
+    it_set_shape(a->out[0], x->dtype, x->ndim, g.len);
     return ITSCAM_OK;
 }
 
 itscam_status it_ref_slice(const it_kernel_args *a) {
     const it_tensor *x = a->in[0];
     it_tensor *o = a->out[0];
-    int64_t start[IT_MAX_DIMS], step[IT_MAX_DIMS], len[IT_MAX_DIMS], stride[IT_MAX_DIMS];
-    itscam_status st = slice_params(a, start, step, len);
+    int64_t stride[IT_MAX_DIMS];
+    it_slice_geom g;
+    itscam_status st = slice_setup(a, &g);
     if (st) return st;
     if (it_tensor_numel(o) == 0) return ITSCAM_OK;
     size_t es = it_dtype_size(x->dtype);
     int64_t off = 0, s = (int64_t)es;
     for (int k = x->ndim - 1; k >= 0; k--) {
-        off += start[k] * s;
-        stride[k] = step[k] * s;
+        off += g.start[k] * s;
+        stride[k] = g.step[k] * s;
         s *= x->dims[k];
     }
     strided_copy(o->data, (const uint8_t *)x->data + off, x->ndim, o->dims, stride, es);
@@ -535,7 +555,7 @@ itscam_status it_shape_reshape(const it_kernel_args *a) {
     if ((st = need_sized(a, x, "input"))) return st;
     int64_t dims[IT_MAX_DIMS];
     int n;
-    if ((st = const_ints(a, a->in[1], "shape", dims, IT_MAX_DIMS, &n))) return st;
+    if ((st = const_ints(a->node, a->in[1], "shape", dims, IT_MAX_DIMS, &n))) return st;
     int allowzero = (int)it_attr_int(a->node, "allowzero", 0);
     int infer = -1;
     int64_t known = 1;
@@ -632,7 +652,7 @@ static itscam_status softmax_blocks(const it_kernel_args *a, const it_tensor *x,
         *outer = *n = *inner = 1;
         return ITSCAM_OK;
     }
-    itscam_status st = norm_axis(a, it_attr_int(a->node, "axis", old ? 1 : -1), x->ndim, &axis);
+    itscam_status st = norm_axis(a->node, it_attr_int(a->node, "axis", old ? 1 : -1), x->ndim, &axis);
     if (st) return st;
     *outer = prod(x->dims, 0, axis);
     if (old) {
@@ -734,7 +754,7 @@ itscam_status it_shape_gather(const it_kernel_args *a) {
         return FAIL(a, ITSCAM_ERR_MODEL, "indices must be int32 or int64, are %s", it_dtype_name(ix->dtype));
     if (x->ndim == 0) return FAIL(a, ITSCAM_ERR_SHAPE, "data must have rank >= 1");
     int axis = 0;
-    if ((st = norm_axis(a, it_attr_int(a->node, "axis", 0), x->ndim, &axis))) return st;
+    if ((st = norm_axis(a->node, it_attr_int(a->node, "axis", 0), x->ndim, &axis))) return st;
     int r = x->ndim - 1 + ix->ndim;
     if (r > IT_MAX_DIMS) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "output rank %d exceeds %d", r, IT_MAX_DIMS);
     int64_t dims[IT_MAX_DIMS];
@@ -750,7 +770,7 @@ itscam_status it_ref_gather(const it_kernel_args *a) {
     const it_tensor *x = a->in[0], *ix = a->in[1];
     it_tensor *o = a->out[0];
     int axis = 0;
-    itscam_status st = norm_axis(a, it_attr_int(a->node, "axis", 0), x->ndim, &axis);
+    itscam_status st = norm_axis(a->node, it_attr_int(a->node, "axis", 0), x->ndim, &axis);
     if (st) return st;
     size_t es = it_dtype_size(x->dtype);
     int64_t d = x->dims[axis], outer = prod(x->dims, 0, axis), ni = it_tensor_numel(ix);
@@ -788,7 +808,7 @@ static itscam_status get_axes(const it_kernel_args *a, int64_t *axes, int *n) {
         }
         return ITSCAM_OK;
     }
-    if (in_at(a, 1)) return const_ints(a, a->in[1], "axes", axes, IT_MAX_DIMS, n);
+    if (in_at(a, 1)) return const_ints(a->node, a->in[1], "axes", axes, IT_MAX_DIMS, n);
     return ITSCAM_OK;
 }
 
@@ -806,7 +826,7 @@ itscam_status it_shape_unsqueeze(const it_kernel_args *a) {
     int ins[IT_MAX_DIMS] = { 0 };
     for (int i = 0; i < n; i++) {
         int k = 0;
-        if ((st = norm_axis(a, axes[i], r, &k))) return st;
+        if ((st = norm_axis(a->node, axes[i], r, &k))) return st;
         if (ins[k]++) return FAIL(a, ITSCAM_ERR_MODEL, "axis %d repeated", k);
     }
     int64_t dims[IT_MAX_DIMS];
@@ -834,7 +854,7 @@ itscam_status it_shape_squeeze(const it_kernel_args *a) {
     } else {
         for (int i = 0; i < n; i++) {
             int k = 0;
-            if ((st = norm_axis(a, axes[i], x->ndim, &k))) return st;
+            if ((st = norm_axis(a->node, axes[i], x->ndim, &k))) return st;
             if (x->dims[k] != 1)
                 return FAIL(a, ITSCAM_ERR_SHAPE, "cannot squeeze axis %d of size %lld", k, (long long)x->dims[k]);
             drop[k] = 1;
@@ -922,7 +942,7 @@ itscam_status it_shape_constantofshape(const it_kernel_args *a) {
     int n;
     if (a->in[0]->ndim == 1 && a->in[0]->dims[0] > IT_MAX_DIMS)
         return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "output rank %lld exceeds %d", (long long)a->in[0]->dims[0], IT_MAX_DIMS);
-    if ((st = const_ints(a, a->in[0], "shape", dims, IT_MAX_DIMS, &n))) return st;
+    if ((st = const_ints(a->node, a->in[0], "shape", dims, IT_MAX_DIMS, &n))) return st;
     for (int i = 0; i < n; i++)
         if (dims[i] < 0) return FAIL(a, ITSCAM_ERR_SHAPE, "negative dimension %lld", (long long)dims[i]);
     int dt = IT_F32;

@@ -319,75 +319,56 @@ itscam_status it_ref_maxpool(const it_kernel_args *a) {
  * Resize
  * --------------------------------------------------------------------------------- */
 
-enum { CT_HALF_PIXEL, CT_ASYMMETRIC, CT_ALIGN_CORNERS, CT_PYTORCH_HALF_PIXEL, CT_TF_HALF_PIXEL,
-       CT_TF_CROP_AND_RESIZE, CT_HALF_PIXEL_SYMMETRIC };
-enum { NM_PREFER_FLOOR, NM_PREFER_CEIL, NM_FLOOR, NM_CEIL, NM_SIMPLE };
-
-typedef struct resize_params {
-    int linear;                       /* else nearest */
-    int ct, nm;
-    float extrapolation;
-    int rank;
-    double scale[IT_MAX_DIMS];        /* per axis, 1 for axes not resized */
-    double roi0[IT_MAX_DIMS], roi1[IT_MAX_DIMS];
-    int64_t in[IT_MAX_DIMS], out[IT_MAX_DIMS];
-} resize_params;
-
 static int pick(const char *s, const char *const *names, int n) {
     for (int i = 0; i < n; i++)
         if (!strcmp(s, names[i])) return i;
     return -1;
 }
 
-/* Everything both the shape function and the kernel need; fails on what we cannot do. */
-static itscam_status resize_setup(const it_kernel_args *a, resize_params *p) {
-    const it_node *node = a->node;
+/* Everything the shape function and every Resize kernel need; fails on what we cannot do. */
+itscam_status it_resize_geom_init(const it_node *node, int opset, const it_tensor *x, const it_tensor *roi,
+                                  const it_tensor *scales, const it_tensor *sizes, it_resize_geom *p) {
     static const char *const modes[] = {"nearest", "linear", "cubic"};
     static const char *const cts[] = {"half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
                                       "tf_half_pixel_for_nearest", "tf_crop_and_resize",
                                       "half_pixel_symmetric"};
     static const char *const nms[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
-    if (a->n_in < 2 || !a->in[0]) return FAIL(a, ITSCAM_ERR_SHAPE, "needs X and scales or sizes");
-    const it_tensor *x = a->in[0];
-    if (x->dtype != IT_F32) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "type %s (only float32)", it_dtype_name(x->dtype));
-    if (!known_dims(x)) return FAIL(a, ITSCAM_ERR_SHAPE, "input shape must be known");
+    if (!x) return it_node_fail(node, ITSCAM_ERR_SHAPE, "needs X and scales or sizes");
+    if (x->dtype != IT_F32) return it_node_fail(node, ITSCAM_ERR_UNSUPPORTED, "type %s (only float32)", it_dtype_name(x->dtype));
+    if (!known_dims(x)) return it_node_fail(node, ITSCAM_ERR_SHAPE, "input shape must be known");
     const char *mode = it_attr_str(node, "mode", "nearest");
     int m = pick(mode, modes, 3);
-    if (m < 0 || m == 2) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "mode '%s'", mode);
+    if (m < 0 || m == 2) return it_node_fail(node, ITSCAM_ERR_UNSUPPORTED, "mode '%s'", mode);
     p->linear = m == 1;
-    if (it_attr_int(node, "antialias", 0)) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "antialias");
-    if (it_attr_int(node, "exclude_outside", 0)) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "exclude_outside");
+    if (it_attr_int(node, "antialias", 0)) return it_node_fail(node, ITSCAM_ERR_UNSUPPORTED, "antialias");
+    if (it_attr_int(node, "exclude_outside", 0)) return it_node_fail(node, ITSCAM_ERR_UNSUPPORTED, "exclude_outside");
     const char *kar = it_attr_str(node, "keep_aspect_ratio_policy", "stretch");
-    if (strcmp(kar, "stretch")) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "keep_aspect_ratio_policy '%s'", kar);
+    if (strcmp(kar, "stretch")) return it_node_fail(node, ITSCAM_ERR_UNSUPPORTED, "keep_aspect_ratio_policy '%s'", kar);
     p->extrapolation = it_attr_float(node, "extrapolation_value", 0.0f);
 
-    const it_tensor *roi = NULL, *scales, *sizes = NULL;
-    if (a->opset < 11) {
+    if (opset < 11) {
         /* Resize-10 behaves like Upsample: asymmetric coordinates, and ONNX Runtime's
          * "simple" rounding (floor when upsampling, ceil when downsampling). */
-        p->ct = CT_ASYMMETRIC;
-        p->nm = NM_SIMPLE;
-        scales = a->in[1];
+        p->ct = IT_RESIZE_ASYMMETRIC;
+        p->nm = IT_RESIZE_SIMPLE;
+        roi = sizes = NULL;
     } else {
         const char *ct = it_attr_str(node, "coordinate_transformation_mode", "half_pixel");
         const char *nm = it_attr_str(node, "nearest_mode", "round_prefer_floor");
         p->ct = pick(ct, cts, 7);
-        if (!strcmp(ct, "tf_half_pixel_for_nn")) p->ct = CT_TF_HALF_PIXEL;   /* its opset-11 draft name */
+        if (!strcmp(ct, "tf_half_pixel_for_nn")) p->ct = IT_RESIZE_TF_HALF_PIXEL;   /* its opset-11 draft name */
         p->nm = pick(nm, nms, 4);
-        if (p->ct < 0) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "coordinate_transformation_mode '%s'", ct);
-        if (p->nm < 0) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "nearest_mode '%s'", nm);
-        roi = a->in[1];
-        scales = a->n_in > 2 ? a->in[2] : NULL;
-        sizes = a->n_in > 3 ? a->in[3] : NULL;
+        if (p->ct < 0) return it_node_fail(node, ITSCAM_ERR_UNSUPPORTED, "coordinate_transformation_mode '%s'", ct);
+        if (p->nm < 0) return it_node_fail(node, ITSCAM_ERR_UNSUPPORTED, "nearest_mode '%s'", nm);
     }
     /* An empty tensor stands for an absent input (opset 11 needs a placeholder). */
     if (scales && it_tensor_numel(scales) == 0) scales = NULL;
     if (sizes && it_tensor_numel(sizes) == 0) sizes = NULL;
-    if (!scales == !sizes) return FAIL(a, ITSCAM_ERR_SHAPE, "exactly one of scales and sizes must be given");
+    if (!scales == !sizes) return it_node_fail(node, ITSCAM_ERR_SHAPE, "exactly one of scales and sizes must be given");
     const it_tensor *given = scales ? scales : sizes;
-    if (!given->data) return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "%s must be known at plan time", scales ? "scales" : "sizes");
-    if (scales && scales->dtype != IT_F32) return FAIL(a, ITSCAM_ERR_SHAPE, "scales must be float32");
-    if (sizes && sizes->dtype != IT_I64) return FAIL(a, ITSCAM_ERR_SHAPE, "sizes must be int64");
+    if (!given->data) return it_node_fail(node, ITSCAM_ERR_UNSUPPORTED, "%s must be known at plan time", scales ? "scales" : "sizes");
+    if (scales && scales->dtype != IT_F32) return it_node_fail(node, ITSCAM_ERR_SHAPE, "scales must be float32");
+    if (sizes && sizes->dtype != IT_I64) return it_node_fail(node, ITSCAM_ERR_SHAPE, "sizes must be int64");
 
     int rank = p->rank = x->ndim;
     int axes[IT_MAX_DIMS], naxes = rank;
@@ -396,18 +377,18 @@ static itscam_status resize_setup(const it_kernel_args *a, resize_params *p) {
     for (int i = 0; i < rank; i++) axes[i] = i;
     if (nav) {
         naxes = nav;
-        if (nav > rank) return FAIL(a, ITSCAM_ERR_SHAPE, "%d axes for rank %d", nav, rank);
+        if (nav > rank) return it_node_fail(node, ITSCAM_ERR_SHAPE, "%d axes for rank %d", nav, rank);
         for (int i = 0; i < nav; i++) {
             int64_t ax = av[i] < 0 ? av[i] + rank : av[i];
-            if (ax < 0 || ax >= rank) return FAIL(a, ITSCAM_ERR_SHAPE, "axis %lld", (long long)av[i]);
+            if (ax < 0 || ax >= rank) return it_node_fail(node, ITSCAM_ERR_SHAPE, "axis %lld", (long long)av[i]);
             for (int j = 0; j < i; j++)
-                if (axes[j] == ax) return FAIL(a, ITSCAM_ERR_SHAPE, "repeated axis %lld", (long long)av[i]);
+                if (axes[j] == ax) return it_node_fail(node, ITSCAM_ERR_SHAPE, "repeated axis %lld", (long long)av[i]);
             axes[i] = (int)ax;
         }
     }
     if (it_tensor_numel(given) != naxes)
-        return FAIL(a, ITSCAM_ERR_SHAPE, "%s has %lld values for %d axes", scales ? "scales" : "sizes",
-                    (long long)it_tensor_numel(given), naxes);
+        return it_node_fail(node, ITSCAM_ERR_SHAPE, "%s has %lld values for %d axes", scales ? "scales" : "sizes",
+                            (long long)it_tensor_numel(given), naxes);
     for (int i = 0; i < rank; i++) {
         p->in[i] = p->out[i] = x->dims[i];
         p->scale[i] = 1.0;
@@ -418,19 +399,19 @@ static itscam_status resize_setup(const it_kernel_args *a, resize_params *p) {
         int ax = axes[i];
         if (scales) {
             double s = ((const float *)scales->data)[i];
-            if (!(s > 0)) return FAIL(a, ITSCAM_ERR_SHAPE, "scale %g", s);
+            if (!(s > 0)) return it_node_fail(node, ITSCAM_ERR_SHAPE, "scale %g", s);
             p->scale[ax] = s;
             p->out[ax] = (int64_t)floor((double)p->in[ax] * s);
         } else {
             int64_t sz = ((const int64_t *)sizes->data)[i];
-            if (sz < 0) return FAIL(a, ITSCAM_ERR_SHAPE, "size %lld", (long long)sz);
+            if (sz < 0) return it_node_fail(node, ITSCAM_ERR_SHAPE, "size %lld", (long long)sz);
             p->out[ax] = sz;
             p->scale[ax] = p->in[ax] ? (double)sz / (double)p->in[ax] : 1.0;
         }
     }
-    if (p->ct == CT_TF_CROP_AND_RESIZE) {
+    if (p->ct == IT_RESIZE_TF_CROP_AND_RESIZE) {
         if (!roi || !roi->data || it_tensor_numel(roi) != 2 * naxes)
-            return FAIL(a, ITSCAM_ERR_UNSUPPORTED, "tf_crop_and_resize needs a constant roi of %d values", 2 * naxes);
+            return it_node_fail(node, ITSCAM_ERR_UNSUPPORTED, "tf_crop_and_resize needs a constant roi of %d values", 2 * naxes);
         for (int i = 0; i < naxes; i++) {
             p->roi0[axes[i]] = it_tensor_get_f(roi, i);
             p->roi1[axes[i]] = it_tensor_get_f(roi, naxes + i);
@@ -439,32 +420,39 @@ static itscam_status resize_setup(const it_kernel_args *a, resize_params *p) {
     return ITSCAM_OK;
 }
 
+/* The node's inputs: X, then scales (Resize-10) or roi, scales, sizes (Resize-11 on). */
+static itscam_status resize_setup(const it_kernel_args *a, it_resize_geom *p) {
+    if (a->n_in < 2 || !a->in[0]) return FAIL(a, ITSCAM_ERR_SHAPE, "needs X and scales or sizes");
+    if (a->opset < 11) return it_resize_geom_init(a->node, a->opset, a->in[0], NULL, a->in[1], NULL, p);
+    return it_resize_geom_init(a->node, a->opset, a->in[0], a->in[1], a->n_in > 2 ? a->in[2] : NULL,
+                               a->n_in > 3 ? a->in[3] : NULL, p);
+}
+
 itscam_status it_shape_resize(const it_kernel_args *a) {
-    resize_params p;
+    it_resize_geom p;
     itscam_status s = resize_setup(a, &p);
     if (s) return s;
     it_set_shape(a->out[0], IT_F32, p.rank, p.out);
     return ITSCAM_OK;
 }
 
-/* Input coordinate of output coordinate x on axis d. */
-static double src_coord(const resize_params *p, int d, double x) {
+double it_resize_src_coord(const it_resize_geom *p, int d, double x) {
     double s = p->scale[d];
     int64_t in = p->in[d], out = p->out[d];
     switch (p->ct) {
-    case CT_ASYMMETRIC: return x / s;
-    case CT_ALIGN_CORNERS: {
+    case IT_RESIZE_ASYMMETRIC: return x / s;
+    case IT_RESIZE_ALIGN_CORNERS: {
         /* The ONNX reference divides by the unfloored resized length in*scale (equal to
          * the output length when sizes were given). */
         double len = (double)in * s;
         return out == 1 || len <= 1 ? 0.0 : x * (double)(in - 1) / (len - 1);
     }
-    case CT_PYTORCH_HALF_PIXEL: return out > 1 ? (x + 0.5) / s - 0.5 : 0.0;
-    case CT_TF_HALF_PIXEL: return (x + 0.5) / s;
-    case CT_TF_CROP_AND_RESIZE:
+    case IT_RESIZE_PYTORCH_HALF_PIXEL: return out > 1 ? (x + 0.5) / s - 0.5 : 0.0;
+    case IT_RESIZE_TF_HALF_PIXEL: return (x + 0.5) / s;
+    case IT_RESIZE_TF_CROP_AND_RESIZE:
         return out > 1 ? p->roi0[d] * (in - 1) + x * (p->roi1[d] - p->roi0[d]) * (in - 1) / (double)(out - 1)
                        : 0.5 * (p->roi0[d] + p->roi1[d]) * (in - 1);
-    case CT_HALF_PIXEL_SYMMETRIC: {
+    case IT_RESIZE_HALF_PIXEL_SYMMETRIC: {
         double adj = (double)out / (s * (double)in), center = (double)in / 2;
         return center * (1 - adj) + (x + 0.5) / s - 0.5;
     }
@@ -472,14 +460,14 @@ static double src_coord(const resize_params *p, int d, double x) {
     }
 }
 
-static int64_t nearest_index(const resize_params *p, int d, double x) {
+int64_t it_resize_nearest(const it_resize_geom *p, int d, double x) {
     double f = floor(x);
     int64_t i;
     switch (p->nm) {
-    case NM_PREFER_CEIL: i = (int64_t)(x == f + 0.5 ? ceil(x) : round(x)); break;
-    case NM_FLOOR: i = (int64_t)f; break;
-    case NM_CEIL: i = (int64_t)ceil(x); break;
-    case NM_SIMPLE: i = (int64_t)(p->scale[d] < 1 ? ceil(x) : f); break;
+    case IT_RESIZE_PREFER_CEIL: i = (int64_t)(x == f + 0.5 ? ceil(x) : round(x)); break;
+    case IT_RESIZE_FLOOR: i = (int64_t)f; break;
+    case IT_RESIZE_CEIL: i = (int64_t)ceil(x); break;
+    case IT_RESIZE_SIMPLE: i = (int64_t)(p->scale[d] < 1 ? ceil(x) : f); break;
     default: i = (int64_t)(x == f + 0.5 ? f : round(x)); break;
     }
     return IT_MAX(0, IT_MIN(i, p->in[d] - 1));
@@ -492,11 +480,11 @@ typedef struct tap {
     double w0, w1;
 } tap;
 
-static int axis_taps(const resize_params *p, int d, int64_t o, tap *t) {
-    double x = src_coord(p, d, (double)o);
-    if (p->ct == CT_TF_CROP_AND_RESIZE && (x < 0 || x > (double)(p->in[d] - 1))) return 0;
+static int axis_taps(const it_resize_geom *p, int d, int64_t o, tap *t) {
+    double x = it_resize_src_coord(p, d, (double)o);
+    if (p->ct == IT_RESIZE_TF_CROP_AND_RESIZE && (x < 0 || x > (double)(p->in[d] - 1))) return 0;
     if (!p->linear) {
-        t->i0 = t->i1 = nearest_index(p, d, x);
+        t->i0 = t->i1 = it_resize_nearest(p, d, x);
         t->w0 = 1;
         t->w1 = 0;
         return 1;
@@ -510,7 +498,7 @@ static int axis_taps(const resize_params *p, int d, int64_t o, tap *t) {
 }
 
 itscam_status it_ref_resize(const it_kernel_args *a) {
-    resize_params p;
+    it_resize_geom p;
     itscam_status s = resize_setup(a, &p);
     if (s) return s;
     const float *x = a->in[0]->data;

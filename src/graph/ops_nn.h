@@ -1,5 +1,6 @@
-/* Geometry shared by the float and the integer operators (Conv/ConvInteger/MaxPool windows,
- * MatMul/MatMulInteger batching): defined in ops_nn.c, used by ops_quant.c as well. */
+/* Operator geometry shared by the reference kernels and the backends, so that each piece
+ * of arithmetic exists once: Conv/ConvInteger/MaxPool windows, MatMul/MatMulInteger
+ * batching and Resize coordinates (ops_nn.c), Slice starts/steps (ops_basic.c). */
 #ifndef ITSCAM_OPS_NN_H
 #define ITSCAM_OPS_NN_H
 
@@ -42,6 +43,45 @@ itscam_status it_matmul_geom_init(const it_node *node, const it_tensor *a, const
                                   it_matmul_geom *g);
 /* Matrix indices into A and B for output matrix i. */
 void it_matmul_batch(const it_matmul_geom *g, int64_t i, int64_t *ai, int64_t *bi);
+
+/* Resize: coordinate transformation and nearest rounding, as the spec names them. */
+enum { IT_RESIZE_HALF_PIXEL, IT_RESIZE_ASYMMETRIC, IT_RESIZE_ALIGN_CORNERS, IT_RESIZE_PYTORCH_HALF_PIXEL,
+       IT_RESIZE_TF_HALF_PIXEL, IT_RESIZE_TF_CROP_AND_RESIZE, IT_RESIZE_HALF_PIXEL_SYMMETRIC };
+enum { IT_RESIZE_PREFER_FLOOR, IT_RESIZE_PREFER_CEIL, IT_RESIZE_FLOOR, IT_RESIZE_CEIL,
+       IT_RESIZE_SIMPLE /* Resize-10: floor when upsampling, ceil when downsampling */ };
+
+typedef struct it_resize_geom {
+    int linear;                       /* else nearest */
+    int ct, nm;                       /* IT_RESIZE_* coordinate mode and nearest rounding */
+    float extrapolation;
+    int rank;
+    double scale[IT_MAX_DIMS];        /* per axis, 1 for axes not resized */
+    double roi0[IT_MAX_DIMS], roi1[IT_MAX_DIMS];
+    int64_t in[IT_MAX_DIMS], out[IT_MAX_DIMS];
+} it_resize_geom;
+/* Resolve the node's attributes and its constant scales or sizes (exactly one non-empty;
+ * NULL for absent) into per-axis sizes and scales. Below opset 11, roi and sizes are
+ * ignored. Fails with a message naming the node on anything unsupported (cubic, antialias,
+ * non-constant scales). */
+itscam_status it_resize_geom_init(const it_node *node, int opset, const it_tensor *x, const it_tensor *roi,
+                                  const it_tensor *scales, const it_tensor *sizes, it_resize_geom *g);
+/* Input coordinate of output coordinate x on axis d (unclamped). */
+double it_resize_src_coord(const it_resize_geom *g, int d, double x);
+/* The nearest input index to input coordinate x on axis d, clamped into the input. */
+int64_t it_resize_nearest(const it_resize_geom *g, int d, double x);
+
+/* Slice after the spec's clamping: per input axis the first index, the step (negative
+ * walks backwards) and the output length. */
+typedef struct it_slice_geom {
+    int ndim;
+    int64_t start[IT_MAX_DIMS], step[IT_MAX_DIMS], len[IT_MAX_DIMS];
+} it_slice_geom;
+/* Below opset 10 starts/ends/axes are attributes and the tensors are ignored; from 10 on
+ * starts and ends are required constant int32/int64 inputs, axes and steps optional (NULL).
+ * Fails with a message naming the node on a malformed slice (step 0, repeated axis). */
+itscam_status it_slice_geom_init(const it_node *node, int opset, const it_tensor *x, const it_tensor *starts,
+                                 const it_tensor *ends, const it_tensor *axes, const it_tensor *steps,
+                                 it_slice_geom *g);
 
 /* it_err with the "node 'name' (OpType): " prefix. */
 itscam_status it_node_fail(const it_node *n, itscam_status s, const char *fmt, ...)

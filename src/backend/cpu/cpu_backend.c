@@ -12,17 +12,17 @@
  * output only int8 Convs read writes that u8 copy itself (requantization fused into its
  * post-ops), so chains of convolutions stay 8-bit. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE   /* RTLD_DEFAULT, sched_getaffinity */
+#define _GNU_SOURCE   /* RTLD_DEFAULT */
 #endif
 #include "backend/cpu/cpu_backend.h"
 #include "graph/calib.h"
 #include "graph/ops_impl.h"
+#include "graph/ops_nn.h"
 
 #include <oneapi/dnnl/dnnl.h>
 
 #include <dlfcn.h>
 #include <math.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -145,29 +145,8 @@ static void ftz_workers(int threads) {
     _mm_setcsr(csr);
 }
 
-int it_cpu_default_threads(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        return n > 0 ? (int)n : 1;
-    }
-    /* One thread per physical core: a cpu counts when it is the first of its SMT
-     * siblings that we may run on. */
-    int cores = 0;
-    for (int c = 0; c < CPU_SETSIZE; c++) {
-        if (!CPU_ISSET(c, &set)) continue;
-        char path[96];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list", c);
-        int first = c;
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (fscanf(f, "%d", &first) != 1) first = c;
-            fclose(f);
-        }
-        if (first == c || first < 0 || first >= CPU_SETSIZE || !CPU_ISSET(first, &set)) cores++;
-    }
-    return cores > 0 ? cores : 1;
-}
+/* One oneDNN thread per physical core. */
+int it_cpu_default_threads(void) { return it_physical_cores(); }
 
 /* ---- memory descriptors ------------------------------------------------------------ */
 
@@ -387,37 +366,27 @@ static dnnl_status_t prepare_weights(cpu_prog *g, int i, cpu_step *cs, const dnn
 
 /* ---- builders ------------------------------------------------------------------------ */
 
-/* Spatial geometry shared by Conv and MaxPool: explicit pads or auto_pad for the left
- * side; the right pad is whatever makes oneDNN's output size equal the planned one,
- * which is how ONNX Runtime maps ceil_mode (and the floor of strided convs) onto it. */
+/* Spatial geometry shared by Conv and MaxPool: strides, dilations and the left pads are
+ * the reference's window (explicit pads or auto_pad); the right pad is whatever makes
+ * oneDNN's output size equal the planned one, which is how ONNX Runtime maps ceil_mode
+ * (and the floor of strided convs) onto it. */
 static int spatial(const it_node *n, const it_tensor *x, const it_tensor *y, const int64_t *k,
                    dnnl_dims_t strides, dnnl_dims_t dil, dnnl_dims_t pl, dnnl_dims_t pr) {
-    const int64_t *sv = NULL, *dv = NULL, *pv = NULL;
-    int ns = it_attr_ints(n, "strides", &sv);
-    int nd = it_attr_ints(n, "dilations", &dv);
-    int np = it_attr_ints(n, "pads", &pv);
-    const char *ap = it_attr_str(n, "auto_pad", "NOTSET");
-    if ((ns && ns != 2) || (nd && nd != 2) || (np && np != 4)) return 0;
+    it_window w;
+    /* ceil_mode only moves the output size, which is read from the plan */
+    if (it_window_init(n, &w, 2, x->dims + 2, k, 0) != ITSCAM_OK) {
+        it_err_clear();   /* the reference kernel reports it when the step runs there */
+        return 0;
+    }
     for (int j = 0; j < 2; j++) {
-        int64_t s = ns ? sv[j] : 1, d = nd ? dv[j] : 1;
-        if (s < 1 || d < 1) return 0;
-        int64_t in = x->dims[2 + j], out = y->dims[2 + j], range = (k[j] - 1) * d + 1;
-        int64_t left;
-        if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
-            int64_t total = IT_MAX(0, (out - 1) * s + range - in);
-            left = !strcmp(ap, "SAME_UPPER") ? total / 2 : total - total / 2;
-        } else if (!strcmp(ap, "VALID")) {
-            left = 0;
-        } else {
-            left = np ? pv[j] : 0;
-        }
+        int64_t s = w.s[j], range = (w.k[j] - 1) * w.d[j] + 1;
         strides[j] = s;
-        dil[j] = d - 1;   /* oneDNN counts the gaps, ONNX the step */
-        pl[j] = left;
-        pr[j] = (out - 1) * s + range - in - left;
+        dil[j] = w.d[j] - 1;   /* oneDNN counts the gaps, ONNX the step */
+        pl[j] = w.p0[j];
+        pr[j] = (y->dims[2 + j] - 1) * s + range - x->dims[2 + j] - w.p0[j];
         /* pr < 0 when the last rows are never reached (floor of a strided window);
          * oneDNN accepts that as long as the sizes agree */
-        if (left < 0 || pr[j] < -(s - 1)) return 0;
+        if (pr[j] < -(s - 1)) return 0;
     }
     return 1;
 }

@@ -592,99 +592,24 @@ static int prep_maxpool(cu_prog *g, int i, cu_step *cs, itscam_status *st) {
 
 /* ---- Resize (nearest): the ref kernel's coordinate arithmetic, tabulated per axis ----- */
 
-enum { CT_HALF_PIXEL, CT_ASYMMETRIC, CT_ALIGN_CORNERS, CT_PYTORCH_HALF_PIXEL, CT_TF_HALF_PIXEL,
-       CT_TF_CROP_AND_RESIZE, CT_HALF_PIXEL_SYMMETRIC };
-enum { NM_PREFER_FLOOR, NM_PREFER_CEIL, NM_FLOOR, NM_CEIL, NM_SIMPLE };
-
-static int pick(const char *s, const char *const *names, int n) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(s, names[i])) return i;
-    return -1;
-}
-
-static double resize_coord(int ct, double s, int64_t in, int64_t out, double x) {
-    switch (ct) {
-    case CT_ASYMMETRIC: return x / s;
-    case CT_ALIGN_CORNERS: {
-        double len = (double)in * s;
-        return out == 1 || len <= 1 ? 0.0 : x * (double)(in - 1) / (len - 1);
-    }
-    case CT_PYTORCH_HALF_PIXEL: return out > 1 ? (x + 0.5) / s - 0.5 : 0.0;
-    case CT_TF_HALF_PIXEL: return (x + 0.5) / s;
-    case CT_HALF_PIXEL_SYMMETRIC: {
-        double adj = (double)out / (s * (double)in), center = (double)in / 2;
-        return center * (1 - adj) + (x + 0.5) / s - 0.5;
-    }
-    default: return (x + 0.5) / s - 0.5;
-    }
-}
-
-static int64_t resize_nearest(int nm, double s, int64_t in, double x) {
-    double f = floor(x);
-    int64_t i;
-    switch (nm) {
-    case NM_PREFER_CEIL: i = (int64_t)(x == f + 0.5 ? ceil(x) : round(x)); break;
-    case NM_FLOOR: i = (int64_t)f; break;
-    case NM_CEIL: i = (int64_t)ceil(x); break;
-    case NM_SIMPLE: i = (int64_t)(s < 1 ? ceil(x) : f); break;
-    default: i = (int64_t)(x == f + 0.5 ? f : round(x)); break;
-    }
-    return IT_MAX(0, IT_MIN(i, in - 1));
-}
-
 static int prep_resize(cu_prog *g, int i, cu_step *cs, itscam_status *st) {
-    static const char *const cts[] = { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
-                                       "tf_half_pixel_for_nearest", "tf_crop_and_resize", "half_pixel_symmetric" };
-    static const char *const nms[] = { "round_prefer_floor", "round_prefer_ceil", "floor", "ceil" };
     const it_plan *p = g->p;
     const it_plan_step *s = &p->steps[i];
-    const it_node *n = s->node;
     if (s->n_in < 2 || !io_ok(g, i, 1, 1) || !same_type(g, i)) return 0;
     const it_tensor *x = &p->t[s->in[0]], *y = &p->t[s->out[0]];
     int r = x->ndim;
     if (x->dtype != IT_F32 || r < 1 || r > IT_CU_MAX_DIMS || y->ndim != r) return 0;
-    if (strcmp(it_attr_str(n, "mode", "nearest"), "nearest")) return 0;   /* linear: host */
-    int ct, nm;
-    const it_tensor *scales = NULL, *sizes = NULL;
-    if (p->opset < 11) {
-        ct = CT_ASYMMETRIC, nm = NM_SIMPLE;
-        scales = &p->t[s->in[1]];
-    } else {
-        const char *cts_ = it_attr_str(n, "coordinate_transformation_mode", "half_pixel");
-        ct = pick(cts_, cts, 7);
-        if (!strcmp(cts_, "tf_half_pixel_for_nn")) ct = CT_TF_HALF_PIXEL;
-        nm = pick(it_attr_str(n, "nearest_mode", "round_prefer_floor"), nms, 4);
-        if (ct < 0 || nm < 0 || ct == CT_TF_CROP_AND_RESIZE) return 0;
-        if (s->n_in > 2 && s->in[2] >= 0) scales = &p->t[s->in[2]];
-        if (s->n_in > 3 && s->in[3] >= 0) sizes = &p->t[s->in[3]];
+    const it_tensor *in[4] = { NULL };
+    for (int k = 1; k < 4 && k < s->n_in; k++) in[k] = s->in[k] >= 0 ? &p->t[s->in[k]] : NULL;
+    it_resize_geom rg;
+    /* A Resize we cannot do runs on the host, whose kernel reports what is wrong. */
+    if (it_resize_geom_init(s->node, p->opset, x, in[1], p->opset < 11 ? in[1] : in[2], in[3], &rg) != ITSCAM_OK) {
+        it_err_clear();
+        return 0;
     }
-    if (scales && it_tensor_numel(scales) == 0) scales = NULL;
-    if (sizes && it_tensor_numel(sizes) == 0) sizes = NULL;
-    if (!scales == !sizes) return 0;
-    const it_tensor *given = scales ? scales : sizes;
-    if (!given->data || (scales && scales->dtype != IT_F32) || (sizes && sizes->dtype != IT_I64)) return 0;
-    int axes[IT_MAX_DIMS], naxes = r;
-    for (int k = 0; k < r; k++) axes[k] = k;
-    const int64_t *av;
-    int nav = it_attr_ints(n, "axes", &av);
-    if (nav) {
-        if (nav > r) return 0;
-        naxes = nav;
-        for (int k = 0; k < nav; k++) {
-            int64_t a = av[k] < 0 ? av[k] + r : av[k];
-            if (a < 0 || a >= r) return 0;
-            axes[k] = (int)a;
-        }
-    }
-    if (it_tensor_numel(given) != naxes) return 0;
-    double scale[IT_MAX_DIMS];
-    for (int k = 0; k < r; k++) scale[k] = 1.0;
-    for (int k = 0; k < naxes; k++) {
-        int a = axes[k];
-        if (scales) scale[a] = ((const float *)scales->data)[k];
-        else scale[a] = x->dims[a] ? (double)((const int64_t *)sizes->data)[k] / (double)x->dims[a] : 1.0;
-        if (!(scale[a] > 0)) return 0;
-    }
+    if (rg.linear || rg.ct == IT_RESIZE_TF_CROP_AND_RESIZE) return 0;   /* host */
+    for (int d = 0; d < r; d++)
+        if (!(rg.scale[d] > 0) || rg.out[d] != y->dims[d]) return 0;
     it_cu_gather *gp = &cs->u.gather;
     memset(gp, 0, sizeof *gp);
     gp->ndim = r;
@@ -704,8 +629,7 @@ static int prep_resize(cu_prog *g, int i, cu_step *cs, itscam_status *st) {
         gp->dims[d] = y->dims[d];
         gp->off[d] = off;
         for (int64_t o = 0; o < y->dims[d]; o++)
-            tab[off + o] = resize_nearest(nm, scale[d], x->dims[d],
-                                          resize_coord(ct, scale[d], x->dims[d], y->dims[d], (double)o));
+            tab[off + o] = it_resize_nearest(&rg, d, it_resize_src_coord(&rg, d, (double)o));
         off += y->dims[d];
     }
     if (g->n_pend == g->cap_pend) {
@@ -790,66 +714,17 @@ static int prep_split(cu_prog *g, int i, cu_step *cs, itscam_status *st) {
     return 1;
 }
 
-static int read_ints(const it_tensor *t, int64_t *v, int max, int *n) {
-    if (!t || !t->data || (t->dtype != IT_I64 && t->dtype != IT_I32) || t->ndim > 1) return 0;
-    int64_t ne = it_tensor_numel(t);
-    if (ne < 0 || ne > max) return 0;
-    for (int64_t k = 0; k < ne; k++) v[k] = it_tensor_get_int(t, k);
-    *n = (int)ne;
-    return 1;
-}
-
-/* Slice: the ref's clamping of starts, ends and steps; 0 when anything is off. */
-static int slice_geometry(const it_plan *p, const it_plan_step *s, int64_t *start, int64_t *step) {
+/* Slice: the ref's geometry; 0 (run on the host) when anything is off. */
+static int slice_geometry(const it_plan *p, const it_plan_step *s, it_slice_geom *sg) {
+    const it_tensor *in[5] = { NULL };
+    for (int k = 1; k < 5 && k < s->n_in; k++) in[k] = s->in[k] >= 0 ? &p->t[s->in[k]] : NULL;
     const it_tensor *x = &p->t[s->in[0]], *y = &p->t[s->out[0]];
-    int r = x->ndim, ns = 0, ne = 0, na = -1, nsp = -1;
-    int64_t b_[IT_MAX_DIMS], e_[IT_MAX_DIMS], ax[IT_MAX_DIMS], sp[IT_MAX_DIMS];
-    if (p->opset < 10) {
-        const int64_t *v;
-        ns = it_attr_ints(s->node, "starts", &v);
-        if (ns > IT_MAX_DIMS) return 0;
-        memcpy(b_, v, sizeof(int64_t) * (size_t)ns);
-        ne = it_attr_ints(s->node, "ends", &v);
-        if (ne > IT_MAX_DIMS) return 0;
-        memcpy(e_, v, sizeof(int64_t) * (size_t)ne);
-        if (it_attr_find(s->node, "axes")) {
-            na = it_attr_ints(s->node, "axes", &v);
-            if (na > IT_MAX_DIMS) return 0;
-            memcpy(ax, v, sizeof(int64_t) * (size_t)na);
-        }
-    } else {
-        if (s->n_in < 3 || s->in[1] < 0 || s->in[2] < 0) return 0;
-        if (!read_ints(&p->t[s->in[1]], b_, IT_MAX_DIMS, &ns) || !read_ints(&p->t[s->in[2]], e_, IT_MAX_DIMS, &ne))
-            return 0;
-        if (s->n_in > 3 && s->in[3] >= 0 && !read_ints(&p->t[s->in[3]], ax, IT_MAX_DIMS, &na)) return 0;
-        if (s->n_in > 4 && s->in[4] >= 0 && !read_ints(&p->t[s->in[4]], sp, IT_MAX_DIMS, &nsp)) return 0;
+    if (it_slice_geom_init(s->node, p->opset, x, in[1], in[2], in[3], in[4], sg) != ITSCAM_OK) {
+        it_err_clear();
+        return 0;
     }
-    if (ns != ne || (na >= 0 && na != ns) || (nsp >= 0 && nsp != ns)) return 0;
-    int64_t len[IT_MAX_DIMS];
-    int seen[IT_MAX_DIMS] = { 0 };
-    for (int k = 0; k < r; k++) start[k] = 0, step[k] = 1, len[k] = x->dims[k];
-    for (int q = 0; q < ns; q++) {
-        int k = q;
-        if (na >= 0 && !norm_axis(ax[q], r, &k)) return 0;
-        if (k >= r || seen[k]++) return 0;
-        int64_t d = x->dims[k], st = nsp >= 0 ? sp[q] : 1, b = b_[q], e = e_[q];
-        if (st == 0) return 0;
-        if (b < 0) b += d;
-        if (e < 0) e += d;
-        if (st > 0) {
-            b = b < 0 ? 0 : b > d ? d : b;
-            e = e < 0 ? 0 : e > d ? d : e;
-            len[k] = e > b ? (e - b + st - 1) / st : 0;
-        } else {
-            b = b < 0 ? 0 : b > d - 1 ? d - 1 : b;
-            e = e < -1 ? -1 : e > d - 1 ? d - 1 : e;
-            len[k] = b > e ? (b - e + (-st) - 1) / (-st) : 0;
-        }
-        start[k] = b;
-        step[k] = st;
-    }
-    for (int k = 0; k < r; k++)
-        if (len[k] != y->dims[k]) return 0;
+    for (int k = 0; k < x->ndim; k++)
+        if (sg->len[k] != y->dims[k]) return 0;
     return 1;
 }
 
@@ -881,12 +756,12 @@ static int prep_strided(cu_prog *g, int i, cu_step *cs, itscam_status *st) {
             if (sp->dims[k] != y->dims[k]) return 0;
         }
     } else {
-        int64_t start[IT_MAX_DIMS], step[IT_MAX_DIMS];
-        if (!slice_geometry(p, s, start, step)) return 0;
+        it_slice_geom sg;
+        if (!slice_geometry(p, s, &sg)) return 0;
         for (int k = 0; k < r; k++) {
             sp->dims[k] = y->dims[k];
-            sp->stride[k] = step[k] * in_stride[k];
-            cs->src_off += start[k] * in_stride[k];
+            sp->stride[k] = sg.step[k] * in_stride[k];
+            cs->src_off += sg.start[k] * in_stride[k];
         }
     }
     if ((*st = request_inputs(g, i, 1)) != ITSCAM_OK) return -1;

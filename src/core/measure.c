@@ -1,0 +1,40 @@
+/* Measurement helpers shared by the library and the tools: percentiles of timing samples
+ * and the number of physical cores to run on. */
+#include "core/core.h"
+
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <unistd.h>
+
+double it_percentile(const double *sorted, size_t n, double p) {
+    if (n == 0) return NAN;
+    double k = p / 100.0 * (double)(n - 1);
+    size_t lo = (size_t)floor(k), hi = (size_t)ceil(k);
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (k - (double)lo);
+}
+
+int it_physical_cores(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (int)n : 1;
+    }
+    /* A cpu counts when it is the first of its SMT siblings that we may run on (or when
+     * its topology cannot be read): hyperthreads share a core's vector units, so one
+     * compute thread each buys nothing. */
+    int cores = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &set)) continue;
+        char path[96];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list", c);
+        int first = c;
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fscanf(f, "%d", &first) != 1) first = c;
+            fclose(f);
+        }
+        if (first == c || first < 0 || first >= CPU_SETSIZE || !CPU_ISSET(first, &set)) cores++;
+    }
+    return cores > 0 ? cores : 1;
+}
