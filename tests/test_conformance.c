@@ -505,7 +505,7 @@ int main(void) {
             res = R_EXCL; /* data in a form we do not read (strings, sequences) */
         } else {
             for (int b = 0; bes[b] && res != R_FAIL; b++) {
-                if (bes[b]->available && !bes[b]->available()) continue;
+                if (bes[b]->available && !bes[b]->available(NULL, 0)) continue;
                 char m[560] = "";
                 int r = run_backend(bes[b], g, ins, nin, outs, nout, m, sizeof m);
                 if (r == R_PASS) continue;

@@ -38,7 +38,7 @@ static void check_no_gpu(void) {
     const it_backend *be = it_backend_find("cuda");
     CHECK(be != NULL);
     if (!be) return;
-    CHECK(be->available && !be->available());
+    CHECK(be->available && !be->available(NULL, 0));
     CHECK(be->supports && be->supports(IT_PREC_FP32) && be->supports(IT_PREC_FP16) && !be->supports(IT_PREC_INT8) &&
           !be->supports(IT_PREC_BF16));
     char buf[256];
@@ -326,7 +326,7 @@ int main(void) {
     if (!compiled_in()) SKIP("the cuda backend is not compiled in (nvcc or cuDNN absent at build time)");
 #ifdef ITSCAM_HAVE_CUDA
     const it_backend *be = it_backend_find("cuda");
-    if (be && be->available && !be->available()) {
+    if (be && be->available && !be->available(NULL, 0)) {
         check_no_gpu();
         if (check_done("test_cuda (no GPU)")) return 1;
         SKIP("no usable GPU: the GPU checks were skipped (the no-GPU checks passed)");

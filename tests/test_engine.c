@@ -115,6 +115,43 @@ static void check_threads(void) {
 }
 
 /* A dynamic-batch model run at batch 2 gives each item its batch-1 answer. */
+/* One session runs one plan at a time, so its plans share one arena (and the cpu
+ * programs one workspace): a bigger batch grows it and rebinds the cached programs, a
+ * smaller one reuses it, and every run still gives the reference output. */
+static void check_one(itscam_session *s, const float *a, const float *b, const float *ra, const float *rb, size_t nin,
+                      size_t nout, int n) {
+    float *in = it_malloc(nin * (size_t)n * sizeof(float));
+    if (!in) return;
+    for (int i = 0; i < n; i++) memcpy(in + nin * (size_t)i, i % 2 ? b : a, nin * sizeof(float));
+    int64_t dims[4] = { n, 3, 640, 640 }, od[8];
+    int ond;
+    const float *out = NULL;
+    CHECK_OK(itscam_session_run(s, in, dims, &out, od, &ond));
+    for (int i = 0; out && i < n; i++) {
+        double e = rel_l2(out + nout * (size_t)i, i % 2 ? rb : ra, nout);
+        CHECKF(e <= 1e-4, "batch %d, image %d: rel L2 %.3g", n, i, e);
+    }
+    it_free(in);
+}
+
+static void check_shared_arena(itscam_session *s, const float *a, const float *b, const float *ra, const float *rb,
+                               size_t nin, size_t nout) {
+    static const int order[] = { 1, 3, 2, 1, 3 };
+    for (size_t k = 0; k < sizeof order / sizeof *order; k++) check_one(s, a, b, ra, rb, nin, nout, order[k]);
+    size_t largest = 0;
+    int n = 0;
+    for (int i = 0; i < IT_SESSION_PLANS; i++) {
+        const it_plan *p = s->plans[i].plan;
+        if (!p) continue;
+        n++;
+        largest = IT_MAX(largest, p->arena_bytes);
+        CHECK(p->arena == s->arena && !p->arena_owned);
+    }
+    CHECKF(n == 3 && s->arena_bytes == largest, "%d plans, arena %zu bytes, largest plan %zu", n, s->arena_bytes, largest);
+    printf("shared arena: %d plans in %.1f MiB, workspace %.1f MiB\n", n, s->arena_bytes / 1048576.0,
+           s->workspace_bytes / 1048576.0);
+}
+
 static void check_batch(void) {
     char mp[1024];
     if (!shared_path(mp, sizeof mp, "models/yolo11n.onnx")) return;
@@ -139,6 +176,7 @@ static void check_batch(void) {
             printf("batch 2: rel L2 %.3g and %.3g\n", ea, eb);
             CHECK(ea <= 1e-4 && eb <= 1e-4);
         }
+        check_shared_arena(s, a, b, ra, rb, nin, nout);
     }
     itscam_session_free(s);
     itscam_model_free(m);

@@ -59,6 +59,8 @@ ITSCAM_API void itscam_log_set(itscam_log_fn fn, void *user, int max_level);
 
 /* Backends compiled into this build, as a NULL-terminated list of names ("ref", "cpu"). */
 ITSCAM_API const char *const *itscam_backends(void);
+/* 1 when backend `name` runs on a device (a GPU) and so has a breaker and a CPU fallback; 0 for host backends or unknown names. */
+ITSCAM_API int itscam_backend_is_device(const char *name);
 /* Describe the kernels a backend runs here (for cpu: "oneDNN 3.x, isa avx2, ..."), written
  * into buf (n bytes, always NUL-terminated when n > 0). backend NULL: the default one.
  * Returns buf, or NULL when the backend is not compiled in. */

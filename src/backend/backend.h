@@ -44,12 +44,34 @@ typedef struct it_backend_opts {
     int device;                   /* GPU backends: device index; -1: ITSCAM_CUDA_DEVICE or 0 */
 } it_backend_opts;
 
+/* Where a backend runs. A device backend (a GPU) may be absent or fail at run time, so
+ * a session guards it with a breaker and falls back to the first available host backend. */
+typedef enum it_backend_kind {
+    IT_BACKEND_HOST = 0,
+    IT_BACKEND_DEVICE = 1,
+} it_backend_kind;
+
+/* The memory a program's pointers point into moved (it_backend.rebind): every pointer in
+ * [old_arena, old_arena + arena_bytes) now points the same distance into new_arena (the
+ * plan itself is already rebound), and likewise for the workspace. old_workspace NULL:
+ * the program's working memory is still its own, and moves into new_workspace now. */
+typedef struct it_relocation {
+    const uint8_t *old_arena;
+    uint8_t *new_arena;
+    size_t arena_bytes;
+    const uint8_t *old_workspace;
+    uint8_t *new_workspace;
+    size_t workspace_bytes;
+} it_relocation;
+
 typedef struct it_backend {
     int version;              /* 1: grows with new optional slots at the end */
     const char *name;
     const char *description;
-    /* optional: 0 when the backend cannot run on this machine (no GPU, ...) */
-    int (*available)(void);
+    it_backend_kind kind;
+    /* optional (NULL: always available): 0 when the backend cannot run on this machine,
+     * with why (n bytes, NUL-terminated) saying what was probed; why may be NULL */
+    int (*available)(char *why, size_t n);
     /* Turn a bound plan (its tensors' data point into its arena) into a program. The
      * program may keep pointers into the plan, which outlives it. */
     itscam_status (*compile)(const it_plan *plan, const it_backend_opts *opts, void **prog);
@@ -58,9 +80,38 @@ typedef struct it_backend {
     void (*destroy)(void *prog);
     /* optional: 1 when this machine runs precision p natively (NULL: fp32 only) */
     int (*supports)(it_precision p);
+    /* optional: 1 when the last failure of compile or run on the calling thread was out
+     * of memory (a breaker opens sooner on those) */
+    int (*last_error_is_oom)(void);
+    /* optional: device memory: bytes itscam holds, free and total on device (-1: the
+     * backend's default device). ITSCAM_ERR_NOT_FOUND without a usable device. */
+    itscam_status (*mem_info)(int device, size_t *used, size_t *free_bytes, size_t *total);
+    /* optional: what the backend runs on here ("oneDNN 2.6.3, isa avx2, ..."), written
+     * into buf; NULL: `description` stands */
+    itscam_status (*describe)(char *buf, size_t n);
+
+    /* Optional, together: programs that share memory. A session runs one program at a
+     * time, so its plans share one activation arena (sized to the largest) and its
+     * programs one workspace. With these slots the session lends both; without them
+     * each plan owns its arena and each program its buffers. */
+    /* Bytes of working memory (layout copies, scratchpads) the program can move into a
+     * workspace lent by the caller; 0: none. */
+    size_t (*workspace_bytes)(const void *prog);
+    /* Move the program's pointers as r says. Moves no data. */
+    void (*rebind)(void *prog, const it_relocation *r);
+    /* Another program used the shared memory since this one last ran: restore what the
+     * program keeps there between runs (zeroed channel padding). No allocation. */
+    void (*resume)(void *prog);
 } it_backend;
 
 const it_backend *it_backend_find(const char *name);   /* NULL if not compiled in */
+/* it_backend_find, and also the device backends this build left out (nvcc absent), whose
+ * tables say they are unavailable and why; NULL for names no build knows. */
+const it_backend *it_backend_lookup(const char *name);
 const it_backend *const *it_backend_list(void);        /* NULL-terminated */
+/* 1 when be can run here (no available slot, or it says so); why as for `available`. */
+int it_backend_usable(const it_backend *be, char *why, size_t n);
+/* The first backend of the registry that runs on the host and is usable; NULL if none. */
+const it_backend *it_backend_first_host(void);
 
 #endif

@@ -42,7 +42,9 @@ typedef struct cli_paths {
 int cli_collect_images(cli_paths *l, const char *arg);
 void cli_paths_free(cli_paths *l);
 
-/* Print "itscam: <what>: <status>: <detail>" to stderr and return 1. */
+/* Print "itscam: <what>: <status>: <detail>" to stderr and return 1. what NULL: the error
+ * is not about a file or an item (a backend that cannot run, say), so only the detail
+ * (the status's name when there is none) is printed, lest it read as if <what> were at fault. */
 int cli_fail(const char *what, itscam_status st);
 /* Parse helpers: exit status 2 on a bad value is the caller's choice. */
 int cli_parse_float(const char *s, float *out);

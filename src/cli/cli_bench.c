@@ -230,10 +230,10 @@ int cli_bench(int argc, char **argv) {
         dp.precision = sp.precision;
         dp.calib_path = sp.calib_path;
         dp.no_fallback = sp.no_fallback;
-        if ((st = itscam_detector_create_from_model(m, &dp, &det)) != ITSCAM_OK) { rc = cli_fail(model, st); goto out; }
+        if ((st = itscam_detector_create_from_model(m, &dp, &det)) != ITSCAM_OK) { rc = cli_fail(NULL, st); goto out; }
         precision = itscam_detector_precision(det);
     } else {
-        if ((st = itscam_session_create(m, &sp, &s)) != ITSCAM_OK) { rc = cli_fail(model, st); goto out; }
+        if ((st = itscam_session_create(m, &sp, &s)) != ITSCAM_OK) { rc = cli_fail(NULL, st); goto out; }
         precision = itscam_session_precision(s);
     }
     if (sp.precision && !strcmp(sp.precision, "auto")) fprintf(stderr, "itscam bench: precision auto: %s\n", precision);
@@ -321,7 +321,8 @@ int cli_bench(int argc, char **argv) {
             itscam_session *rs = det ? itscam_detector_session(det) : s;
             json_object_set_new(r, "active_backend", json_string(itscam_session_backend(rs)));
             size_t gu, gf, gt;
-            if (sp.backend && !strcmp(sp.backend, "cuda") && itscam_backend_memory("cuda", &gu, &gf, &gt) == ITSCAM_OK) {
+            if (sp.backend && itscam_backend_is_device(sp.backend) &&
+                itscam_backend_memory(sp.backend, &gu, &gf, &gt) == ITSCAM_OK) {
                 json_object_set_new(r, "gpu_memory_bytes", json_integer((json_int_t)gu));
                 json_object_set_new(r, "gpu_memory_total_bytes", json_integer((json_int_t)gt));
             }

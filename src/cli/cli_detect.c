@@ -174,9 +174,15 @@ int cli_detect(int argc, char **argv) {
     for (int i = optind; i < argc; i++)
         if (cli_collect_images(&files, argv[i])) rc = 1;
     itscam_detector *det = NULL;
-    itscam_status st = itscam_detector_create(model, &p, &det);
+    /* the file's errors name it; the session's (a backend that cannot run) stand alone */
+    itscam_model *m = NULL;
+    itscam_status st = itscam_model_load(model, &m);
     if (st != ITSCAM_OK) {
         rc = cli_fail(model, st);
+        goto out;
+    }
+    if ((st = itscam_detector_create_from_model(m, &p, &det)) != ITSCAM_OK) {
+        rc = cli_fail(NULL, st);
         goto out;
     }
     if (p.precision && !strcmp(p.precision, "auto"))
@@ -216,6 +222,7 @@ int cli_detect(int argc, char **argv) {
     json_decref(root);
 out:
     itscam_detector_free(det);
+    itscam_model_free(m);
     cli_paths_free(&files);
     return rc;
 bad:

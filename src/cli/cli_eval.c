@@ -165,9 +165,15 @@ int cli_eval(int argc, char **argv) {
     it_map_pred *preds = NULL;
     int preds_cap = 0;
     double ms[4] = { 0 }, t0 = it_now_ms(), ms_per_image = 0;
-    itscam_status st = itscam_detector_create(model, &p, &det);
+    /* the file's errors name it; the session's (a backend that cannot run) stand alone */
+    itscam_model *m = NULL;
+    itscam_status st = itscam_model_load(model, &m);
     if (st != ITSCAM_OK) {
         rc = cli_fail(model, st);
+        goto out;
+    }
+    if ((st = itscam_detector_create_from_model(m, &p, &det)) != ITSCAM_OK) {
+        rc = cli_fail(NULL, st);
         goto out;
     }
     if (p.precision && !strcmp(p.precision, "auto"))
@@ -240,6 +246,7 @@ out:
     it_map_acc_free(&acc);
     free(preds);
     itscam_detector_free(det);
+    itscam_model_free(m);
     cli_paths_free(&list);
     return rc;
 bad:

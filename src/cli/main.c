@@ -23,6 +23,10 @@ static const cli_command commands[] = {
 
 int cli_fail(const char *what, itscam_status st) {
     const char *detail = itscam_last_error();
+    if (!what) {
+        fprintf(stderr, "itscam: %s\n", detail[0] ? detail : itscam_strerror(st));
+        return 1;
+    }
     fprintf(stderr, "itscam: %s: %s%s%s\n", what, itscam_strerror(st), detail[0] ? ": " : "", detail);
     return 1;
 }

@@ -20,7 +20,7 @@ void it_plan_free(it_plan *p) {
     it_free(p->t);
     it_free(p->folded);
     it_free(p->offset);
-    it_aligned_free(p->arena);
+    if (p->arena_owned) it_aligned_free(p->arena);
     it_free(p);
 }
 
@@ -223,16 +223,7 @@ static itscam_status plan_memory(it_plan *p) {
     for (int i = 0; i < p->n_steps; i++) scratch = IT_MAX(scratch, p->steps[i].scratch_bytes);
     p->scratch_offset = total;
     p->arena_bytes = total + IT_ALIGN_UP(scratch);
-    p->arena = it_aligned_alloc(p->arena_bytes ? p->arena_bytes : IT_ALIGN);
-    if (!p->arena) {
-        it_free(lr);
-        it_free(idx);
-        return it_err(ITSCAM_ERR_NOMEM, "cannot allocate a %zu-byte activation arena", p->arena_bytes);
-    }
-    for (int i = 0; i < n; i++) {
-        p->offset[lr[i].v] = (int64_t)lr[i].offset;
-        p->t[lr[i].v].data = p->arena + lr[i].offset;
-    }
+    for (int i = 0; i < n; i++) p->offset[lr[i].v] = (int64_t)lr[i].offset;
     it_free(lr);
     it_free(idx);
     return ITSCAM_OK;
@@ -272,7 +263,30 @@ static itscam_status bind_inputs(it_plan *p, const it_tensor *inputs, int n) {
     return ITSCAM_OK;
 }
 
+void it_plan_bind(it_plan *p, uint8_t *arena) {
+    if (p->arena_owned && p->arena != arena) it_aligned_free(p->arena);
+    p->arena_owned = 0;
+    p->arena = arena;
+    for (int v = 0; v < p->g->n_values; v++)
+        if (p->offset[v] >= 0) p->t[v].data = arena + p->offset[v];
+}
+
 itscam_status it_plan_create(const it_graph *g, const it_tensor *inputs, int n, it_plan **out) {
+    itscam_status st = it_plan_create_unbound(g, inputs, n, out);
+    if (st != ITSCAM_OK) return st;
+    it_plan *p = *out;
+    uint8_t *arena = it_aligned_alloc(p->arena_bytes ? p->arena_bytes : IT_ALIGN);
+    if (!arena) {
+        it_plan_free(p);
+        *out = NULL;
+        return it_err(ITSCAM_ERR_NOMEM, "cannot allocate a %zu-byte activation arena", p->arena_bytes);
+    }
+    it_plan_bind(p, arena);
+    p->arena_owned = 1;
+    return ITSCAM_OK;
+}
+
+itscam_status it_plan_create_unbound(const it_graph *g, const it_tensor *inputs, int n, it_plan **out) {
     *out = NULL;
     it_plan *p = it_calloc(1, sizeof *p);
     if (!p) return it_err(ITSCAM_ERR_NOMEM, "out of memory planning");

@@ -28,7 +28,8 @@ typedef struct it_plan {
     it_plan_step *steps;
     size_t arena_bytes;       /* activations + the largest scratch */
     size_t scratch_offset;
-    uint8_t *arena;           /* owned by the plan, 64-byte aligned */
+    uint8_t *arena;           /* 64-byte aligned; NULL until bound */
+    int arena_owned;          /* 1: allocated by it_plan_create; 0: lent by the caller */
     int64_t batch;            /* the batch size this plan was made for */
 } it_plan;
 
@@ -38,6 +39,14 @@ typedef struct it_plan {
  * conformance tests); leave it NULL for inputs that flow at run time. After success, write input values
  * into p->t[g->inputs[i]].data (arena memory) and run a backend program. */
 itscam_status it_plan_create(const it_graph *g, const it_tensor *inputs, int n, it_plan **out);
+/* The same without an arena: offsets and arena_bytes are set, activations have no data
+ * until it_plan_bind. For callers that run several plans one at a time (a session's
+ * plans per input shape) and so lend them one arena sized to the largest. */
+itscam_status it_plan_create_unbound(const it_graph *g, const it_tensor *inputs, int n, it_plan **out);
+/* Point every activation (and the ref kernels' scratch) of p into arena, which must hold
+ * p->arena_bytes, be 64-byte aligned and outlive p or the next bind. The plan does not own
+ * it. Rebinding moves no data: what the old arena held is not carried over. */
+void it_plan_bind(it_plan *p, uint8_t *arena);
 void it_plan_free(it_plan *p);
 /* Fill kernel args for step i (arrays must hold step->n_in / n_out entries). */
 void it_plan_step_args(const it_plan *p, int i, const it_tensor **in, it_tensor **out, it_kernel_args *a);

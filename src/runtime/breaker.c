@@ -2,6 +2,7 @@
  * See breaker.h for the states; the numbers are the issue's defaults (15 failures, 3 out
  * of memory, 30 s open, 10 probes). */
 #include "runtime/breaker.h"
+#include "backend/backend.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -189,10 +190,20 @@ static itscam_status parse_fault(const char *spec, it_fault *f) {
     f->fail_after = -1;
     f->fail_count = -1;
     if (!spec || !*spec) return ITSCAM_OK;
-    if (strncmp(spec, "cuda:", 5) != 0)
-        return it_err(ITSCAM_ERR_INVALID_ARG, "ITSCAM_FAULT '%s': expected cuda:emulate,fail_after=N,fail_count=M,oom", spec);
+    /* the prefix names the device backend the faults stand in for */
+    const char *colon = strchr(spec, ':');
+    size_t nlen = colon ? (size_t)(colon - spec) : 0;
+    const it_backend *be = NULL;
+    if (nlen && nlen < sizeof f->backend) {
+        memcpy(f->backend, spec, nlen);
+        f->backend[nlen] = 0;
+        be = it_backend_lookup(f->backend);
+    }
+    if (!be || be->kind != IT_BACKEND_DEVICE)
+        return it_err(ITSCAM_ERR_INVALID_ARG,
+                      "ITSCAM_FAULT '%s': expected DEVICE:emulate,fail_after=N,fail_count=M,oom (DEVICE: a GPU backend)", spec);
     char buf[256];
-    snprintf(buf, sizeof buf, "%s", spec + 5);
+    snprintf(buf, sizeof buf, "%s", colon + 1);
     f->active = 1;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *end;
@@ -249,8 +260,10 @@ int it_fault_should_fail(int *is_oom) {
     if (f->fail_count >= 0 && k >= f->fail_after + f->fail_count) return 0;
     *is_oom = f->oom;
     if (f->oom)
-        it_err(ITSCAM_ERR_BACKEND, "cuda: cudaErrorMemoryAllocation: out of memory (injected by ITSCAM_FAULT, run %lld)", k + 1);
+        it_err(ITSCAM_ERR_BACKEND, "%s: cudaErrorMemoryAllocation: out of memory (injected by ITSCAM_FAULT, run %lld)",
+               f->backend, k + 1);
     else
-        it_err(ITSCAM_ERR_BACKEND, "cuda: cudaErrorLaunchFailure: unspecified launch failure (injected by ITSCAM_FAULT, run %lld)", k + 1);
+        it_err(ITSCAM_ERR_BACKEND, "%s: cudaErrorLaunchFailure: unspecified launch failure (injected by ITSCAM_FAULT, run %lld)",
+               f->backend, k + 1);
     return 1;
 }

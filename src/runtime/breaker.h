@@ -23,13 +23,15 @@ void it_breaker_failure(it_breaker *b, int is_oom);
 void it_breaker_fallback(it_breaker *b);
 
 /* ---- fault injection: ITSCAM_FAULT="cuda:emulate,fail_after=N,fail_count=M,oom" ----
- * emulate      the cuda backend counts as available without a GPU; its programs are
+ * The prefix names a device backend (backend/backend.h), the one the faults stand in for.
+ * emulate      that backend counts as available without a GPU; its programs are
  *              cpu programs (so every breaker transition can be driven on a CI machine)
  * fail_after=N the first N runs succeed, later ones fail with an injected CUDA error
  * fail_count=M only M runs fail, then runs succeed again (default: every later run)
  * oom          injected failures are out-of-memory errors
  * Read from the environment on first use; it_fault_configure replaces it (tests). */
 typedef struct it_fault {
+    char backend[16];         /* the device backend named by the prefix */
     int active, emulate, oom;
     long long fail_after, fail_count;
 } it_fault;

@@ -116,76 +116,88 @@ itscam_session_params itscam_session_default_params(void) {
 }
 
 static itscam_status resolve_precision(const it_backend *be, const char *name, int have_calib, it_precision *out);
-#ifdef ITSCAM_HAVE_CUDA
-int it_cuda_last_error_is_oom(void); /* backend/cuda: the last failure was out of memory */
-#endif
+
+static itscam_status not_compiled_in(const char *name) {
+    char list[128] = "";
+    for (const char *const *b = itscam_backends(); *b; b++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", *b);
+    return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' is not compiled in (available: %s)", name, list);
+}
+
+/* The backends of a new session. A device backend (a GPU) that is usable runs behind its
+ * breaker with the first host backend as fallback (none with no_fallback); one that is
+ * not usable is replaced by that host backend, said once, or is an error that says what
+ * was probed with no_fallback. ITSCAM_FAULT's emulate stands a host program in for it. */
+typedef struct session_backends {
+    const it_backend *be, *fb;
+    struct it_breaker *br;
+    int emulated;
+    const char *name;
+} session_backends;
+
+static itscam_status choose_backends(const itscam_session_params *p, session_backends *out) {
+    const it_backend *be = NULL;
+    if (p->backend && *p->backend) {
+        if (!(be = it_backend_lookup(p->backend))) return not_compiled_in(p->backend);
+    } else { /* the first backend of the registry that runs here (a GPU may be absent) */
+        for (const it_backend *const *b = it_backend_list(); *b && !be; b++)
+            if (it_backend_usable(*b, NULL, 0)) be = *b;
+        if (!be) return it_err(ITSCAM_ERR_NOT_FOUND, "no backend of this build can run on this machine");
+    }
+    char why[192];
+    int usable = it_backend_usable(be, why, sizeof why);
+    *out = (session_backends){ .be = be, .name = be->name };
+    if (be->kind != IT_BACKEND_DEVICE) {
+        if (!usable) return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' is unavailable: %s", be->name, why);
+        return ITSCAM_OK;
+    }
+    const it_backend *host = it_backend_first_host();
+    const it_fault *f = it_fault_get();
+    int emulate = !usable && f->emulate && !strcmp(f->backend, be->name);
+    if (!host && (!p->no_fallback || emulate))
+        return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s': no host backend to fall back to", be->name);
+    if (usable || emulate) {
+        out->br = it_breaker_for(be->name);
+        out->fb = p->no_fallback ? NULL : host;
+        if (emulate) out->be = host, out->emulated = 1;
+        return ITSCAM_OK;
+    }
+    if (p->no_fallback)
+        return it_err(ITSCAM_ERR_NOT_FOUND,
+                      "backend '%s' is unavailable: no usable GPU (probed: %s); fallback to the CPU is disabled (no_fallback)",
+                      be->name, why);
+    static atomic_int said;
+    if (!atomic_exchange(&said, 1))
+        it_log(ITSCAM_LOG_WARN, "backend '%s' is unavailable: no usable GPU (probed: %s); serving from the %s backend",
+               be->name, why, host->name);
+    out->be = host;
+    out->name = host->name;
+    return ITSCAM_OK;
+}
 
 itscam_status itscam_session_create(const itscam_model *m, const itscam_session_params *p, itscam_session **out) {
     if (!m || !out) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_session_create: NULL argument");
     *out = NULL;
     itscam_session_params dp = itscam_session_default_params();
     if (!p) p = &dp;
-    const it_backend *be = NULL;
-    if (p->backend && *p->backend) {
-        be = it_backend_find(p->backend);
-    } else { /* the first backend of the registry that runs here (a GPU may be absent) */
-        for (const it_backend *const *b = it_backend_list(); *b && !be; b++)
-            if (!(*b)->available || (*b)->available()) be = *b;
-    }
-    const it_backend *fb = NULL;
-    struct it_breaker *br = NULL;
-    int emulated = 0;
-    const char *name = be ? be->name : NULL;
-    if (p->backend && !strcmp(p->backend, "cuda")) {
-        /* A GPU backend: on a machine without a usable GPU, say so once and serve from
-         * the CPU (unless no_fallback); with a GPU, a breaker guards it and the CPU
-         * takes over while it is open. */
-        const it_backend *cpu = it_backend_find("cpu");
-        if (!cpu) cpu = it_backend_find("ref");
-        int usable = be && (!be->available || be->available());
-        name = "cuda";
-        if (usable) {
-            br = it_breaker_for("cuda");
-            fb = p->no_fallback ? NULL : cpu;
-        } else if (it_fault_get()->emulate) {
-            be = cpu;
-            emulated = 1;
-            br = it_breaker_for("cuda");
-            fb = p->no_fallback ? NULL : cpu;
-        } else if (p->no_fallback) {
-            return it_err(ITSCAM_ERR_NOT_FOUND, "backend 'cuda': %s, and fallback to the CPU is disabled",
-                          be ? "no usable GPU on this machine" : "not compiled in (nvcc was not found at build time)");
-        } else {
-            static atomic_int said;
-            if (!atomic_exchange(&said, 1))
-                it_log(ITSCAM_LOG_WARN, "backend 'cuda': %s; serving from the %s backend",
-                       be ? "no usable GPU on this machine" : "not compiled in", cpu->name);
-            be = cpu;
-            name = cpu->name;
-        }
-    }
-    if (!be) {
-        char list[128] = "";
-        for (const char *const *b = itscam_backends(); *b; b++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", *b);
-        return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' is not compiled in (available: %s)", p->backend, list);
-    }
-    if (be->available && !be->available())
-        return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' cannot run on this machine", be->name);
+    session_backends sb = { 0 };
+    itscam_status st = choose_backends(p, &sb);
+    if (st != ITSCAM_OK) return st;
+    const it_backend *be = sb.be, *fb = sb.fb;
     it_precision prec;
     /* fp16 is a GPU mode: where the CPU stands in for the GPU, it runs fp32. */
     const char *pname = p->precision;
-    if (pname && !strcmp(pname, "fp16") && be != it_backend_find("cuda")) pname = "fp32";
-    itscam_status st = resolve_precision(be, pname, p->calib_path != NULL, &prec);
+    if (pname && !strcmp(pname, "fp16") && !(be->supports && be->supports(IT_PREC_FP16))) pname = "fp32";
+    st = resolve_precision(be, pname, p->calib_path != NULL, &prec);
     if (st != ITSCAM_OK) return st;
     itscam_session *s = it_calloc(1, sizeof *s);
     if (!s) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
     s->m = m;
     s->be = be;
     s->fb = fb;
-    s->br = br;
-    s->emulated = emulated;
-    s->name = name;
+    s->br = sb.br;
+    s->emulated = sb.emulated;
+    s->name = sb.name;
     s->opts.threads = p->threads;
     s->opts.precision = prec;
     s->opts.device = p->device;
@@ -245,8 +257,69 @@ static void drop_plan(itscam_session *s, it_session_plan *sp) {
 void itscam_session_free(itscam_session *s) {
     if (!s) return;
     for (int i = 0; i < IT_SESSION_PLANS; i++) drop_plan(s, &s->plans[i]);
+    it_aligned_free(s->arena);
+    it_aligned_free(s->workspace);
     it_calib_free(s->calib);
     it_free(s);
+}
+
+static int shares_memory(const it_backend *be) { return be->workspace_bytes && be->rebind; }
+
+/* Make the shared arena hold arena_need bytes and the workspace ws_need, moving every
+ * cached plan and program when either grows. What they held is lost, which is fine
+ * between runs: inputs are written after prepare, outputs read before the next one. */
+static itscam_status grow_shared(itscam_session *s, size_t arena_need, size_t ws_need) {
+    uint8_t *na = s->arena, *nw = s->workspace;
+    if (arena_need > s->arena_bytes && !(na = it_aligned_alloc(arena_need)))
+        return it_err(ITSCAM_ERR_NOMEM, "cannot allocate a %zu-byte activation arena", arena_need);
+    if (ws_need > s->workspace_bytes && !(nw = it_aligned_alloc(ws_need))) {
+        if (na != s->arena) it_aligned_free(na);
+        return it_err(ITSCAM_ERR_NOMEM, "cannot allocate a %zu-byte backend workspace", ws_need);
+    }
+    if (na == s->arena && nw == s->workspace) return ITSCAM_OK;
+    it_relocation r = { .old_arena = s->arena, .new_arena = na, .arena_bytes = s->arena_bytes, .new_workspace = nw };
+    for (int i = 0; i < IT_SESSION_PLANS; i++) {
+        it_session_plan *sp = &s->plans[i];
+        if (!sp->plan || !sp->prog) continue;   /* a plan being made binds itself */
+        it_plan_bind(sp->plan, na);
+        s->be->rebind(sp->prog, &r);
+    }
+    if (na != s->arena) {
+        it_aligned_free(s->arena);
+        s->arena = na;
+        s->arena_bytes = arena_need;
+    }
+    if (nw != s->workspace) {
+        it_aligned_free(s->workspace);
+        s->workspace = nw;
+        s->workspace_bytes = ws_need;
+    }
+    s->last_prog = NULL;
+    return ITSCAM_OK;
+}
+
+/* A plan and program for input shape `in` in slot sp, in the shared memory when the
+ * backend can share it. */
+static itscam_status make_plan(itscam_session *s, const it_tensor *in, it_session_plan *sp) {
+    const it_graph *g = s->m->g;
+    if (!shares_memory(s->be)) {
+        itscam_status st = it_plan_create(g, in, 1, &sp->plan);
+        if (st == ITSCAM_OK) st = s->be->compile(sp->plan, &s->opts, &sp->prog);
+        return st;
+    }
+    itscam_status st = it_plan_create_unbound(g, in, 1, &sp->plan);
+    if (st != ITSCAM_OK) return st;
+    if ((st = grow_shared(s, sp->plan->arena_bytes ? sp->plan->arena_bytes : IT_ALIGN, 0)) != ITSCAM_OK) return st;
+    it_plan_bind(sp->plan, s->arena);
+    if ((st = s->be->compile(sp->plan, &s->opts, &sp->prog)) != ITSCAM_OK) return st;
+    /* its working memory moves into the workspace (a grown one moves every program) */
+    size_t ws = s->be->workspace_bytes(sp->prog);
+    if (ws > s->workspace_bytes) return grow_shared(s, 0, ws);
+    it_relocation r = { .old_arena = s->arena, .new_arena = s->arena, .arena_bytes = s->arena_bytes,
+                        .new_workspace = s->workspace };
+    s->be->rebind(sp->prog, &r);
+    s->last_prog = NULL;
+    return ITSCAM_OK;
 }
 
 itscam_status it_session_prepare(itscam_session *s, const int64_t dims[4]) {
@@ -267,12 +340,9 @@ itscam_status it_session_prepare(itscam_session *s, const int64_t dims[4]) {
         return it_err(ITSCAM_ERR_UNSUPPORTED, "%s: models with %d inputs are not supported for detection", g->path, g->n_inputs);
     it_tensor in = { .dtype = IT_F32, .ndim = 4 };
     memcpy(in.dims, dims, sizeof(int64_t) * 4);
-    itscam_status st = it_plan_create(g, &in, 1, &victim->plan);
-    if (st != ITSCAM_OK) return st;
-    st = s->be->compile(victim->plan, &s->opts, &victim->prog);
+    itscam_status st = make_plan(s, &in, victim);
     if (st != ITSCAM_OK) {
-        it_plan_free(victim->plan);
-        memset(victim, 0, sizeof *victim);
+        drop_plan(s, victim);
         return st;
     }
     memcpy(victim->dims, dims, sizeof victim->dims);
@@ -309,20 +379,28 @@ static itscam_status run_fallback(itscam_session *s) {
     return s->fb->run(sp->fprog);
 }
 
+/* Run the current primary program, first restoring what it keeps in the shared memory
+ * when another program ran there since. */
+static itscam_status run_primary(itscam_session *s) {
+    if (s->last_prog != s->cur->prog) {
+        if (s->be->resume && shares_memory(s->be)) s->be->resume(s->cur->prog);
+        s->last_prog = s->cur->prog;
+    }
+    return s->be->run(s->cur->prog);
+}
+
 itscam_status it_session_exec(itscam_session *s) {
     if (!s->cur) return it_err(ITSCAM_ERR_INVALID_ARG, "session not prepared");
     s->cur_fb = 0;
-    if (!s->br) return s->be->run(s->cur->prog);
+    if (!s->br) return run_primary(s);
     if (!s->fb || it_breaker_allow(s->br)) {
         int oom = 0;
         itscam_status st;
         if (it_fault_should_fail(&oom)) {
             st = ITSCAM_ERR_BACKEND;
         } else {
-            st = s->be->run(s->cur->prog);
-#ifdef ITSCAM_HAVE_CUDA
-            if (st != ITSCAM_OK && !s->emulated) oom = it_cuda_last_error_is_oom();
-#endif
+            st = run_primary(s);
+            if (st != ITSCAM_OK && !s->emulated && s->be->last_error_is_oom) oom = s->be->last_error_is_oom();
         }
         if (st == ITSCAM_OK) {
             it_breaker_success(s->br);

@@ -27,9 +27,9 @@ struct itscam_session {
     const itscam_model *m;
     const it_backend *be;  /* runs the primary programs */
     it_backend_opts opts;
-    /* GPU sessions: the breaker guarding `be` and the backend that takes over when it is
-     * open or a run fails (NULL with no_fallback). `emulated`: ITSCAM_FAULT's stand-in,
-     * a cpu program that counts as cuda. */
+    /* Device sessions: the breaker guarding `be` and the host backend that takes over
+     * when it is open or a run fails (NULL with no_fallback). `emulated`: ITSCAM_FAULT's
+     * stand-in, a host program that counts as the device backend. */
     struct it_breaker *br;
     const it_backend *fb;
     it_backend_opts fb_opts;
@@ -40,6 +40,13 @@ struct itscam_session {
     it_session_plan *cur;  /* the plan of the last prepare */
     struct it_calib *calib; /* owned; NULL when none */
     uint64_t tick;
+    /* One session runs one plan at a time: when `be` can share memory (its rebind slot),
+     * the primary plans share one activation arena and their programs one workspace,
+     * each sized to the largest seen and grown (everything rebound) when a bigger one
+     * comes. Fallback plans own theirs: they run rarely and beside a primary plan. */
+    uint8_t *arena, *workspace;
+    size_t arena_bytes, workspace_bytes;
+    void *last_prog;       /* the program that last ran in the shared memory */
 };
 
 /* Make the session ready for an NCHW input of shape dims (plans are cached per shape).

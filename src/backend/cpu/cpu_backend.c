@@ -61,6 +61,16 @@ typedef struct cpu_step {
     float *bias;                      /* int8: bias in accumulator units (owned) */
 } cpu_step;
 
+/* A buffer of the program's working memory (a blocked or u8 copy, a Concat's output, the
+ * scratchpad): allocated by the program, until a session lends it a workspace to hold all
+ * of them at fixed offsets (cpu_rebind). */
+typedef struct work_buf {
+    uint8_t *ptr;
+    size_t bytes;
+    size_t offset;                    /* in the workspace */
+    int padded;                       /* a blocked layout with channel padding, kept zero */
+} work_buf;
+
 typedef struct cpu_prog {
     const it_plan *p;
     dnnl_engine_t engine;
@@ -80,6 +90,10 @@ typedef struct cpu_prog {
     uint8_t *force_plain;             /* per step: its blocked build failed, run it plain */
     void *scratch;                    /* shared by all primitives: steps run one at a time */
     size_t scratch_bytes;
+    work_buf *bufs;                   /* every buffer of the working memory */
+    int n_bufs;
+    size_t work_bytes;                /* what they need in a workspace, aligned */
+    uint8_t *ws;                      /* the lent workspace holding them; NULL: own buffers */
     /* precision */
     it_precision prec;
     const it_calib *calib;
@@ -1190,11 +1204,37 @@ static void plan_layouts(cpu_prog *g) {
     }
 }
 
+/* A buffer of the working memory (allocated at compile time, never per run). Left
+ * untouched: a session moves it into its workspace right after compile, and pages never
+ * written cost no memory; the padded ones are zeroed when the program is complete
+ * (cpu_resume). */
+static void *work_alloc(cpu_prog *g, size_t bytes, int padded) {
+    void *ptr = it_aligned_alloc(bytes);
+    if (!ptr) return NULL;
+    g->bufs[g->n_bufs++] = (work_buf){ ptr, bytes, g->work_bytes, padded };
+    g->work_bytes += IT_ALIGN_UP(bytes);
+    return ptr;
+}
+
+/* Zero the channel padding that oneDNN expects to stay zero. */
+static void cpu_resume(void *vp) {
+    cpu_prog *g = vp;
+    for (int k = 0; g && k < g->n_bufs; k++)
+        if (g->bufs[k].padded) memset(g->bufs[k].ptr, 0, g->bufs[k].bytes);
+}
+
+static void free_work(cpu_prog *g) {
+    if (!g->ws)
+        for (int k = 0; k < g->n_bufs; k++) it_aligned_free(g->bufs[k].ptr);
+    g->n_bufs = 0;
+    g->work_bytes = 0;
+    g->scratch = NULL;
+}
+
 static void free_blocked(cpu_prog *g) {
     if (!g->blk || !g->q || !g->q_owned) return;   /* compile failed before they were set up */
+    free_work(g);
     for (int v = 0; v < g->p->g->n_values; v++) {
-        if (g->blk_owned[v]) it_aligned_free(g->blk[v]);
-        if (g->q_owned[v]) it_aligned_free(g->q[v]);
         g->blk[v] = g->q[v] = NULL;
         g->blk_owned[v] = g->aliased[v] = g->q_owned[v] = 0;
     }
@@ -1219,6 +1259,11 @@ static int64_t slice_offset(const cpu_prog *g, int i, int k) {
     return ch * y->dims[2] * y->dims[3] * (int64_t)g->act_size;
 }
 
+/* 1 when the blocked copy of v (need bytes) has channel padding, which must stay zero. */
+static int padded(const cpu_prog *g, int v, size_t need) {
+    return need != (size_t)it_tensor_numel(&g->p->t[v]) * g->act_size;
+}
+
 /* Sliced Concats: the output gets a buffer of ours (it must outlive its inputs'
  * producers, which the arena does not promise), and inputs produced blocked and read by
  * no other Concat are written straight into their slice, so the Concat copies nothing. */
@@ -1231,9 +1276,8 @@ static itscam_status place_concats(cpu_prog *g) {
         dnnl_memory_desc_t md;
         if (act_md(g, y, BLOCKED, &md) != dnnl_success) continue;
         size_t need = dnnl_memory_desc_get_size(&md);
-        g->blk[y] = it_aligned_alloc(need);
+        g->blk[y] = work_alloc(g, need, padded(g, y, need));
         if (!g->blk[y]) return it_err(ITSCAM_ERR_NOMEM, "cpu backend: %zu bytes for '%s'", need, p->g->values[y].name);
-        memset(g->blk[y], 0, need);
         g->blk_owned[y] = 1;
         g->steps[i].sliced = 1;
         for (int k = 0; k < s->n_in; k++) {
@@ -1270,10 +1314,9 @@ static itscam_status place_blocked(cpu_prog *g) {
             g->blk[v] = p->t[v].data;
             continue;
         }
-        g->blk[v] = it_aligned_alloc(need);
+        g->blk[v] = work_alloc(g, need, padded(g, v, need));
         if (!g->blk[v]) return it_err(ITSCAM_ERR_NOMEM, "cpu backend: %zu bytes for a blocked copy of '%s'", need,
                                       p->g->values[v].name);
-        memset(g->blk[v], 0, need);   /* oneDNN keeps the channel padding zero */
         g->blk_owned[v] = 1;
     }
     /* u8 copies: the arena slot when they are the only copy, else a buffer of ours */
@@ -1289,7 +1332,7 @@ static itscam_status place_blocked(cpu_prog *g) {
             g->q[v] = p->t[v].data;
             continue;
         }
-        g->q[v] = it_aligned_alloc(need);
+        g->q[v] = work_alloc(g, need, 0);
         if (!g->q[v]) return it_err(ITSCAM_ERR_NOMEM, "cpu backend: %zu bytes for a u8 copy of '%s'", need,
                                     p->g->values[v].name);
         g->q_owned[v] = 1;
@@ -1358,7 +1401,7 @@ static void cpu_destroy(void *vp) {
     it_free(g->q);
     it_free(g->qs);
     it_free(g->qz);
-    it_aligned_free(g->scratch);
+    it_free(g->bufs);
     if (g->stream) dnnl_stream_destroy(g->stream);
     if (g->engine) dnnl_engine_destroy(g->engine);
     it_free(g);
@@ -1375,7 +1418,7 @@ static itscam_status backend_err(const it_node *n, const char *what, dnnl_status
 static itscam_status attach_scratch(cpu_prog *g, int n_execs) {
     for (int k = 0; k < n_execs; k++) g->scratch_bytes = IT_MAX(g->scratch_bytes, g->execs[k].scratch_bytes);
     if (!g->scratch_bytes) return ITSCAM_OK;
-    g->scratch = it_aligned_alloc(g->scratch_bytes);
+    g->scratch = work_alloc(g, g->scratch_bytes, 0);
     if (!g->scratch) return it_err(ITSCAM_ERR_NOMEM, "cpu backend: %zu bytes of scratchpad", g->scratch_bytes);
     for (int k = 0; k < n_execs; k++) {
         exec *e = &g->execs[k];
@@ -1508,8 +1551,9 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     g->q = it_calloc(nv, sizeof *g->q);
     g->qs = it_calloc(nv, sizeof *g->qs);
     g->qz = it_calloc(nv, sizeof *g->qz);
+    g->bufs = it_calloc(2 * nv + 1, sizeof *g->bufs);   /* a blocked and a u8 copy per value, the scratchpad */
     itscam_status st = ITSCAM_OK;
-    if (!g->steps || !g->execs || !g->prod || !g->blk || !g->q || !g->qs || !g->qz) {
+    if (!g->steps || !g->execs || !g->prod || !g->blk || !g->q || !g->qs || !g->qz || !g->bufs) {
         st = it_err(ITSCAM_ERR_NOMEM, "cpu backend: %d steps", p->n_steps);
         goto fail;
     }
@@ -1565,11 +1609,64 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     if (set && old_threads > 0) set(old_threads);
     if (st == ITSCAM_OK) st = attach_scratch(g, n_execs);
     if (st != ITSCAM_OK) goto fail;
+    cpu_resume(g);   /* oneDNN keeps the channel padding zero */
     *out = g;
     return ITSCAM_OK;
 fail:
     cpu_destroy(g);
     return st;
+}
+
+/* ---- sharing memory with the other programs of a session ------------------------------ */
+
+static size_t cpu_workspace_bytes(const void *vp) {
+    const cpu_prog *g = vp;
+    return g ? g->work_bytes : 0;
+}
+
+/* Where ptr goes under r: the same distance into the new arena, or into its buffer's place
+ * in the new workspace; unchanged when it points into neither (constants, zero points). */
+static void *relocate(const cpu_prog *g, const it_relocation *r, void *ptr) {
+    const uint8_t *q = ptr;
+    if (!q) return ptr;
+    if (r->old_arena && q >= r->old_arena && q < r->old_arena + r->arena_bytes)
+        return r->new_arena + (q - r->old_arena);
+    for (int k = 0; k < g->n_bufs; k++)
+        if (q >= g->bufs[k].ptr && q < g->bufs[k].ptr + g->bufs[k].bytes)
+            return r->new_workspace + g->bufs[k].offset + (q - g->bufs[k].ptr);
+    return ptr;
+}
+
+static void rebind_execs(cpu_prog *g, const it_relocation *r, exec *ex, int n) {
+    for (int k = 0; k < n; k++)
+        for (int a = 0; a < ex[k].n_args; a++) {
+            void *h = NULL;
+            if (dnnl_memory_get_data_handle(ex[k].args[a].memory, &h) != dnnl_success) continue;
+            void *nh = relocate(g, r, h);
+            /* cannot fail for a CPU memory object given a host pointer */
+            if (nh != h) (void)dnnl_memory_set_data_handle(ex[k].args[a].memory, nh);
+        }
+}
+
+/* The session moved the plan's arena and lends a workspace: point every memory object,
+ * copy and the scratchpad there, and give back the buffers of our own. */
+static void cpu_rebind(void *vp, const it_relocation *r) {
+    cpu_prog *g = vp;
+    if (!g) return;
+    const it_plan *p = g->p;
+    rebind_execs(g, r, g->head.ex, g->head.n_ex);
+    for (int i = 0; i < p->n_steps; i++) rebind_execs(g, r, g->steps[i].ex, g->steps[i].n_ex);
+    for (int v = 0; v < p->g->n_values; v++) {
+        g->blk[v] = relocate(g, r, g->blk[v]);
+        g->q[v] = relocate(g, r, g->q[v]);
+    }
+    g->scratch = relocate(g, r, g->scratch);
+    for (int k = 0; k < g->n_bufs; k++) {
+        if (!g->ws) it_aligned_free(g->bufs[k].ptr);
+        g->bufs[k].ptr = r->new_workspace + g->bufs[k].offset;
+    }
+    if (g->n_bufs) g->ws = r->new_workspace;
+    cpu_resume(g);   /* the workspace holds what another program left there */
 }
 
 static dnnl_status_t run_execs(cpu_prog *g, const exec *ex, int n) {
@@ -1682,9 +1779,14 @@ const it_backend it_backend_cpu = {
     .version = 1,
     .name = "cpu",
     .description = "oneDNN (Intel/UXL deep neural network library) on the CPU, fp32, bf16 and int8",
+    .kind = IT_BACKEND_HOST,
     .available = NULL,
     .compile = cpu_compile,
     .run = cpu_run,
     .destroy = cpu_destroy,
     .supports = cpu_supports,
+    .describe = it_cpu_describe,
+    .workspace_bytes = cpu_workspace_bytes,
+    .rebind = cpu_rebind,
+    .resume = cpu_resume,
 };

@@ -39,6 +39,7 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
+#include <dlfcn.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -97,13 +98,25 @@ static void dev_free(void *ptr, size_t bytes) {
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static int device_count;
+static char probe_why[192];   /* what the probe found when device_count is 0 */
 
 static void probe(void) {
     int n = 0;
-    /* no driver, no device, a driver older than the runtime: all mean "not here" */
-    if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+    /* The runtime loads the driver library itself and reports its absence as one more
+     * error code; trying it first lets the message say "no driver" plainly. The handle
+     * stays open: the runtime is about to load the same library anyway. */
+    if (!dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL)) {
+        snprintf(probe_why, sizeof probe_why, "no CUDA driver (libcuda.so.1 not loadable)");
+        return;
+    }
+    /* no device, a driver older than the runtime: all mean "not here" */
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess)
+        snprintf(probe_why, sizeof probe_why, "cudaGetDeviceCount: %s (%s)", cudaGetErrorName(e), cudaGetErrorString(e));
+    else if (n <= 0)
+        snprintf(probe_why, sizeof probe_why, "cudaGetDeviceCount: 0 devices");
     (void)cudaGetLastError();
-    device_count = n > 0 ? n : 0;
+    device_count = e == cudaSuccess && n > 0 ? n : 0;
 }
 
 static int cuda_available(void) {
@@ -111,11 +124,17 @@ static int cuda_available(void) {
     return device_count > 0;
 }
 
+static int cuda_available_why(char *why, size_t n) {
+    int ok = cuda_available();
+    if (why && n) snprintf(why, n, "%s", ok ? "" : probe_why);
+    return ok;
+}
+
 /* The device this process uses: ITSCAM_CUDA_DEVICE, else 0. */
 static itscam_status pick_device(int *dev) {
     *dev = 0;
     if (!cuda_available())
-        return it_err(ITSCAM_ERR_NOT_FOUND, "cuda: no usable CUDA device (no GPU, or no driver) on this machine");
+        return it_err(ITSCAM_ERR_NOT_FOUND, "cuda: no usable CUDA device on this machine: %s", probe_why);
     const char *e = getenv("ITSCAM_CUDA_DEVICE");
     if (e && *e) {
         char *end;
@@ -1375,13 +1394,25 @@ itscam_status it_cuda_describe(char *buf, size_t n) {
     return ITSCAM_OK;
 }
 
+static itscam_status cuda_mem_info(int device, size_t *used_by_itscam, size_t *free_bytes, size_t *total_bytes);
+
 itscam_status it_cuda_mem_info(size_t *used_by_itscam, size_t *free_bytes, size_t *total_bytes) {
+    return cuda_mem_info(-1, used_by_itscam, free_bytes, total_bytes);
+}
+
+/* The table's mem_info: device -1 is the backend's own (ITSCAM_CUDA_DEVICE, else 0). */
+static itscam_status cuda_mem_info(int device, size_t *used_by_itscam, size_t *free_bytes, size_t *total_bytes) {
     if (used_by_itscam) *used_by_itscam = atomic_load(&device_bytes);
     if (free_bytes) *free_bytes = 0;
     if (total_bytes) *total_bytes = 0;
     int dev;
     itscam_status st = pick_device(&dev);
     if (st != ITSCAM_OK) return st;
+    if (device >= 0) {
+        if (device >= device_count)
+            return it_err(ITSCAM_ERR_INVALID_ARG, "cuda: device %d is not a device index (0..%d)", device, device_count - 1);
+        dev = device;
+    }
     int prev = -1;
     if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
     size_t fr = 0, tot = 0;
@@ -1400,9 +1431,13 @@ const it_backend it_backend_cuda = {
     .version = 1,
     .name = "cuda",
     .description = "CUDA (cuDNN 9, cuBLAS; fp32, fp16)",
-    .available = cuda_available,
+    .kind = IT_BACKEND_DEVICE,
+    .available = cuda_available_why,
     .compile = cuda_compile,
     .run = cuda_run,
     .destroy = cuda_destroy,
     .supports = cuda_supports,
+    .last_error_is_oom = it_cuda_last_error_is_oom,
+    .mem_info = cuda_mem_info,
+    .describe = it_cuda_describe,
 };

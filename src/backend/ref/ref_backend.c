@@ -19,6 +19,16 @@ static itscam_status ref_run(void *prog) {
 
 static void ref_destroy(void *prog) { (void)prog; }
 
+/* The program is the plan, whose arena the session rebinds: nothing else to move. */
+static size_t ref_workspace_bytes(const void *prog) {
+    (void)prog;
+    return 0;
+}
+static void ref_rebind(void *prog, const it_relocation *r) {
+    (void)prog;
+    (void)r;
+}
+
 const it_backend it_backend_ref = {
     .version = 1,
     .name = "ref",
@@ -26,4 +36,7 @@ const it_backend it_backend_ref = {
     .compile = ref_compile,
     .run = ref_run,
     .destroy = ref_destroy,
+    .kind = IT_BACKEND_HOST,
+    .workspace_bytes = ref_workspace_bytes,
+    .rebind = ref_rebind,
 };
