@@ -59,6 +59,8 @@ ITSCAM_API void itscam_log_set(itscam_log_fn fn, void *user, int max_level);
 
 /* Backends compiled into this build, as a NULL-terminated list of names ("ref", "cpu"). */
 ITSCAM_API const char *const *itscam_backends(void);
+/* 1 when backend name runs on a device (GPU) and so has a breaker and a CPU fallback */
+ITSCAM_API int itscam_backend_is_device(const char *name);
 /* Describe the kernels a backend runs here (for cpu: "oneDNN 3.x, isa avx2, ..."), written
  * into buf (n bytes, always NUL-terminated when n > 0). backend NULL: the default one.
  * Returns buf, or NULL when the backend is not compiled in. */
@@ -168,6 +170,14 @@ ITSCAM_API const char *itscam_breaker_state_name(itscam_breaker_state s);
  * Detector: images in, boxes out.
  * --------------------------------------------------------------------------------- */
 typedef struct itscam_detector itscam_detector;
+
+/* max_det: the default, and the most any configuration or request may ask for. */
+#ifndef ITSCAM_MAX_DET_DEFAULT
+#define ITSCAM_MAX_DET_DEFAULT 300
+#endif
+#ifndef ITSCAM_MAX_DET_LIMIT
+#define ITSCAM_MAX_DET_LIMIT 10000
+#endif
 
 typedef struct itscam_detector_params {
     const char *backend;   /* as in itscam_session_params */
