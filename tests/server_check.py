@@ -201,6 +201,10 @@ try:
     check(st == 200 and j["detections"] and all(d["class_id"] == 0 for d in j["detections"]), "classes=0")
     st, j = srv.json("POST", "/v1/detect?model=yolo11n&max_det=1", BUS, {"Content-Type": "image/jpeg"})
     check(st == 200 and len(j["detections"]) == 1, "max_det=1")
+    st, j = srv.json("POST", "/v1/detect?model=yolo11n&max_det=1000", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 200, "max_det=1000 accepted (the config's range, 1..10000): %s" % st)
+    st, j = srv.json("POST", "/v1/detect?max_det=10001", BUS, {"Content-Type": "image/jpeg"})
+    check(st == 400 and "[1,10000]" in j["error"], "max_det=10001 -> 400: %s" % j)
     st, j = srv.json("POST", "/v1/detect?model=yolo11n&conf=0.8", BUS, {"Content-Type": "image/jpeg"})
     check(st == 200 and all(d["score"] > 0.8 for d in j["detections"]) and len(j["detections"]) < len(ref640),
           "conf=0.8")
@@ -218,6 +222,8 @@ try:
     check(st == 404 and "nope" in j["error"], "unknown model -> 404")
     st, j = srv.json("GET", "/v1/detect")
     check(st == 405, "GET /v1/detect -> 405")
+    st, h, _ = srv.req("PUT", "/v1/backend")
+    check(st == 405 and h.get("allow") == "GET, POST", "PUT /v1/backend -> 405, Allow: GET, POST (%s %s)" % (st, h.get("allow")))
     st, j = srv.json("GET", "/nothing/here")
     check(st == 404, "unknown route -> 404")
     st, j = srv.json("POST", "/v2/models/yolo11n-320/infer", b'{"inputs": [ {"name": ', {"Content-Type": "application/json"})
@@ -307,6 +313,9 @@ try:
     check(m and int(m.group(1)) >= 2, "request counter by route, model and code")
     check(re.search(r'itscam_requests_total\{route="/v1/detect",model="[^"]*",code="415"\} 1', text) is not None,
           "415 counted")
+    check(re.search(r'itscam_requests_total\{route="/v2/models/\{model\}/infer",model="yolo11n-320",code="200"\} \d+', text)
+          is not None, "the route label is the route's pattern")
+    check('model="nope"' not in text, "unknown model names stay out of the labels")
 
     # The operator commands against the live server.
     r = subprocess.run([CLI, "performance", "status", "--url", srv.url(""), "--format", "json"], capture_output=True)

@@ -393,7 +393,7 @@ static void test_strategies(void) {
 
 #define EXPECT_INVALID(c, msg)                                                             \
     do {                                                                                   \
-        CHECK(srv_config_validate(&(c), err, sizeof err) == -1);                           \
+        CHECK(srv_config_validate(&(c), NULL, 0, err, sizeof err) == -1);                  \
         CHECKF(!strcmp(err, msg), "\n got: %s\nwant: %s", err, msg);                       \
     } while (0)
 
@@ -408,7 +408,7 @@ static void test_validate(void) {
                       "ITSCAM__MODELS__MODEL or ITSCAM__MODELS__MODELS_DIR)");
     strcpy(base.model, "m.onnx");
     c = base;
-    CHECKF(srv_config_validate(&c, err, sizeof err) == 0, "%s", err);
+    CHECKF(srv_config_validate(&c, NULL, 0, err, sizeof err) == 0, "%s", err);
     strcpy(c.models_dir, "models");
     EXPECT_INVALID(c, "models.model and models.models_dir are both set; set only one");
     c = base;
@@ -418,10 +418,26 @@ static void test_validate(void) {
     strcpy(c.tls_key, "key.pem");
     EXPECT_INVALID(c, "server.tls_key is set but server.tls_cert is not; TLS needs both");
     strcpy(c.tls_cert, "cert.pem");
-    CHECKF(srv_config_validate(&c, err, sizeof err) == 0, "%s", err);
+    CHECKF(srv_config_validate(&c, NULL, 0, err, sizeof err) == 0, "%s", err);
+    /* Preferred sizes above max_batch are dropped with a note, not refused: the same rule
+     * for `itscam serve` and `itscam config --check`. */
+    char note[256];
     c = base;
     c.max_batch = 4;
-    EXPECT_INVALID(c, "batching.preferred_batch: 8 is larger than batching.max_batch (4)");
+    CHECKF(srv_config_validate(&c, note, sizeof note, err, sizeof err) == 0, "%s", err);
+    CHECK(c.n_preferred == 1 && c.preferred_batch[0] == 4 && c.preferred_batch[1] == 0);
+    CHECKF(!strcmp(note, "batching.preferred_batch: size 8 is above batching.max_batch (4); ignored"), "%s", note);
+    c = base;
+    c.max_batch = 2;
+    CHECKF(srv_config_validate(&c, note, sizeof note, err, sizeof err) == 0, "%s", err);
+    CHECK(c.n_preferred == 0 && c.preferred_batch[0] == 0);
+    CHECKF(!strcmp(note, "batching.preferred_batch: sizes 4, 8 are above batching.max_batch (2); ignored"), "%s", note);
+    c = base;
+    CHECKF(srv_config_validate(&c, note, sizeof note, err, sizeof err) == 0 && note[0] == 0, "%s", note);
+    CHECK(c.n_preferred == 2);
+    c = base;
+    c.max_det = ITSCAM_MAX_DET_LIMIT + 1;
+    EXPECT_INVALID(c, "detection.max_det: must be between 1 and 10000, got 10001");
     c = base;
     c.max_batch = 300;
     EXPECT_INVALID(c, "batching.max_batch: must be between 1 and 256, got 300");
@@ -433,7 +449,7 @@ static void test_validate(void) {
     EXPECT_INVALID(c, "batching.preferred_batch: batch sizes must be ascending, got 8 after 8");
     c = base;
     strcpy(c.backend, "gpu");
-    CHECK(srv_config_validate(&c, err, sizeof err) == -1);
+    CHECK(srv_config_validate(&c, NULL, 0, err, sizeof err) == -1);
     CHECKF(strstr(err, "models.backend: 'gpu' is not compiled into this build (have: ") == err && strstr(err, "ref"),
            "%s", err);
     c = base;
@@ -561,6 +577,16 @@ static void test_cli(void) {
     CHECKF(rc == 0 && !strcmp(out, want), "config --check: rc %d: %s", rc, out);
     rc = run_cli(cli, NULL, chk, out, sizeof out); /* the strategy file names no model */
     CHECKF(rc == 1 && strstr(out, "no model") != NULL, "config --check without a model: rc %d: %s", rc, out);
+
+    /* The same rule as `itscam serve`: unreachable preferred sizes are a note, not an error. */
+    const char *mb = write_text("maxbatch.yaml", "models:\n  model: m.onnx\nbatching:\n  max_batch: 4\n");
+    char mbpath[256];
+    snprintf(mbpath, sizeof mbpath, "%s", mb);
+    char *chk_mb[] = { (char *)cli, "config", "--check", mbpath, NULL };
+    rc = run_cli(cli, NULL, chk_mb, out, sizeof out);
+    CHECKF(rc == 0 && strstr(out, "itscam config: note: batching.preferred_batch: size 8 is above batching.max_batch (4); "
+                                  "ignored\n") != NULL && strstr(out, ": ok\n") != NULL,
+           "config --check max_batch 4: rc %d: %s", rc, out);
 
     const char *bad = write_text("bad.yaml", "models:\n  model: m.onnx\nbatching:\n  maxbatch: 4\n");
     char badpath[256];

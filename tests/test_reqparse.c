@@ -306,6 +306,7 @@ static void test_ks_params(void) {
         {"\"parameters\":{\"timeout\":0}", "parameters.timeout"},
         {"\"parameters\":{\"timeout\":2.5}", "parameters.timeout"},
         {"\"parameters\":{\"max_det\":0}", "parameters.max_det"},
+        {"\"parameters\":{\"max_det\":10001}", "parameters.max_det: expected an integer in [1,10000]"},
         {"\"parameters\":{\"detections\":1}", "parameters.detections"},
         {"\"parameters\":[]", "parameters"},
         {"\"outputs\":[{\"name\":\"o\",\"parameters\":{\"binary_data\":1}}]", "binary_data"},

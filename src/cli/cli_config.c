@@ -80,10 +80,12 @@ static int check_file(const char *path) {
         return 1;
     }
     /* validate's messages name the setting, not the file: say which file */
-    if (srv_config_validate(&c, err, sizeof err)) {
+    char note[512];
+    if (srv_config_validate(&c, note, sizeof note, err, sizeof err)) {
         fprintf(stderr, "itscam config: %s: %s\n", path, err);
         return 1;
     }
+    if (note[0]) fprintf(stderr, "itscam config: note: %s\n", note);
     printf("%s: ok\n", path);
     return 0;
 }

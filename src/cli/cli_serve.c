@@ -85,20 +85,12 @@ int cli_serve(int argc, char **argv) {
         srv_config_dump(stdout, &cfg);
         return 0;
     }
-    /* The default preferred sizes (4, 8) should not make "--max-batch 4" an error: sizes
-     * above max_batch can never form, so they are dropped with a note. */
-    int kept = 0;
-    for (int k = 0; k < cfg.n_preferred; k++) {
-        if (cfg.preferred_batch[k] <= cfg.max_batch) cfg.preferred_batch[kept++] = cfg.preferred_batch[k];
-        else fprintf(stderr, "itscam serve: note: preferred batch size %d is above max_batch %d; ignored\n",
-                     cfg.preferred_batch[k], cfg.max_batch);
-    }
-    for (int k = kept; k < cfg.n_preferred; k++) cfg.preferred_batch[k] = 0;
-    cfg.n_preferred = kept;
-    if (srv_config_validate(&cfg, err, sizeof err) != 0) {
+    char note[512];
+    if (srv_config_validate(&cfg, note, sizeof note, err, sizeof err) != 0) {
         fprintf(stderr, "itscam serve: %s\n", err);
         return 2;
     }
+    if (note[0]) fprintf(stderr, "itscam serve: note: %s\n", note);
     serve_log_level = !strcmp(cfg.log_level, "error") ? ITSCAM_LOG_ERROR
                       : !strcmp(cfg.log_level, "warn") ? ITSCAM_LOG_WARN
                       : !strcmp(cfg.log_level, "debug") ? ITSCAM_LOG_DEBUG : ITSCAM_LOG_INFO;

@@ -82,7 +82,7 @@ static void set_err(char *err, size_t n, const char *fmt, const char *a, const c
 }
 
 static const char *prio_name(int p) {
-    return p == SRV_PRIO_URGENT ? "urgent" : p == SRV_PRIO_NORMAL ? "normal" : "batch";
+    return srv_priority_name(p);
 }
 
 static void complete(srv_batcher *b, srv_job *j, int outcome) {
@@ -309,7 +309,8 @@ static void run_tensor(srv_worker *w, srv_job *j) {
         int W = (int)j->dims[3], H = (int)j->dims[2];
         itscam_detector_params p = j->params;
         const itscam_detector_params *dp = &j->params;
-        if (p.max_det <= 0 || p.max_det > 300) p.max_det = 300;
+        if (p.max_det <= 0) p.max_det = ITSCAM_MAX_DET_DEFAULT;
+        if (p.max_det > ITSCAM_MAX_DET_LIMIT) p.max_det = ITSCAM_MAX_DET_LIMIT;
         (void)dp;
         if (o->ndim != 3) {
             j->st = ITSCAM_ERR_UNSUPPORTED;
@@ -332,7 +333,7 @@ static void run_tensor(srv_worker *w, srv_job *j) {
             if (!w->ds_ready || w->ds.cap < na) {
                 if (w->ds_ready) it_det_scratch_free(&w->ds);
                 w->ds_ready = 0;
-                if ((st = it_det_scratch_init(&w->ds, na, 300)) == ITSCAM_OK) w->ds_ready = 1;
+                if ((st = it_det_scratch_init(&w->ds, na, ITSCAM_MAX_DET_LIMIT)) == ITSCAM_OK) w->ds_ready = 1;
             }
             if (st == ITSCAM_OK)
                 st = it_decode_yolo((const float *)o->data, nch, na, &p, &lb, W, H, &w->ds, j->res.dets, &j->res.count);

@@ -53,6 +53,8 @@ static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL
 #define STR(f) T_STR, OFF(f), sizeof(((srv_config *)0)->f), 0
 #define NUM(t, off) t, (off), 0, 0
 #define PRIO(f, p) T_INT, OFF(f) + (p) * sizeof(int), 0, 0
+#define TEXT_(x) #x
+#define TEXT(x) TEXT_(x)      /* a numeric macro's default as text */
 
 static const setting settings[] = {
     { "server", "host", STR(host), 1, 0, "0.0.0.0", "host", NULL,
@@ -118,7 +120,7 @@ static const setting settings[] = {
       "confidence threshold when the request sets none" },
     { "detection", "iou", NUM(T_FLOAT, OFF(iou)), 0, 1, "0.7", NULL, NULL,
       "NMS IoU threshold when the request sets none" },
-    { "detection", "max_det", NUM(T_INT, OFF(max_det)), 1, 10000, "300", NULL, NULL,
+    { "detection", "max_det", NUM(T_INT, OFF(max_det)), 1, ITSCAM_MAX_DET_LIMIT, TEXT(ITSCAM_MAX_DET_DEFAULT), NULL, NULL,
       "most detections per image when the request sets none" },
 
     { "breaker", "failure_threshold", NUM(T_INT, OFF(breaker_failures)), 1, 1000000, "15", NULL, NULL,
@@ -974,8 +976,29 @@ static int check_field(const setting *s, const srv_config *c, char *why, size_t 
     return 0;
 }
 
-int srv_config_validate(const srv_config *c, char *err, size_t errlen) {
+/* Preferred sizes above max_batch can never form: they are dropped with a note rather
+ * than refused, so that "--max-batch 4" works with the default preferred sizes 4,8. */
+static void drop_unreachable_preferred(srv_config *c, char *note, size_t notelen) {
+    int kept = 0, dropped = 0;
+    char sizes[64] = "";
+    for (int k = 0; k < c->n_preferred; k++) {
+        if (c->preferred_batch[k] <= c->max_batch) {
+            c->preferred_batch[kept++] = c->preferred_batch[k];
+            continue;
+        }
+        size_t used = strlen(sizes);
+        snprintf(sizes + used, sizeof sizes - used, "%s%d", dropped++ ? ", " : "", c->preferred_batch[k]);
+    }
+    for (int k = kept; k < c->n_preferred; k++) c->preferred_batch[k] = 0;
+    c->n_preferred = kept;
+    if (dropped && note && notelen)
+        snprintf(note, notelen, "batching.preferred_batch: %s %s %s above batching.max_batch (%d); ignored",
+                 dropped > 1 ? "sizes" : "size", sizes, dropped > 1 ? "are" : "is", c->max_batch);
+}
+
+int srv_config_validate(srv_config *c, char *note, size_t notelen, char *err, size_t errlen) {
     char why[512];
+    if (note && notelen) note[0] = 0;
     /* The struct may have been filled by code rather than parsed: recheck every range. */
     for (size_t i = 0; i < N_SETTINGS; i++)
         if (check_field(&settings[i], c, why, sizeof why)) {
@@ -996,18 +1019,13 @@ int srv_config_validate(const srv_config *c, char *err, size_t errlen) {
                c->tls_cert[0] ? "server.tls_key" : "server.tls_cert");
         return -1;
     }
-    for (int k = 0; k < c->n_preferred; k++)
-        if (c->preferred_batch[k] > c->max_batch) {
-            seterr(err, errlen, "batching.preferred_batch: %d is larger than batching.max_batch (%d)",
-                   c->preferred_batch[k], c->max_batch);
-            return -1;
-        }
-    /* cuda is accepted even where it is not compiled in: the engine then serves from the
-     * CPU and says so (or refuses with models.no_fallback). */
+    drop_unreachable_preferred(c, note, notelen);
+    /* A device backend is accepted even where it is not compiled in: the engine then
+     * serves from the CPU and says so (or refuses with models.no_fallback). */
     const char *const *b = itscam_backends();
     for (; *b; b++)
         if (!strcmp(*b, c->backend)) break;
-    if (!*b && strcmp(c->backend, "cuda") != 0) {
+    if (!*b && !itscam_backend_is_device(c->backend)) {
         char have[128] = "";
         for (b = itscam_backends(); *b; b++)
             snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", have[0] ? ", " : "", *b);
@@ -1131,4 +1149,20 @@ void srv_config_usage(FILE *f) {
         env_name(s, env, sizeof env);
         fprintf(f, "  %-48s %-38s default %s: %s\n", flags, env, value, s->help);
     }
+}
+
+/* ---- priority levels ---- */
+
+const char *srv_priority_name(int p) {
+    static const char *const names[SRV_NPRIO] = { [SRV_PRIO_URGENT] = "urgent", [SRV_PRIO_NORMAL] = "normal",
+                                                  [SRV_PRIO_BATCH] = "batch" };
+    return p >= 0 && p < SRV_NPRIO ? names[p] : "normal";
+}
+
+int srv_parse_priority(const char *s) {
+    if (!s) return -1;
+    for (int i = 0; i < SRV_NPRIO; i++)
+        if (strcasecmp(s, srv_priority_name(i)) == 0) return i;
+    if (s[0] >= '0' && s[0] < '0' + SRV_NPRIO && s[1] == 0) return s[0] - '0';
+    return -1;
 }

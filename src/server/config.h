@@ -12,6 +12,11 @@
 #define SRV_MAX_PREFERRED 8
 
 enum { SRV_PRIO_URGENT = 0, SRV_PRIO_NORMAL = 1, SRV_PRIO_BATCH = 2, SRV_NPRIO = 3 };
+/* The one spelling of the priority levels ("urgent", "normal", "batch"), for requests,
+ * metrics labels and messages; out-of-range levels read "normal". */
+const char *srv_priority_name(int p);
+/* Parse a priority name (any case) or its number "0".."2"; -1 when unknown. */
+int srv_parse_priority(const char *s);
 
 typedef struct srv_config {
     /* server: */
@@ -84,10 +89,13 @@ int srv_config_load_env(srv_config *c, char **envp, char *err, size_t errlen);
  * argv[*i] is not a config flag, -1 on a bad value (message in err). */
 int srv_config_flag(srv_config *c, int argc, char **argv, int *i, char *err, size_t errlen);
 
-/* Cross-field checks after everything is applied (a model or a models dir is given,
- * tls_cert and tls_key together, queue limits >= 1, max_batch within 1..256 and every
- * preferred size <= max_batch). Returns 0 or -1. */
-int srv_config_validate(const srv_config *c, char *err, size_t errlen);
+/* Check every range again and the cross-field rules after everything is applied (a
+ * model or a models dir is given, tls_cert and tls_key together, a backend compiled in or
+ * a device one). One normalisation: preferred batch sizes above max_batch are dropped,
+ * with a line per size written into note (may be NULL; "" when nothing was dropped), so
+ * `itscam serve` and `itscam config --check` apply the same rule. Returns 0 or -1 with
+ * the reason in err. */
+int srv_config_validate(srv_config *c, char *note, size_t notelen, char *err, size_t errlen);
 
 /* Write a complete, commented YAML configuration for a strategy: "latency_optimized",
  * "balanced", "throughput_optimized" or "memory_optimized" (the strategy sets batch

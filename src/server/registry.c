@@ -1,9 +1,12 @@
-/* The served models and the server's metric families.
+/* The served models.
  *
  * A model is reference counted: the registry holds one reference and every request in
  * flight another, so a reload (SIGHUP) can swap in a new registry while requests on the
  * old models finish; the last reference stops the batcher (which drains its queue) and
- * frees the model. */
+ * frees the model.
+ *
+ * The HTTP side reaches a model's queue only through the srv_model_* functions below:
+ * this file is the one place that knows the queue is a srv_batcher. */
 #include "server/server.h"
 
 #include "core/core.h"
@@ -12,96 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int srv_metrics_init(srv_metrics *m, double sla_ms) {
-    memset(m, 0, sizeof *m);
-    m->reg = prom_registry_new();
-    if (!m->reg) return -1;
-    static const char *const route_model_code[] = { "route", "model", "code", NULL };
-    static const char *const route_model[] = { "route", "model", NULL };
-    static const char *const model_prio[] = { "model", "priority", NULL };
-    static const char *const model_prio_reason[] = { "model", "priority", "reason", NULL };
-    static const char *const model[] = { "model", NULL };
-    static const char *const build[] = { "version", "backends", NULL };
-    const double *lb = prom_latency_buckets;
-    int nlb = prom_n_latency_buckets;
-    m->requests = prom_register(m->reg, PROM_COUNTER, "itscam_requests_total",
-                                "HTTP requests answered, by route, model and status code", route_model_code, NULL, 0);
-    m->request_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_request_duration_seconds",
-                                       "End-to-end time inside the server, from the request's last byte to its response",
-                                       route_model, lb, nlb);
-    m->queue_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_queue_duration_seconds",
-                                     "Time a job waited in the batcher's queue", model_prio, lb, nlb);
-    m->decode_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_decode_duration_seconds",
-                                      "Image decoding time per image", model, lb, nlb);
-    m->preprocess_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_preprocess_duration_seconds",
-                                          "Letterbox and normalisation time per image", model, lb, nlb);
-    m->inference_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_inference_duration_seconds",
-                                         "Inference time of the batch a job ran in", model, lb, nlb);
-    m->postprocess_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_postprocess_duration_seconds",
-                                           "Head decoding and NMS time per image", model, lb, nlb);
-    m->batch_size = prom_register(m->reg, PROM_HISTOGRAM, "itscam_batch_size", "Size of each executed batch", model,
-                                  prom_batch_buckets, prom_n_batch_buckets);
-    m->queue_depth = prom_register(m->reg, PROM_GAUGE, "itscam_queue_depth", "Jobs waiting, per priority level",
-                                   model_prio, NULL, 0);
-    m->inflight = prom_register(m->reg, PROM_GAUGE, "itscam_inflight_requests",
-                                "Requests received and not yet answered", NULL, NULL, 0);
-    m->sla_violations = prom_register(m->reg, PROM_COUNTER, "itscam_sla_violations_total",
-                                      "Requests whose end-to-end time exceeded the SLA", model, NULL, 0);
-    m->sla_seconds = prom_register(m->reg, PROM_GAUGE, "itscam_sla_seconds", "The configured latency SLA", NULL,
-                                   NULL, 0);
-    m->rejected = prom_register(m->reg, PROM_COUNTER, "itscam_rejected_total",
-                                "Jobs refused (queue_full, answered 503) or expired (timeout, answered 504)",
-                                model_prio_reason, NULL, 0);
-    m->cpu_seconds = prom_register(m->reg, PROM_COUNTER, "itscam_process_cpu_seconds_total",
-                                   "User and system CPU time of the process", NULL, NULL, 0);
-    m->rss_bytes = prom_register(m->reg, PROM_GAUGE, "itscam_process_resident_memory_bytes",
-                                 "Resident memory of the process", NULL, NULL, 0);
-    m->start_time = prom_register(m->reg, PROM_GAUGE, "itscam_process_start_time_seconds",
-                                  "Start time of the process since the Unix epoch", NULL, NULL, 0);
-    m->build_info = prom_register(m->reg, PROM_GAUGE, "itscam_build_info", "Version and backends of this build",
-                                  build, NULL, 0);
-    m->model_ready = prom_register(m->reg, PROM_GAUGE, "itscam_model_ready", "1 when the model is loaded and warm",
-                                   model, NULL, 0);
-    static const char *const model_backend[] = { "model", "backend", NULL };
-    static const char *const backend_l[] = { "backend", NULL };
-    static const char *const backend_from_to[] = { "backend", "from", "to", NULL };
-    static const char *const backend_kind[] = { "backend", "kind", NULL };
-    m->breaker_state = prom_register(m->reg, PROM_GAUGE, "itscam_breaker_state",
-                                     "Circuit breaker of the model's GPU backend: 0 closed, 1 open (CPU serves), 2 half-open",
-                                     model_backend, NULL, 0);
-    m->breaker_forced = prom_register(m->reg, PROM_GAUGE, "itscam_breaker_forced_cpu",
-                                      "1 while the backend is switched to the CPU by hand", backend_l, NULL, 0);
-    m->breaker_transitions = prom_register(m->reg, PROM_COUNTER, "itscam_breaker_transitions_total",
-                                           "Circuit breaker state changes", backend_from_to, NULL, 0);
-    m->backend_failures = prom_register(m->reg, PROM_COUNTER, "itscam_backend_failures_total",
-                                        "GPU backend failures (kind error or oom)", backend_kind, NULL, 0);
-    m->fallback_runs = prom_register(m->reg, PROM_COUNTER, "itscam_backend_fallback_runs_total",
-                                     "Runs served by the CPU in place of the GPU backend", backend_l, NULL, 0);
-    if (!m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
-        !m->fallback_runs || !m->requests || !m->request_seconds || !m->queue_seconds || !m->decode_seconds || !m->preprocess_seconds ||
-        !m->inference_seconds || !m->postprocess_seconds || !m->batch_size || !m->queue_depth || !m->inflight ||
-        !m->sla_violations || !m->sla_seconds || !m->rejected || !m->cpu_seconds || !m->rss_bytes ||
-        !m->start_time || !m->build_info || !m->model_ready) {
-        srv_metrics_free(m);
-        return -1;
-    }
-    m->sla_s = sla_ms / 1e3;
-    prom_set(m->sla_seconds, NULL, m->sla_s);
-    char backends[128] = "";
-    for (const char *const *b = itscam_backends(); *b; b++) {
-        if (backends[0]) strncat(backends, ",", sizeof backends - strlen(backends) - 1);
-        strncat(backends, *b, sizeof backends - strlen(backends) - 1);
-    }
-    const char *bv[] = { itscam_version(), backends };
-    prom_set(m->build_info, bv, 1);
-    return 0;
-}
-
-void srv_metrics_free(srv_metrics *m) {
-    prom_registry_free(m->reg);
-    memset(m, 0, sizeof *m);
-}
 
 void srv_model_ref(srv_model *m) {
     atomic_fetch_add(&m->refs, 1);
@@ -112,6 +25,25 @@ void srv_model_unref(srv_model *m) {
     srv_batcher_free(m->batcher);
     itscam_model_free(m->model);
     it_free(m);
+}
+
+int srv_model_submit(srv_model *m, srv_job **jobs, int n) {
+    return srv_batcher_submit_all(m->batcher, jobs, n);
+}
+
+int srv_model_queue_depth(srv_model *m, int prio) {
+    return srv_batcher_depth(m->batcher, prio);
+}
+
+void srv_model_cancel_queued(srv_model *m) {
+    srv_batcher_cancel_queued(m->batcher);
+}
+
+void srv_model_describe(srv_model *m, srv_model_desc *d) {
+    d->precision = srv_batcher_precision(m->batcher);
+    d->backend = srv_batcher_backend(m->batcher);
+    d->active_backend = srv_batcher_active_backend(m->batcher);
+    d->max_batch = srv_batcher_max_batch(m->batcher);
 }
 
 static int by_name(const void *a, const void *b) {

@@ -5,6 +5,7 @@
 #include "server/reqparse.h"
 
 #include "core/core.h"
+#include "itscam/itscam.h"
 #include "server/config.h"
 
 #include <float.h>
@@ -513,6 +514,8 @@ static int ks_params(const json_t *p, ks_request *r, char *err, size_t errlen) {
         ks_posint(p, "max_det", &r->max_det, err, errlen) != 0 ||
         ks_posint(p, "timeout_ms", &r->timeout_ms, err, errlen) != 0)
         return -1;
+    if (r->max_det > ITSCAM_MAX_DET_LIMIT)
+        return fail(err, errlen, "parameters.max_det: expected an integer in [1,%d]", ITSCAM_MAX_DET_LIMIT);
     /* Triton's "timeout" is in microseconds: honoured in that unit, rounded up to ms. */
     int timeout_us = -1;
     if (ks_posint(p, "timeout", &timeout_us, err, errlen) != 0) return -1;
@@ -523,7 +526,9 @@ static int ks_params(const json_t *p, ks_request *r, char *err, size_t errlen) {
         if (json_is_string(v)) pr = srv_parse_priority(json_string_value(v));
         else if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < SRV_NPRIO)
             pr = (int)json_integer_value(v);
-        if (pr < 0) return fail(err, errlen, "parameters.priority: expected urgent, normal, batch or 0..2");
+        if (pr < 0)
+            return fail(err, errlen, "parameters.priority: expected %s, %s, %s or 0..%d", srv_priority_name(0),
+                        srv_priority_name(1), srv_priority_name(2), SRV_NPRIO - 1);
         r->priority = pr;
     }
     return 0;
@@ -634,16 +639,6 @@ int ks_parse_infer(const uint8_t *body, size_t len, size_t json_len, ks_request 
 }
 
 /* ------------------------------------------------------------------------------------ */
-
-int srv_parse_priority(const char *s) {
-    static const char *names[SRV_NPRIO] = {[SRV_PRIO_URGENT] = "urgent", [SRV_PRIO_NORMAL] = "normal",
-                                           [SRV_PRIO_BATCH] = "batch"};
-    if (!s) return -1;
-    for (int i = 0; i < SRV_NPRIO; i++)
-        if (strcasecmp(s, names[i]) == 0) return i;
-    if (s[0] >= '0' && s[0] < '0' + SRV_NPRIO && s[1] == 0) return s[0] - '0';
-    return -1;
-}
 
 #define SRV_CLASS_MAX 100000
 

@@ -4,6 +4,8 @@
 #ifndef ITSCAM_SERVER_REQPARSE_H
 #define ITSCAM_SERVER_REQPARSE_H
 
+#include "server/config.h" /* srv_parse_priority, with the priority levels */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,9 +67,6 @@ typedef struct ks_request {
 int ks_parse_infer(const uint8_t *body, size_t len, size_t json_len, ks_request *out, char *err,
                    size_t errlen);
 void ks_request_free(ks_request *r);
-
-/* Parse a priority name ("urgent", "normal", "batch", or "0".."2"); -1 when unknown. */
-int srv_parse_priority(const char *s);
 
 /* Parse a comma-separated list of class ids ("0,2,5") into out (max entries); returns the
  * count or -1 on a bad id. */

@@ -1,5 +1,5 @@
 /* The inference server's internals: jobs, per-model batchers, the model registry and
- * the metrics the HTTP layer (http.c) and the workers (batcher.c) share.
+ * the metrics the HTTP layer (http.c, api_*.c) and the workers (batcher.c) share.
  *
  * Life of a request: an HTTP thread parses and decodes the body, fills one srv_job per
  * image (or tensor) and submits it to the model's batcher, then suspends the connection.
@@ -64,6 +64,7 @@ typedef struct srv_metrics {
     double sla_s;
 } srv_metrics;
 
+/* Register every family (metrics.c). 0, or -1 when out of memory. */
 int srv_metrics_init(srv_metrics *m, double sla_ms);
 void srv_metrics_free(srv_metrics *m);
 
@@ -110,6 +111,21 @@ typedef struct srv_model {
 
 void srv_model_ref(srv_model *m);
 void srv_model_unref(srv_model *m);   /* the last one stops the batcher and frees */
+
+/* The model's queue, as the HTTP side sees it (registry.c; the batcher stays behind). */
+/* Queue n jobs atomically, as srv_batcher_submit_all: 0 queued, -1 a level is full,
+ * -2 the model is stopping (nothing queued on -1 or -2). */
+int srv_model_submit(srv_model *m, srv_job **jobs, int n);
+int srv_model_queue_depth(srv_model *m, int prio);
+/* Answer every queued job with SRV_DONE_SHUTDOWN (503) now; running batches finish. */
+void srv_model_cancel_queued(srv_model *m);
+typedef struct srv_model_desc {
+    const char *precision, *backend;   /* as configured and resolved */
+    const char *active_backend;        /* what the last run used (the CPU after a fallback) */
+    int max_batch;
+} srv_model_desc;
+/* Strings stay valid while the caller holds a reference to m. */
+void srv_model_describe(srv_model *m, srv_model_desc *d);
 
 typedef struct srv_registry {
     int n;

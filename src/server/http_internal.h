@@ -1,0 +1,165 @@
+/* Inside the HTTP server: the server and request structs, the route table's row, and the
+ * helpers every API family file (api_*.c) uses to answer. Private to src/server.
+ *
+ * Files: http.c (the route table, the access handler, bodies, responses, suspension
+ * while jobs wait), lifecycle.c (start, load, reload, drain, stop), auth.c (tokens),
+ * metrics.c (every metric family and the collection at scrape time), api_health.c,
+ * api_detect.c, api_kserve.c, api_admin.c (the handlers). Models are reached only
+ * through srv_model_* (registry.c), never through the batcher itself. */
+#ifndef ITSCAM_SERVER_HTTP_INTERNAL_H
+#define ITSCAM_SERVER_HTTP_INTERNAL_H
+
+#include "server/reqparse.h"
+#include "server/server.h"
+#include "vision/image.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#define SRV_MAX_FILES 64      /* images per /v1/detect/batch request */
+#define SRV_MAX_TOKENS 64
+
+struct srv_server {
+    srv_config cfg;
+    srv_metrics mx;
+    struct MHD_Daemon *d;
+    int port;
+    pthread_rwlock_t reg_lock;
+    srv_registry *reg;
+    atomic_int ready;
+    atomic_int inflight;
+    atomic_int draining;
+    pthread_mutex_t reload_mu;
+    char tokens[SRV_MAX_TOKENS][128];
+    int n_tokens;
+    char *tls_key, *tls_cert;
+    double cpu_last;
+    double start_unix;
+};
+
+typedef struct http_req http_req;
+typedef enum MHD_Result (*http_handler)(http_req *r);
+
+/* One row of the route table (http.c), the only place a route is decided: matching,
+ * method check (405 with Allow), authentication, the model lookup and the metrics label
+ * all read it.
+ *
+ * pattern: literal segments, "{model}" (a served model's name, captured) and
+ * "{version}" (any one segment: a model has one version). A model route without
+ * "{model}" takes ?model= (default: the first model).
+ *
+ * handler runs once the whole body is in. It answers with http_respond_* (which queues
+ * the response), or hands jobs to the model with http_submit_jobs(r, finish): the
+ * connection is then suspended and `finish` answers once every job is back. A
+ * streaming route (SSE, MJPEG) would fit the same way: its handler queues a response
+ * built from a content reader (MHD_create_response_from_callback) that produces events
+ * as they come, and the request is recorded in the metrics when the reader ends; the
+ * row stays one line. */
+enum { HTTP_GET = 1, HTTP_POST = 2 };  /* a GET route also answers HEAD */
+typedef struct http_route {
+    unsigned methods;       /* HTTP_GET | HTTP_POST */
+    const char *pattern;
+    http_handler handler;
+    int needs_model;        /* 503 while loading, 404 for an unknown model, r->model set */
+    int needs_auth;         /* a bearer token when tokens are configured (all but health) */
+    const char *label;      /* the metrics route label: the canonical route's pattern, so
+                             * that aliases count together; NULL means this pattern */
+} http_route;
+
+struct http_req {
+    srv_server *s;
+    struct MHD_Connection *conn;
+    const http_route *route;    /* NULL until a route matched */
+    const char *route_label;    /* static: a row's label, or "other" */
+    char model_name[128];       /* "" or a served model's name (the metrics label) */
+    double t0;
+    uint8_t *body;
+    size_t len, cap;
+    int too_big;
+    int answered;            /* a response was queued */
+    /* waiting on the model */
+    srv_model *model;
+    int n_jobs;
+    srv_job *jobs;
+    atomic_int pending;
+    int submitted;
+    http_handler finish;     /* answers once every job is back */
+    int fail_code;           /* set when submission failed after suspending */
+    char fail_msg[256];
+    /* inputs owned by the request */
+    it_image imgs[SRV_MAX_FILES];
+    int n_imgs;
+    char filenames[SRV_MAX_FILES][128];
+    double ms_decode[SRV_MAX_FILES];
+    ks_request ks;
+    int have_ks;
+    int ks_uint8;            /* image tensor input */
+};
+
+/* ---- responses (http.c): each queues the response and records the request's metrics ---- */
+/* Takes ownership of body (malloc'd; NULL when len == 0). h1/v1: one extra header or NULL. */
+enum MHD_Result http_respond_raw(http_req *r, int code, const char *ctype, char *body, size_t len,
+                                 const char *h1, const char *v1);
+/* Takes the reference to j. */
+enum MHD_Result http_respond_json(http_req *r, int code, json_t *j);
+enum MHD_Result http_respond_error_h(http_req *r, int code, const char *msg, const char *h, const char *v);
+enum MHD_Result http_respond_error(http_req *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- jobs (http.c) ---- */
+/* Allocate n jobs for r, each a copy of tmpl wired to resume r when done. 0, or -1 when
+ * out of memory. */
+int http_jobs_alloc(http_req *r, int n, const srv_job *tmpl);
+/* Submit r's jobs to r->model and suspend; `finish` answers when all are back. A full
+ * queue or an unloading model is answered 503 at once. */
+enum MHD_Result http_submit_jobs(http_req *r, http_handler finish);
+/* The status of the first failed job (504 timeout, 503 shutdown, 422/400/500), with its
+ * message in *msg; 0 when every job succeeded. */
+int http_jobs_status(http_req *r, const char **msg);
+
+/* ---- helpers shared by the API files ---- */
+int http_is_ctype(const char *ct, const char *want);
+json_t *http_dims_json(const int64_t *d, int n);
+json_t *http_dets_json(const itscam_result *res);   /* api_detect.c */
+
+/* ---- authentication (auth.c) ---- */
+/* (Re)read cfg.tokens_file into s->tokens (none when unset: no authentication). 0, or -1
+ * with err and the tokens unchanged. */
+int srv_auth_load(srv_server *s, char *err, size_t errlen);
+int srv_auth_ok(srv_server *s, struct MHD_Connection *c);
+
+/* ---- metrics (metrics.c) ---- */
+/* One answered request: counters by route, model and code, latency, SLA. */
+void srv_metrics_request(srv_metrics *m, const char *route, const char *model, int code, double secs,
+                         int model_route);
+void srv_metrics_decode(srv_metrics *m, const char *model, double secs);
+/* Install the scrape-time collection (process, breaker, queue depths) for s. */
+void srv_metrics_collect_on(srv_server *s);
+/* The Prometheus text for /metrics; malloc'd, NULL when out of memory. */
+char *srv_metrics_render(srv_server *s, size_t *len);
+
+/* ---- the access handler and model lookup (http.c) ---- */
+enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls);
+void http_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
+
+/* ---- handlers: one per route row ---- */
+/* api_health.c */
+enum MHD_Result api_server_meta(http_req *r);
+enum MHD_Result api_live(http_req *r);
+enum MHD_Result api_ready(http_req *r);
+enum MHD_Result api_models(http_req *r);
+enum MHD_Result api_model_meta(http_req *r);
+enum MHD_Result api_model_ready(http_req *r);
+/* api_detect.c */
+enum MHD_Result api_detect(http_req *r);
+enum MHD_Result api_detect_batch(http_req *r);
+/* api_kserve.c */
+enum MHD_Result api_kserve_infer(http_req *r);
+/* api_admin.c */
+enum MHD_Result api_metrics(http_req *r);
+enum MHD_Result api_reload(http_req *r);
+enum MHD_Result api_backend_get(http_req *r);
+enum MHD_Result api_backend_set(http_req *r);
+
+#endif

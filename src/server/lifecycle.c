@@ -1,0 +1,193 @@
+/* The server's life: start (listen at once, health answers while the models load),
+ * load and warm up, reload (SIGHUP, or POST /v1/models/reload), drain and stop
+ * (SIGTERM). The signals themselves are the CLI's (cli_serve.c): it calls these. */
+#include "server/http_internal.h"
+
+#include "core/core.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static char *slurp(const char *path, char *err, size_t n) {
+    uint8_t *b;
+    size_t len;
+    if (it_read_file(path, &b, &len, 1 << 20) != ITSCAM_OK) {
+        snprintf(err, n, "%s", itscam_last_error());
+        return NULL;
+    }
+    char *s = it_realloc(b, len + 1);
+    if (!s) {
+        it_free(b);
+        snprintf(err, n, "out of memory");
+        return NULL;
+    }
+    s[len] = 0;
+    return s;
+}
+
+static void free_server(srv_server *s) {
+    srv_registry_release(s->reg);
+    srv_metrics_free(&s->mx);
+    it_free(s->tls_key);
+    it_free(s->tls_cert);
+    pthread_rwlock_destroy(&s->reg_lock);
+    pthread_mutex_destroy(&s->reload_mu);
+    it_free(s);
+}
+
+/* A device backend gets the configured breaker; the CPU has none. */
+static int configure_breaker(const srv_config *cfg, char *err, size_t errlen) {
+    if (!itscam_backend_is_device(cfg->backend)) return 0;
+    itscam_breaker_config bc = { .failure_threshold = cfg->breaker_failures, .oom_threshold = cfg->breaker_oom,
+                                 .open_ms = cfg->breaker_open_ms, .half_open_probes = cfg->breaker_probes };
+    if (itscam_breaker_configure(cfg->backend, &bc) != ITSCAM_OK) {
+        snprintf(err, errlen, "breaker: %s", itscam_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+static unsigned http_pool_size(const srv_config *cfg) {
+    if (cfg->http_threads > 0) return (unsigned)cfg->http_threads;
+    /* TODO: count physical cores with it_physical_cores() (core) once it lands; logical
+     * CPUs overcount on SMT machines. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return (unsigned)(cores > 0 ? cores : 2);
+}
+
+static int listen_http(srv_server *s, char *err, size_t errlen) {
+    const srv_config *cfg = &s->cfg;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
+    if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES) flags |= MHD_USE_EPOLL;
+    if (cfg->tls_cert[0]) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf(err, errlen, "TLS is configured but this libmicrohttpd has no TLS support");
+            return -1;
+        }
+        if (!(s->tls_cert = slurp(cfg->tls_cert, err, errlen)) || !(s->tls_key = slurp(cfg->tls_key, err, errlen)))
+            return -1;
+        flags |= MHD_USE_TLS;
+    }
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)cfg->port);
+    if (inet_pton(AF_INET, cfg->host, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "server.host: '%s' is not an IPv4 address", cfg->host);
+        return -1;
+    }
+    struct MHD_OptionItem tls_opts[] = {
+        { MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key },
+        { MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert },
+        { MHD_OPTION_END, 0, NULL },
+    };
+    s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_access, s,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_THREAD_POOL_SIZE, http_pool_size(cfg),
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                            MHD_OPTION_NOTIFY_COMPLETED, http_completed, s,
+                            MHD_OPTION_ARRAY, cfg->tls_cert[0] ? tls_opts : tls_opts + 2,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+                 errno ? strerror(errno) : "libmicrohttpd refused the options");
+        return -1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : cfg->port;
+    return 0;
+}
+
+srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen) {
+    srv_server *s = it_calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    pthread_rwlock_init(&s->reg_lock, NULL);
+    pthread_mutex_init(&s->reload_mu, NULL);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    s->start_unix = (double)now.tv_sec + now.tv_nsec / 1e9;
+    if (srv_metrics_init(&s->mx, cfg->sla_ms) != 0) {
+        snprintf(err, errlen, "out of memory for the metrics");
+        free_server(s);
+        return NULL;
+    }
+    srv_metrics_collect_on(s);
+    if (configure_breaker(cfg, err, errlen) != 0 || srv_auth_load(s, err, errlen) != 0 ||
+        listen_http(s, err, errlen) != 0) {
+        free_server(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Listening comes first so that probes see "live, not ready" during the warm-up; model
+ * routes answer 503 until then. A model that cannot load fails the start. */
+int srv_server_load(srv_server *s, char *err, size_t errlen) {
+    srv_registry *r = srv_registry_load(&s->cfg, &s->mx, err, errlen);
+    if (!r) return -1;
+    pthread_rwlock_wrlock(&s->reg_lock);
+    s->reg = r;
+    pthread_rwlock_unlock(&s->reg_lock);
+    atomic_store(&s->ready, 1);
+    return 0;
+}
+
+int srv_server_port(const srv_server *s) {
+    return s->port;
+}
+
+int srv_server_reload(srv_server *s, char *err, size_t errlen) {
+    pthread_mutex_lock(&s->reload_mu);
+    srv_registry *nr = srv_registry_load(&s->cfg, &s->mx, err, errlen);
+    if (!nr) {
+        pthread_mutex_unlock(&s->reload_mu);
+        return -1;
+    }
+    char terr[256] = "";
+    if (srv_auth_load(s, terr, sizeof terr) != 0) it_log(ITSCAM_LOG_WARN, "reload: %s (tokens unchanged)", terr);
+    pthread_rwlock_wrlock(&s->reg_lock);
+    srv_registry *old = s->reg;
+    s->reg = nr;
+    pthread_rwlock_unlock(&s->reg_lock);
+    srv_registry_release(old); /* models still in use live until their last request */
+    pthread_mutex_unlock(&s->reload_mu);
+    return 0;
+}
+
+static void wait_idle(srv_server *s, double until_ms) {
+    while (atomic_load(&s->inflight) > 0 && it_now_ms() < until_ms) usleep(10000);
+}
+
+void srv_server_stop(srv_server *s) {
+    if (!s) return;
+    atomic_store(&s->draining, 1);
+    MHD_socket ls = MHD_quiesce_daemon(s->d);
+    if (ls != MHD_INVALID_SOCKET) close(ls);
+    wait_idle(s, it_now_ms() + s->cfg.drain_timeout_s * 1e3);
+    /* Past the drain timeout, jobs still queued are answered 503 at once (which resumes
+     * their connections: the daemon must not stop with a connection suspended); batches
+     * already running finish. */
+    pthread_rwlock_wrlock(&s->reg_lock);
+    srv_registry *old = s->reg;
+    s->reg = NULL;
+    pthread_rwlock_unlock(&s->reg_lock);
+    for (int i = 0; old && i < old->n; i++) srv_model_cancel_queued(old->models[i]);
+    srv_registry_release(old);
+    wait_idle(s, it_now_ms() + 60e3);
+    if (atomic_load(&s->inflight) > 0)
+        it_log(ITSCAM_LOG_WARN, "stopping with %d requests still in flight", atomic_load(&s->inflight));
+    MHD_stop_daemon(s->d);
+    free_server(s);
+}

@@ -1,0 +1,201 @@
+/* Every metric the server exports: the families (registered once), the per-request
+ * observations of the HTTP side, and what is read at scrape time (process, breaker,
+ * queue depths). The batcher observes its own (queue, stage times, batch sizes,
+ * rejections) through the families registered here. */
+#include "server/http_internal.h"
+
+#include "core/core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+int srv_metrics_init(srv_metrics *m, double sla_ms) {
+    memset(m, 0, sizeof *m);
+    m->reg = prom_registry_new();
+    if (!m->reg) return -1;
+    static const char *const route_model_code[] = { "route", "model", "code", NULL };
+    static const char *const route_model[] = { "route", "model", NULL };
+    static const char *const model_prio[] = { "model", "priority", NULL };
+    static const char *const model_prio_reason[] = { "model", "priority", "reason", NULL };
+    static const char *const model[] = { "model", NULL };
+    static const char *const build[] = { "version", "backends", NULL };
+    const double *lb = prom_latency_buckets;
+    int nlb = prom_n_latency_buckets;
+    m->requests = prom_register(m->reg, PROM_COUNTER, "itscam_requests_total",
+                                "HTTP requests answered, by route, model and status code", route_model_code, NULL, 0);
+    m->request_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_request_duration_seconds",
+                                       "End-to-end time inside the server, from the request's last byte to its response",
+                                       route_model, lb, nlb);
+    m->queue_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_queue_duration_seconds",
+                                     "Time a job waited in the batcher's queue", model_prio, lb, nlb);
+    m->decode_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_decode_duration_seconds",
+                                      "Image decoding time per image", model, lb, nlb);
+    m->preprocess_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_preprocess_duration_seconds",
+                                          "Letterbox and normalisation time per image", model, lb, nlb);
+    m->inference_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_inference_duration_seconds",
+                                         "Inference time of the batch a job ran in", model, lb, nlb);
+    m->postprocess_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_postprocess_duration_seconds",
+                                           "Head decoding and NMS time per image", model, lb, nlb);
+    m->batch_size = prom_register(m->reg, PROM_HISTOGRAM, "itscam_batch_size", "Size of each executed batch", model,
+                                  prom_batch_buckets, prom_n_batch_buckets);
+    m->queue_depth = prom_register(m->reg, PROM_GAUGE, "itscam_queue_depth", "Jobs waiting, per priority level",
+                                   model_prio, NULL, 0);
+    m->inflight = prom_register(m->reg, PROM_GAUGE, "itscam_inflight_requests",
+                                "Requests received and not yet answered", NULL, NULL, 0);
+    m->sla_violations = prom_register(m->reg, PROM_COUNTER, "itscam_sla_violations_total",
+                                      "Requests whose end-to-end time exceeded the SLA", model, NULL, 0);
+    m->sla_seconds = prom_register(m->reg, PROM_GAUGE, "itscam_sla_seconds", "The configured latency SLA", NULL,
+                                   NULL, 0);
+    m->rejected = prom_register(m->reg, PROM_COUNTER, "itscam_rejected_total",
+                                "Jobs refused (queue_full, answered 503) or expired (timeout, answered 504)",
+                                model_prio_reason, NULL, 0);
+    m->cpu_seconds = prom_register(m->reg, PROM_COUNTER, "itscam_process_cpu_seconds_total",
+                                   "User and system CPU time of the process", NULL, NULL, 0);
+    m->rss_bytes = prom_register(m->reg, PROM_GAUGE, "itscam_process_resident_memory_bytes",
+                                 "Resident memory of the process", NULL, NULL, 0);
+    m->start_time = prom_register(m->reg, PROM_GAUGE, "itscam_process_start_time_seconds",
+                                  "Start time of the process since the Unix epoch", NULL, NULL, 0);
+    m->build_info = prom_register(m->reg, PROM_GAUGE, "itscam_build_info", "Version and backends of this build",
+                                  build, NULL, 0);
+    m->model_ready = prom_register(m->reg, PROM_GAUGE, "itscam_model_ready", "1 when the model is loaded and warm",
+                                   model, NULL, 0);
+    static const char *const model_backend[] = { "model", "backend", NULL };
+    static const char *const backend_l[] = { "backend", NULL };
+    static const char *const backend_from_to[] = { "backend", "from", "to", NULL };
+    static const char *const backend_kind[] = { "backend", "kind", NULL };
+    m->breaker_state = prom_register(m->reg, PROM_GAUGE, "itscam_breaker_state",
+                                     "Circuit breaker of the model's GPU backend: 0 closed, 1 open (CPU serves), 2 half-open",
+                                     model_backend, NULL, 0);
+    m->breaker_forced = prom_register(m->reg, PROM_GAUGE, "itscam_breaker_forced_cpu",
+                                      "1 while the backend is switched to the CPU by hand", backend_l, NULL, 0);
+    m->breaker_transitions = prom_register(m->reg, PROM_COUNTER, "itscam_breaker_transitions_total",
+                                           "Circuit breaker state changes", backend_from_to, NULL, 0);
+    m->backend_failures = prom_register(m->reg, PROM_COUNTER, "itscam_backend_failures_total",
+                                        "GPU backend failures (kind error or oom)", backend_kind, NULL, 0);
+    m->fallback_runs = prom_register(m->reg, PROM_COUNTER, "itscam_backend_fallback_runs_total",
+                                     "Runs served by the CPU in place of the GPU backend", backend_l, NULL, 0);
+    if (!m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
+        !m->fallback_runs || !m->requests || !m->request_seconds || !m->queue_seconds || !m->decode_seconds || !m->preprocess_seconds ||
+        !m->inference_seconds || !m->postprocess_seconds || !m->batch_size || !m->queue_depth || !m->inflight ||
+        !m->sla_violations || !m->sla_seconds || !m->rejected || !m->cpu_seconds || !m->rss_bytes ||
+        !m->start_time || !m->build_info || !m->model_ready) {
+        srv_metrics_free(m);
+        return -1;
+    }
+    m->sla_s = sla_ms / 1e3;
+    prom_set(m->sla_seconds, NULL, m->sla_s);
+    char backends[128] = "";
+    for (const char *const *b = itscam_backends(); *b; b++) {
+        if (backends[0]) strncat(backends, ",", sizeof backends - strlen(backends) - 1);
+        strncat(backends, *b, sizeof backends - strlen(backends) - 1);
+    }
+    const char *bv[] = { itscam_version(), backends };
+    prom_set(m->build_info, bv, 1);
+    return 0;
+}
+
+void srv_metrics_free(srv_metrics *m) {
+    prom_registry_free(m->reg);
+    memset(m, 0, sizeof *m);
+}
+
+void srv_metrics_request(srv_metrics *m, const char *route, const char *model, int code, double secs,
+                         int model_route) {
+    char cs[8];
+    snprintf(cs, sizeof cs, "%d", code);
+    const char *lv[] = { route, model, cs };
+    prom_inc(m->requests, lv, 1);
+    const char *lv2[] = { route, model };
+    prom_observe(m->request_seconds, lv2, secs);
+    if (model_route && secs > m->sla_s) {
+        const char *lv3[] = { model };
+        prom_inc(m->sla_violations, lv3, 1);
+    }
+}
+
+void srv_metrics_decode(srv_metrics *m, const char *model, double secs) {
+    const char *lv[] = { model };
+    prom_observe(m->decode_seconds, lv, secs);
+}
+
+static void collect_process(srv_server *s) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                     ru.ru_stime.tv_usec / 1e6;
+        if (cpu > s->cpu_last) {
+            prom_inc(s->mx.cpu_seconds, NULL, cpu - s->cpu_last);
+            s->cpu_last = cpu;
+        }
+    }
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        long pages_total, pages_res;
+        if (fscanf(f, "%ld %ld", &pages_total, &pages_res) == 2)
+            prom_set(s->mx.rss_bytes, NULL, (double)pages_res * (double)sysconf(_SC_PAGESIZE));
+        fclose(f);
+    }
+    prom_set(s->mx.start_time, NULL, s->start_unix);
+    prom_set(s->mx.inflight, NULL, atomic_load(&s->inflight));
+}
+
+/* The breaker keeps running totals; the counters get only what changed since the last
+ * scrape (mx.breaker_last). Only a device backend has a breaker. */
+static void collect_breaker(srv_server *s) {
+    const char *backend = s->cfg.backend;
+    itscam_breaker_info bi;
+    if (!itscam_backend_is_device(backend) || itscam_breaker_get(backend, &bi) != ITSCAM_OK) return;
+    itscam_breaker_info *last = &s->mx.breaker_last;
+    const char *bl[] = { backend };
+    prom_set(s->mx.breaker_forced, bl, bi.forced_cpu);
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            if (bi.transitions[a][b] > last->transitions[a][b]) {
+                const char *lv[] = { backend, itscam_breaker_state_name((itscam_breaker_state)a),
+                                     itscam_breaker_state_name((itscam_breaker_state)b) };
+                prom_inc(s->mx.breaker_transitions, lv, (double)(bi.transitions[a][b] - last->transitions[a][b]));
+            }
+    const char *le[] = { backend, "error" }, *lo[] = { backend, "oom" };
+    uint64_t errs = bi.failures - bi.oom_failures, last_errs = last->failures - last->oom_failures;
+    if (errs > last_errs) prom_inc(s->mx.backend_failures, le, (double)(errs - last_errs));
+    if (bi.oom_failures > last->oom_failures)
+        prom_inc(s->mx.backend_failures, lo, (double)(bi.oom_failures - last->oom_failures));
+    if (bi.fallback_runs > last->fallback_runs)
+        prom_inc(s->mx.fallback_runs, bl, (double)(bi.fallback_runs - last->fallback_runs));
+    *last = bi;
+    pthread_rwlock_rdlock(&s->reg_lock);
+    for (int i = 0; s->reg && i < s->reg->n; i++) {
+        const char *lv[] = { s->reg->models[i]->name, backend };
+        prom_set(s->mx.breaker_state, lv, bi.state);
+    }
+    pthread_rwlock_unlock(&s->reg_lock);
+}
+
+static void collect_queues(srv_server *s) {
+    pthread_rwlock_rdlock(&s->reg_lock);
+    for (int i = 0; s->reg && i < s->reg->n; i++)
+        for (int p = 0; p < SRV_NPRIO; p++) {
+            const char *lv[] = { s->reg->models[i]->name, srv_priority_name(p) };
+            prom_set(s->mx.queue_depth, lv, srv_model_queue_depth(s->reg->models[i], p));
+        }
+    pthread_rwlock_unlock(&s->reg_lock);
+}
+
+static void collect(prom_registry *reg, void *user) {
+    (void)reg;
+    srv_server *s = user;
+    collect_process(s);
+    collect_breaker(s);
+    collect_queues(s);
+}
+
+void srv_metrics_collect_on(srv_server *s) {
+    prom_on_collect(s->mx.reg, collect, s);
+}
+
+char *srv_metrics_render(srv_server *s, size_t *len) {
+    return prom_render(s->mx.reg, len);
+}
