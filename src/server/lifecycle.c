@@ -54,8 +54,9 @@ static int configure_breaker(const srv_config *cfg, char *err, size_t errlen) {
 
 static unsigned http_pool_size(const srv_config *cfg) {
     if (cfg->http_threads > 0) return (unsigned)cfg->http_threads;
-    /* TODO: count physical cores with it_physical_cores() (core) once it lands; logical
-     * CPUs overcount on SMT machines. */
+    /* Logical CPUs on purpose, not it_physical_cores(): HTTP threads spend most of their
+     * time in I/O and JPEG decoding, which SMT siblings run well; inference threads are
+     * the ones sized by physical cores. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     return (unsigned)(cores > 0 ? cores : 2);
 }
