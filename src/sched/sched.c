@@ -122,7 +122,7 @@ static void finish_expired(it_sched *s, it_sched_job *j, double now) {
                  "expired after waiting %.0f ms in the %s queue; its deadline had passed %.0f ms before it was submitted",
                  waited, lv, late);
     else
-        snprintf(j->message, sizeof j->message, "expired after waiting %.0f ms in the %s queue (deadline %.0f ms)",
+        snprintf(j->message, sizeof j->message, "expired after waiting %.0f ms in the %s queue (deadline %.0f ms after submission)",
                  waited, lv, -late);
     j->status = ITSCAM_OK;
     if (s->obs.rejected) s->obs.rejected(s->obs.ctx, j->prio, IT_SCHED_EXPIRED, 1);
