@@ -559,8 +559,10 @@ static int check_job(const it_sched *s, it_sched_job *j) {
     if (!j->done) why = "no completion callback";
     else if (j->tensor && (j->dims[0] != 1 || j->dims[1] != 3 || j->dims[2] != s->in_h || j->dims[3] != s->in_w))
         why = "a tensor must be [1,3,H,W] at the model's input size";
-    else if (!j->tensor && (!j->img.data || j->img.width <= 0 || j->img.height <= 0))
-        why = "an empty image";
+    else if (!j->tensor && (!j->img.data || j->img.width <= 0 || j->img.height <= 0 ||
+                            (j->img.stride != 0 && j->img.stride < j->img.width * 3) ||
+                            (j->img.format != ITSCAM_PIX_BGR8 && j->img.format != ITSCAM_PIX_RGB8)))
+        why = "an empty image, or a bad stride or pixel format";
     else if (!(p->conf >= 0 && p->conf <= 1) || !(p->iou >= 0 && p->iou <= 1) || p->num_classes_filter < 0 ||
              p->num_classes_filter > IT_SCHED_MAX_CLASSES || (p->num_classes_filter > 0 && !p->classes))
         why = "detection parameters out of range";
