@@ -1,5 +1,6 @@
 /* The detector: letterbox frames straight into the session's input buffer, run the model,
  * decode the head and apply NMS. Buffers are sized once and reused per frame. */
+#include "detect/detector.h"
 #include "detect/postprocess.h"
 #include "runtime/model.h"
 #include "vision/image.h"
@@ -8,7 +9,6 @@
 #include <string.h>
 
 #define DETECT_MAX_PIXELS ((size_t)100 * 1000 * 1000)
-#define DETECT_MAX_BATCH 256
 
 struct itscam_detector {
     itscam_model *owned;          /* set when the detector loaded the model itself */
@@ -178,38 +178,134 @@ static itscam_status postprocess(itscam_detector *d, const itscam_detector_param
     return ITSCAM_OK;
 }
 
-/* Run n images as one batch (n == 1 for static-batch models). */
-static itscam_status run_batch(itscam_detector *d, const itscam_image *imgs, int n,
-                               const itscam_detector_params *const *params, itscam_result *out) {
+void it_detect_item_size(const itscam_detector *d, const it_detect_item *it, int *h, int *w) {
+    *h = it->tensor ? it->tensor_h : d->in_h;
+    *w = it->tensor ? it->tensor_w : d->in_w;
+}
+
+static void clear_items(it_detect_item *items, int n) {
+    for (int i = 0; i < n; i++) {
+        itscam_result_clear(&items[i].res);
+        it_free(items[i].raw);
+        items[i].raw = NULL;
+        items[i].raw_ndim = 0;
+    }
+}
+
+/* Copy batch item b of output 0 into it->raw, shaped [1, dims 1..]. */
+static itscam_status copy_raw(itscam_detector *d, it_detect_item *it, int b) {
+    const it_tensor *o = it_session_output(d->s, 0);
+    if (!o || o->dtype != IT_F32 || o->ndim < 1 || o->ndim > 8)
+        return it_err(ITSCAM_ERR_UNSUPPORTED, "%s: the first output is not a float tensor", d->m->g->path);
+    size_t per = 1;
+    for (int k = 1; k < o->ndim; k++) per *= (size_t)o->dims[k];
+    it->raw = it_malloc(per * sizeof(float));
+    if (!it->raw) return it_err(ITSCAM_ERR_NOMEM, "out of memory for a copy of the output");
+    memcpy(it->raw, (const float *)o->data + per * (size_t)b, per * sizeof(float));
+    it->raw_ndim = o->ndim;
+    it->raw_dims[0] = 1;
+    for (int k = 1; k < o->ndim; k++) it->raw_dims[k] = o->dims[k];
+    return ITSCAM_OK;
+}
+
+/* Fill batch slot i of the input: letterbox an image, or copy a ready tensor (whose
+ * letterbox is the identity). */
+static itscam_status fill_input(itscam_detector *d, const it_detect_item *it, float *dst, int h, int w,
+                                it_letterbox *lb) {
+    if (it->tensor) {
+        memcpy(dst, it->tensor, sizeof(float) * 3 * (size_t)h * (size_t)w);
+        *lb = (it_letterbox){ .scale = 1.0f, .pad_x = 0, .pad_y = 0, .new_w = w, .new_h = h };
+        return ITSCAM_OK;
+    }
+    const itscam_image *img = it->img;
+    itscam_status st = ensure_scratch(d, img);
+    if (st != ITSCAM_OK) return st;
+    int stride = img->stride ? img->stride : img->width * 3;
+    return it_letterbox_to_tensor(img->data, img->width, img->height, stride, img->format == ITSCAM_PIX_RGB8,
+                                  d->in_w, d->in_h, dst, d->scratch, d->scratch_len, lb);
+}
+
+/* Run n items as one batch (n == 1 for static-batch models). */
+static itscam_status run_batch(itscam_detector *d, it_detect_item *items, int n) {
     double t0 = it_now_ms();
-    int64_t dims[4] = { n, 3, d->in_h, d->in_w };
+    int h, w;
+    it_detect_item_size(d, &items[0], &h, &w);
+    int64_t dims[4] = { n, 3, h, w };
     itscam_status st = it_session_prepare(d->s, dims);
     if (st != ITSCAM_OK) return st;
     float *input = it_session_input(d->s);
-    size_t plane = (size_t)d->in_h * (size_t)d->in_w * 3;
-    it_letterbox lbs[DETECT_MAX_BATCH];
-    for (int i = 0; i < n; i++) {
-        if ((st = ensure_scratch(d, &imgs[i])) != ITSCAM_OK) return st;
-        int stride = imgs[i].stride ? imgs[i].stride : imgs[i].width * 3;
-        st = it_letterbox_to_tensor(imgs[i].data, imgs[i].width, imgs[i].height, stride,
-                                    imgs[i].format == ITSCAM_PIX_RGB8, d->in_w, d->in_h, input + plane * (size_t)i,
-                                    d->scratch, d->scratch_len, &lbs[i]);
-        if (st != ITSCAM_OK) return st;
-    }
+    size_t plane = (size_t)h * (size_t)w * 3;
+    it_letterbox lbs[IT_DETECT_MAX_BATCH];
+    for (int i = 0; i < n; i++)
+        if ((st = fill_input(d, &items[i], input + plane * (size_t)i, h, w, &lbs[i])) != ITSCAM_OK) return st;
     double t1 = it_now_ms();
     if ((st = it_session_exec(d->s)) != ITSCAM_OK) return st;
     double t2 = it_now_ms();
     for (int i = 0; i < n; i++) {
+        it_detect_item *it = &items[i];
         double a = it_now_ms();
-        const itscam_detector_params *pp = params && params[i] ? params[i] : &d->p;
-        st = postprocess(d, pp, i, &lbs[i], imgs[i].width, imgs[i].height, &out[i]);
+        if (it->want_raw) st = copy_raw(d, it, i);
+        if (st == ITSCAM_OK && it->want_dets) {
+            const itscam_detector_params *pp = it->params ? it->params : &d->p;
+            int iw = it->img ? it->img->width : w, ih = it->img ? it->img->height : h;
+            st = postprocess(d, pp, i, &lbs[i], iw, ih, &it->res);
+        }
         if (st != ITSCAM_OK) {
-            for (int k = 0; k <= i; k++) itscam_result_clear(&out[k]);
+            clear_items(items, n);
             return st;
         }
-        out[i].ms_preprocess = (t1 - t0) / n;
-        out[i].ms_inference = (t2 - t1) / n;
-        out[i].ms_postprocess = it_now_ms() - a;
+        it->res.ms_preprocess = (t1 - t0) / n;
+        it->res.ms_inference = (t2 - t1) / n;
+        it->res.ms_postprocess = it_now_ms() - a;
+    }
+    return ITSCAM_OK;
+}
+
+static itscam_status check_params(const itscam_detector_params *p, const char *noun, int i) {
+    if (p && (!(p->conf >= 0 && p->conf <= 1) || !(p->iou >= 0 && p->iou <= 1) || p->num_classes_filter < 0 ||
+              (p->num_classes_filter > 0 && !p->classes)))
+        return it_err(ITSCAM_ERR_INVALID_ARG, "%s %d: detection parameters out of range", noun, i);
+    return ITSCAM_OK;
+}
+
+static itscam_status check_item(const itscam_detector *d, const it_detect_item *it, int i, int h0, int w0) {
+    if (!it->img == !it->tensor)
+        return it_err(ITSCAM_ERR_INVALID_ARG, "item %d: exactly one of an image and a tensor is needed", i);
+    itscam_status st = check_params(it->params, "item", i);
+    if (st != ITSCAM_OK) return st;
+    if (it->img && (st = check_image(it->img)) != ITSCAM_OK) return it_err_prefix(st, "image %d", i);
+    if (it->tensor && (it->tensor_h <= 0 || it->tensor_w <= 0 || it->tensor_h > 8192 || it->tensor_w > 8192))
+        return it_err(ITSCAM_ERR_INVALID_ARG, "item %d: tensor size %dx%d is out of range", i, it->tensor_w, it->tensor_h);
+    int h, w;
+    it_detect_item_size(d, it, &h, &w);
+    if (h != h0 || w != w0)
+        return it_err(ITSCAM_ERR_INVALID_ARG, "item %d: input %dx%d differs from item 0's %dx%d; one batch has one size",
+                      i, w, h, w0, h0);
+    return ITSCAM_OK;
+}
+
+itscam_status it_detect_run(itscam_detector *d, it_detect_item *items, int n) {
+    if (!d || !items || n <= 0 || n > IT_DETECT_MAX_BATCH)
+        return it_err(ITSCAM_ERR_INVALID_ARG, "it_detect_run: bad arguments (batch of %d, at most %d)", n,
+                      IT_DETECT_MAX_BATCH);
+    int h0, w0;
+    it_detect_item_size(d, &items[0], &h0, &w0);
+    for (int i = 0; i < n; i++) {
+        memset(&items[i].res, 0, sizeof items[i].res);
+        items[i].raw = NULL;
+        items[i].raw_ndim = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        itscam_status st = check_item(d, &items[i], i, h0, w0);
+        if (st != ITSCAM_OK) return st;
+    }
+    if (d->dynamic_batch) return run_batch(d, items, n);
+    for (int i = 0; i < n; i++) {
+        itscam_status st = run_batch(d, &items[i], 1);
+        if (st != ITSCAM_OK) {
+            clear_items(items, i);
+            return st;
+        }
     }
     return ITSCAM_OK;
 }
@@ -226,25 +322,18 @@ itscam_status itscam_detect_batch_params(itscam_detector *d, const itscam_image 
                                          const itscam_detector_params *const *params, itscam_result *out) {
     if (!d || !imgs || !out || n <= 0) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_detect_batch: bad arguments");
     for (int i = 0; params && i < n; i++) {
-        const itscam_detector_params *p = params[i];
-        if (p && (!(p->conf >= 0 && p->conf <= 1) || !(p->iou >= 0 && p->iou <= 1) || p->num_classes_filter < 0 ||
-                  (p->num_classes_filter > 0 && !p->classes)))
-            return it_err(ITSCAM_ERR_INVALID_ARG, "image %d: detection parameters out of range", i);
+        itscam_status st = check_params(params[i], "image", i);
+        if (st != ITSCAM_OK) return st;
     }
-    if (n > DETECT_MAX_BATCH) return it_err(ITSCAM_ERR_INVALID_ARG, "batch of %d exceeds the limit of %d", n, DETECT_MAX_BATCH);
+    if (n > IT_DETECT_MAX_BATCH)
+        return it_err(ITSCAM_ERR_INVALID_ARG, "batch of %d exceeds the limit of %d", n, IT_DETECT_MAX_BATCH);
     memset(out, 0, sizeof *out * (size_t)n);
-    for (int i = 0; i < n; i++) {
-        itscam_status st = check_image(&imgs[i]);
-        if (st != ITSCAM_OK) return it_err_prefix(st, "image %d", i);
-    }
-    if (d->dynamic_batch) return run_batch(d, imgs, n, params, out);
-    for (int i = 0; i < n; i++) {
-        itscam_status st = run_batch(d, &imgs[i], 1, params ? &params[i] : NULL, &out[i]);
-        if (st != ITSCAM_OK) {
-            for (int k = 0; k < i; k++) itscam_result_clear(&out[k]);
-            return st;
-        }
-    }
+    it_detect_item items[IT_DETECT_MAX_BATCH];
+    for (int i = 0; i < n; i++)
+        items[i] = (it_detect_item){ .img = &imgs[i], .params = params ? params[i] : NULL, .want_dets = 1 };
+    itscam_status st = it_detect_run(d, items, n);
+    if (st != ITSCAM_OK) return st;
+    for (int i = 0; i < n; i++) out[i] = items[i].res;
     return ITSCAM_OK;
 }
 
