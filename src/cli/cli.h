@@ -46,6 +46,12 @@ void cli_paths_free(cli_paths *l);
  * is not about a file or an item (a backend that cannot run, say), so only the detail
  * (the status's name when there is none) is printed, lest it read as if <what> were at fault. */
 int cli_fail(const char *what, itscam_status st);
+/* Load the model and make a detector on it for subcommand `cmd`. The file's errors name
+ * the file; the session's (a backend that cannot run) stand alone. With precision "auto",
+ * the choice is printed on stderr. Returns 0, or 1 after printing the error; *m and *det
+ * are then NULL or to be freed by the caller either way. */
+int cli_open_detector(const char *cmd, const char *model, const itscam_detector_params *p, itscam_model **m,
+                      itscam_detector **det);
 /* Parse helpers: exit status 2 on a bad value is the caller's choice. */
 int cli_parse_float(const char *s, float *out);
 int cli_parse_int(const char *s, int *out);

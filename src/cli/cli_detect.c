@@ -174,19 +174,9 @@ int cli_detect(int argc, char **argv) {
     for (int i = optind; i < argc; i++)
         if (cli_collect_images(&files, argv[i])) rc = 1;
     itscam_detector *det = NULL;
-    /* the file's errors name it; the session's (a backend that cannot run) stand alone */
     itscam_model *m = NULL;
-    itscam_status st = itscam_model_load(model, &m);
-    if (st != ITSCAM_OK) {
-        rc = cli_fail(model, st);
-        goto out;
-    }
-    if ((st = itscam_detector_create_from_model(m, &p, &det)) != ITSCAM_OK) {
-        rc = cli_fail(NULL, st);
-        goto out;
-    }
-    if (p.precision && !strcmp(p.precision, "auto"))
-        fprintf(stderr, "itscam detect: precision auto: %s\n", itscam_detector_precision(det));
+    itscam_status st = ITSCAM_OK;
+    if ((rc = cli_open_detector("detect", model, &p, &m, &det)) != 0) goto out;
     json_t *root = json_object(), *results = json_array();
     json_object_set_new(root, "results", results);
     for (int i = 0; i < files.n; i++) {

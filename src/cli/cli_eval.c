@@ -165,19 +165,9 @@ int cli_eval(int argc, char **argv) {
     it_map_pred *preds = NULL;
     int preds_cap = 0;
     double ms[4] = { 0 }, t0 = it_now_ms(), ms_per_image = 0;
-    /* the file's errors name it; the session's (a backend that cannot run) stand alone */
     itscam_model *m = NULL;
-    itscam_status st = itscam_model_load(model, &m);
-    if (st != ITSCAM_OK) {
-        rc = cli_fail(model, st);
-        goto out;
-    }
-    if ((st = itscam_detector_create_from_model(m, &p, &det)) != ITSCAM_OK) {
-        rc = cli_fail(NULL, st);
-        goto out;
-    }
-    if (p.precision && !strcmp(p.precision, "auto"))
-        fprintf(stderr, "itscam eval: precision auto: %s\n", itscam_detector_precision(det));
+    itscam_status st = ITSCAM_OK;
+    if ((rc = cli_open_detector("eval", model, &p, &m, &det)) != 0) goto out;
     int done = 0;
     for (int i = 0; i < nfiles && !rc; i++) {
         const char *path = list.v[i];

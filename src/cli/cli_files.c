@@ -63,3 +63,15 @@ void cli_paths_free(cli_paths *l) {
     free(l->v);
     memset(l, 0, sizeof *l);
 }
+
+int cli_open_detector(const char *cmd, const char *model, const itscam_detector_params *p, itscam_model **m,
+                      itscam_detector **det) {
+    *m = NULL;
+    *det = NULL;
+    itscam_status st = itscam_model_load(model, m);
+    if (st != ITSCAM_OK) return cli_fail(model, st);
+    if ((st = itscam_detector_create_from_model(*m, p, det)) != ITSCAM_OK) return cli_fail(NULL, st);
+    if (p->precision && !strcmp(p->precision, "auto"))
+        fprintf(stderr, "itscam %s: precision auto: %s\n", cmd, itscam_detector_precision(*det));
+    return 0;
+}
