@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (n < -1 || n > 16) __builtin_trap();
         for (int i = 0; i < n; i++)
             if (classes[i] < 0 || classes[i] > 100000) __builtin_trap();
-        int p = srv_parse_priority(s);
+        int p = it_sched_prio_parse(s);
         if (p < -1 || p > 2) __builtin_trap();
         free(s);
         break;

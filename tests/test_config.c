@@ -58,10 +58,10 @@ static void test_defaults(void) {
     CHECK(c.workers == 1 && c.threads == 0);
     CHECK(c.max_batch == 8);
     CHECK(c.n_preferred == 2 && c.preferred_batch[0] == 4 && c.preferred_batch[1] == 8 && c.preferred_batch[2] == 0);
-    CHECK(c.max_delay_ms[SRV_PRIO_URGENT] == 10 && c.max_delay_ms[SRV_PRIO_NORMAL] == 50 &&
-          c.max_delay_ms[SRV_PRIO_BATCH] == 100);
-    CHECK(c.queue_limit[SRV_PRIO_URGENT] == 64 && c.queue_limit[SRV_PRIO_NORMAL] == 256 &&
-          c.queue_limit[SRV_PRIO_BATCH] == 1024);
+    CHECK(c.max_delay_ms[IT_SCHED_URGENT] == 10 && c.max_delay_ms[IT_SCHED_NORMAL] == 50 &&
+          c.max_delay_ms[IT_SCHED_BATCH] == 100);
+    CHECK(c.queue_limit[IT_SCHED_URGENT] == 64 && c.queue_limit[IT_SCHED_NORMAL] == 256 &&
+          c.queue_limit[IT_SCHED_BATCH] == 1024);
     CHECK(c.timeout_ms == 5000);
     CHECK(c.conf == 0.25f && c.iou == 0.7f && c.max_det == 300);
     CHECK(c.sla_ms == 100.0);
@@ -228,7 +228,7 @@ static void test_env(void) {
                     "itscam__batching__max_delay_ms_urgent=5", "ITSCAM__Models__Precision=bf16",
                     "ITSCAM__BATCHING__PREFERRED_BATCH=2,4", "ITSCAM__SERVER__TLS_CERT=", NULL };
     CHECKF(srv_config_load_env(&c, env, err, sizeof err) == 0, "%s", err);
-    CHECK(c.port == 9000 && c.max_delay_ms[SRV_PRIO_URGENT] == 5 && !strcmp(c.precision, "bf16"));
+    CHECK(c.port == 9000 && c.max_delay_ms[IT_SCHED_URGENT] == 5 && !strcmp(c.precision, "bf16"));
     CHECK(c.n_preferred == 2 && c.preferred_batch[0] == 2 && c.preferred_batch[1] == 4);
     CHECK(srv_config_load_env(&c, NULL, err, sizeof err) == 0);
 
@@ -266,7 +266,7 @@ static void test_flags(void) {
         if (r < 0) break;
     }
     CHECK(others == 2); /* --verbose and -x are the caller's */
-    CHECK(c.port == 9001 && c.max_delay_ms[SRV_PRIO_NORMAL] == 7 && c.max_batch == 16);
+    CHECK(c.port == 9001 && c.max_delay_ms[IT_SCHED_NORMAL] == 7 && c.max_batch == 16);
     CHECK(!strcmp(c.models_dir, "/srv/models") && !strcmp(c.log_level, "warn"));
     CHECK(c.n_preferred == 2 && c.preferred_batch[1] == 16);
 
@@ -442,7 +442,7 @@ static void test_validate(void) {
     c.max_batch = 300;
     EXPECT_INVALID(c, "batching.max_batch: must be between 1 and 256, got 300");
     c = base;
-    c.queue_limit[SRV_PRIO_NORMAL] = 0;
+    c.queue_limit[IT_SCHED_NORMAL] = 0;
     EXPECT_INVALID(c, "batching.queue_limit_normal: must be between 1 and 1000000, got 0");
     c = base;
     c.preferred_batch[0] = 8;

@@ -317,10 +317,10 @@ static void test_ks_params(void) {
         snprintf(buf, sizeof buf, "{%s,%s}", in, bad[i][0]);
         CHECKF(ks_text(buf) == -1 && has(bad[i][1]), "%s -> %s", bad[i][0], err);
     }
-    CHECK(srv_parse_priority("urgent") == 0 && srv_parse_priority("normal") == 1 && srv_parse_priority("batch") == 2);
-    CHECK(srv_parse_priority("Batch") == 2 && srv_parse_priority("0") == 0 && srv_parse_priority("2") == 2);
-    CHECK(srv_parse_priority("3") == -1 && srv_parse_priority("") == -1 && srv_parse_priority("01") == -1 &&
-          srv_parse_priority(NULL) == -1 && srv_parse_priority("urgentx") == -1);
+    CHECK(it_sched_prio_parse("urgent") == 0 && it_sched_prio_parse("normal") == 1 && it_sched_prio_parse("batch") == 2);
+    CHECK(it_sched_prio_parse("Batch") == 2 && it_sched_prio_parse("0") == 0 && it_sched_prio_parse("2") == 2);
+    CHECK(it_sched_prio_parse("3") == -1 && it_sched_prio_parse("") == -1 && it_sched_prio_parse("01") == -1 &&
+          it_sched_prio_parse(NULL) == -1 && it_sched_prio_parse("urgentx") == -1);
 }
 
 /* Body = JSON then the binary tensors; returns the total length. */

@@ -5,6 +5,7 @@
  * around each level, so that client latency can be split into server stages. */
 #include "cli/cli.h"
 #include "core/core.h"
+#include "sched/sched.h"
 #include "server/prom.h"
 
 #include <curl/curl.h>
@@ -41,8 +42,7 @@
 #define REQUEST_TIMEOUT_MS 120000L
 #define MAX_SECONDS 86400.0
 
-enum { N_PRIO = 3, N_STAGES = 5 };
-static const char *const prio_names[N_PRIO] = {"urgent", "normal", "batch"};
+enum { N_PRIO = IT_SCHED_NPRIO, N_STAGES = 5 };
 static const char *const stage_names[N_STAGES] = {"queue", "decode", "preprocess", "inference", "postprocess"};
 static const char *const stage_metrics[N_STAGES] = {
     "itscam_queue_duration_seconds", "itscam_decode_duration_seconds", "itscam_preprocess_duration_seconds",
@@ -430,7 +430,7 @@ static void model_status_get(const snapshot *s, const char *name, model_status *
     requests_by_class(s, name, m->req);
     hist_get(s, "itscam_request_duration_seconds", match, &m->lat);
     for (int p = 0; p < N_PRIO; p++) {
-        const char *const mp[] = {"model", name, "priority", prio_names[p], NULL};
+        const char *const mp[] = {"model", name, "priority", it_sched_prio_name(p), NULL};
         m->queue[p] = metric(s, "itscam_queue_depth", mp, &m->has_queue[p]);
     }
     hist_get(s, "itscam_batch_size", match, &m->batch);
@@ -497,7 +497,7 @@ static json_t *status_json(const server_status *st, const model_status *ms_, int
         json_object_set_new(lat, "p99", jnum(ms(hist_q(&m->lat, 0.99))));
         json_object_set_new(o, "latency_ms", lat);
         for (int p = 0; p < N_PRIO; p++)
-            if (m->has_queue[p]) json_object_set_new(q, prio_names[p], jcount(m->queue[p]));
+            if (m->has_queue[p]) json_object_set_new(q, it_sched_prio_name(p), jcount(m->queue[p]));
         json_object_set_new(o, "queue_depth", q);
         json_object_set_new(o, "batch_mean", jnum(hist_mean(&m->batch)));
         json_object_set_new(o, "sla_violations", jcount(m->sla_violations));
@@ -728,7 +728,7 @@ static void monitor_print(const char *url, const snapshot *prev, const snapshot 
         hist_delta(&b1, &b0, &bd);
         char q[N_PRIO][16], p50[16], p95[16], bm[16];
         for (int p = 0; p < N_PRIO; p++) {
-            const char *const mp[] = {"model", name, "priority", prio_names[p], NULL};
+            const char *const mp[] = {"model", name, "priority", it_sched_prio_name(p), NULL};
             double v = metric(cur, "itscam_queue_depth", mp, &found);
             fmt_num(q[p], sizeof q[p], "%.0f", found ? v : NAN);
         }
@@ -1264,8 +1264,8 @@ int cli_performance(int argc, char **argv) {
         case 'I': images = optarg; break;
         case 'm': if (!*optarg) goto bad; model = optarg; break;
         case 'p':
-            if (strcmp(optarg, "urgent") && strcmp(optarg, "normal") && strcmp(optarg, "batch")) goto bad;
-            priority = optarg;
+            if (it_sched_prio_parse(optarg) < 0) goto bad;
+            priority = it_sched_prio_name(it_sched_prio_parse(optarg));
             break;
         case 'j': as_json = 1; break;
         case 'h': cli_performance_usage(stdout); return 0;

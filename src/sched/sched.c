@@ -43,6 +43,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define URGENT_WINDOW_MS 2000.0
@@ -56,7 +57,7 @@ const char *it_sched_prio_name(int prio) {
 int it_sched_prio_parse(const char *s) {
     if (!s) return -1;
     for (int p = 0; p < IT_SCHED_NPRIO; p++)
-        if (!strcmp(s, PRIO_NAMES[p]) || (s[0] == '0' + p && !s[1])) return p;
+        if (!strcasecmp(s, PRIO_NAMES[p]) || (s[0] == '0' + p && !s[1])) return p;
     return -1;
 }
 

@@ -25,7 +25,8 @@ enum { IT_SCHED_URGENT = 0, IT_SCHED_NORMAL = 1, IT_SCHED_BATCH = 2, IT_SCHED_NP
 
 /* "urgent", "normal", "batch"; "unknown" out of range. */
 const char *it_sched_prio_name(int prio);
-/* A level from its name or its number ("0".."2"); -1 when s is neither (or NULL). */
+/* A level from its name (any case) or its number ("0".."2"); -1 when s is neither (or
+ * NULL). The one parser of priorities: requests, configuration and the CLI use it. */
 int it_sched_prio_parse(const char *s);
 
 /* How a job ended. The server maps them to 200/503/504/500/503/503. */

@@ -12,14 +12,14 @@
 #define SRV_MAX_IMAGE_PIXELS ((size_t)100 * 1000 * 1000)
 
 /* Query parameters shared by /v1/detect and /v1/detect/batch into a template job. */
-static int query_params(http_req *r, srv_job *t, char *err, size_t n) {
+static int query_params(http_req *r, it_sched_job *t, char *err, size_t n) {
     srv_server *s = r->s;
     struct MHD_Connection *c = r->conn;
     t->params = itscam_detector_default_params();
     t->params.conf = s->cfg.conf;
     t->params.iou = s->cfg.iou;
     t->params.max_det = s->cfg.max_det;
-    t->prio = SRV_PRIO_NORMAL;
+    t->prio = IT_SCHED_NORMAL;
     double timeout = s->cfg.timeout_ms;
     const char *v;
     if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "conf"))) {
@@ -42,17 +42,17 @@ static int query_params(http_req *r, srv_job *t, char *err, size_t n) {
         t->params.max_det = (int)x;
     }
     if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "classes")) && *v) {
-        int k = srv_parse_classes(v, t->classes, SRV_MAX_CLASSES);
+        int k = srv_parse_classes(v, t->classes, IT_SCHED_MAX_CLASSES);
         if (k < 0) return snprintf(err, n, "classes: expected class ids like 0,2,5, got '%s'", v), -1;
         t->params.num_classes_filter = k;
     }
     if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "agnostic")))
         t->params.agnostic_nms = !strcmp(v, "1") || !strcmp(v, "true");
     if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "priority"))) {
-        int p = srv_parse_priority(v);
+        int p = it_sched_prio_parse(v);
         if (p < 0)
-            return snprintf(err, n, "priority: expected %s, %s or %s, got '%s'", srv_priority_name(SRV_PRIO_URGENT),
-                            srv_priority_name(SRV_PRIO_NORMAL), srv_priority_name(SRV_PRIO_BATCH), v), -1;
+            return snprintf(err, n, "priority: expected %s, %s or %s, got '%s'", it_sched_prio_name(IT_SCHED_URGENT),
+                            it_sched_prio_name(IT_SCHED_NORMAL), it_sched_prio_name(IT_SCHED_BATCH), v), -1;
         t->prio = p;
     }
     if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "timeout_ms"))) {
@@ -124,7 +124,7 @@ json_t *http_dets_json(const itscam_result *res) {
 }
 
 static json_t *image_json(http_req *r, int i, double total_ms) {
-    srv_job *j = &r->jobs[i];
+    const it_sched_job *j = &r->jobs[i].sj;
     json_t *o = json_object();
     if (r->filenames[i][0]) json_object_set_new(o, "filename", json_string(r->filenames[i]));
     json_object_set_new(o, "width", json_integer(j->res.width));
@@ -141,18 +141,16 @@ static json_t *image_json(http_req *r, int i, double total_ms) {
 }
 
 static enum MHD_Result finish_one(http_req *r) {
-    const char *msg = "";
-    int code = http_jobs_status(r, &msg);
-    if (code) return http_respond_error(r, code, "%s", msg);
+    enum MHD_Result ret;
+    if (http_jobs_failed(r, &ret)) return ret;
     json_t *o = image_json(r, 0, it_now_ms() - r->t0);
     json_object_set_new(o, "model", json_string(r->model->name));
     return http_respond_json(r, 200, o);
 }
 
 static enum MHD_Result finish_batch(http_req *r) {
-    const char *msg = "";
-    int code = http_jobs_status(r, &msg);
-    if (code) return http_respond_error(r, code, "%s", msg);
+    enum MHD_Result ret;
+    if (http_jobs_failed(r, &ret)) return ret;
     double total = it_now_ms() - r->t0;
     json_t *arr = json_array();
     for (int i = 0; i < r->n_jobs; i++) json_array_append_new(arr, image_json(r, i, total));
@@ -161,16 +159,15 @@ static enum MHD_Result finish_batch(http_req *r) {
 
 static enum MHD_Result start(http_req *r, int batch) {
     char err[512];
-    srv_job tmpl;
+    it_sched_job tmpl;
     memset(&tmpl, 0, sizeof tmpl);
     if (query_params(r, &tmpl, err, sizeof err) != 0) return http_respond_error(r, 400, "%s", err);
     int code = decode_body(r, batch, err, sizeof err);
     if (code) return http_respond_error(r, code, "%s", err);
-    tmpl.kind = SRV_JOB_IMAGE;
     tmpl.want_dets = 1;
     if (http_jobs_alloc(r, r->n_imgs, &tmpl) != 0) return http_respond_error(r, 500, "out of memory");
     for (int i = 0; i < r->n_imgs; i++)
-        r->jobs[i].img = (itscam_image){ .data = r->imgs[i].data, .width = r->imgs[i].width,
+        r->jobs[i].sj.img = (itscam_image){ .data = r->imgs[i].data, .width = r->imgs[i].width,
                                          .height = r->imgs[i].height, .stride = r->imgs[i].stride,
                                          .format = ITSCAM_PIX_BGR8 };
     return http_submit_jobs(r, batch ? finish_batch : finish_one);

@@ -11,14 +11,14 @@
 #include <string.h>
 
 /* The request's parameters, over the configured defaults, into a template job. */
-static void template_job(http_req *r, srv_job *t) {
+static void template_job(http_req *r, it_sched_job *t) {
     const srv_config *cfg = &r->s->cfg;
     memset(t, 0, sizeof *t);
     t->params = itscam_detector_default_params();
     t->params.conf = r->ks.conf >= 0 ? r->ks.conf : cfg->conf;
     t->params.iou = r->ks.iou >= 0 ? r->ks.iou : cfg->iou;
     t->params.max_det = r->ks.max_det > 0 ? r->ks.max_det : cfg->max_det; /* parsed within the limit */
-    t->prio = r->ks.priority >= 0 ? r->ks.priority : SRV_PRIO_NORMAL;
+    t->prio = r->ks.priority >= 0 ? r->ks.priority : IT_SCHED_NORMAL;
     t->deadline_ms = r->t0 + (r->ks.timeout_ms > 0 ? r->ks.timeout_ms : cfg->timeout_ms);
     t->want_dets = r->ks.detections;
     t->want_raw = !r->ks.detections;
@@ -65,19 +65,17 @@ enum MHD_Result api_kserve_infer(http_req *r) {
     }
     if (n < 1 || n > SRV_MAX_FILES)
         return http_respond_error(r, 400, "batch of %d: between 1 and %d items per request", n, SRV_MAX_FILES);
-    srv_job tmpl;
+    it_sched_job tmpl;
     template_job(r, &tmpl);
     if (http_jobs_alloc(r, n, &tmpl) != 0) return http_respond_error(r, 500, "out of memory");
     for (int i = 0; i < n; i++) {
-        srv_job *j = &r->jobs[i];
+        it_sched_job *j = &r->jobs[i].sj;
         if (r->ks_uint8) {
             int h = (int)in->shape[in->ndim - 3], w = (int)in->shape[in->ndim - 2];
             if (h < 1 || w < 1) return http_respond_error(r, 400, "input '%s': empty image", in->name);
-            j->kind = SRV_JOB_IMAGE;
             j->img = (itscam_image){ .data = (const uint8_t *)in->data + (size_t)i * (size_t)h * (size_t)w * 3,
                                      .width = w, .height = h, .stride = w * 3, .format = ITSCAM_PIX_RGB8 };
         } else {
-            j->kind = SRV_JOB_TENSOR;
             j->tensor = (const float *)in->data + (size_t)i * 3 * (size_t)H * (size_t)W;
             j->dims[0] = 1;
             j->dims[1] = 3;
@@ -91,7 +89,7 @@ enum MHD_Result api_kserve_infer(http_req *r) {
 /* The raw head of every item as one [N,...] FP32 output: in JSON, or appended as binary
  * (*bin, *bin_len) when the request asked for binary outputs. NULL when out of memory. */
 static json_t *raw_output(http_req *r, const itscam_model_info *info, uint8_t **bin, size_t *bin_len) {
-    srv_job *j0 = &r->jobs[0];
+    const it_sched_job *j0 = &r->jobs[0].sj;
     size_t per = 1;
     for (int k = 1; k < j0->raw_ndim; k++) per *= (size_t)j0->raw_dims[k];
     json_t *shape = json_array();
@@ -108,12 +106,12 @@ static json_t *raw_output(http_req *r, const itscam_model_info *info, uint8_t **
             return NULL;
         }
         for (int i = 0; i < r->n_jobs; i++)
-            memcpy(*bin + (size_t)i * per * sizeof(float), r->jobs[i].raw, per * sizeof(float));
+            memcpy(*bin + (size_t)i * per * sizeof(float), r->jobs[i].sj.raw, per * sizeof(float));
         json_object_set_new(t, "parameters", json_pack("{s:I}", "binary_data_size", (json_int_t)*bin_len));
     } else {
         json_t *data = json_array();
         for (int i = 0; i < r->n_jobs; i++)
-            for (size_t k = 0; k < per; k++) json_array_append_new(data, json_real(r->jobs[i].raw[k]));
+            for (size_t k = 0; k < per; k++) json_array_append_new(data, json_real(r->jobs[i].sj.raw[k]));
         json_object_set_new(t, "data", data);
     }
     return t;
@@ -123,11 +121,11 @@ static json_t *raw_output(http_req *r, const itscam_model_info *info, uint8_t **
  * NonMaxSuppression-style outputs, plus readable objects per item under "detections". */
 static json_t *detections_output(http_req *r, json_t *o) {
     int K = 0;
-    for (int i = 0; i < r->n_jobs; i++) K += r->jobs[i].res.count;
+    for (int i = 0; i < r->n_jobs; i++) K += r->jobs[i].sj.res.count;
     json_t *data = json_array();
     json_t *per_item = json_array();
     for (int i = 0; i < r->n_jobs; i++) {
-        const itscam_result *res = &r->jobs[i].res;
+        const itscam_result *res = &r->jobs[i].sj.res;
         for (int k = 0; k < res->count; k++) {
             const itscam_detection *d = &res->dets[k];
             double row[7] = { i, d->box[0], d->box[1], d->box[2], d->box[3], d->score, d->class_id };
@@ -140,9 +138,8 @@ static json_t *detections_output(http_req *r, json_t *o) {
 }
 
 static enum MHD_Result finish(http_req *r) {
-    const char *msg = "";
-    int code = http_jobs_status(r, &msg);
-    if (code) return http_respond_error(r, code, "%s", msg);
+    enum MHD_Result ret;
+    if (http_jobs_failed(r, &ret)) return ret;
     const itscam_model_info *info = itscam_model_get_info(r->model->model);
     json_t *o = json_object();
     json_object_set_new(o, "model_name", json_string(r->model->name));

@@ -101,17 +101,17 @@ static const setting settings[] = {
     { "batching", "preferred_batch", T_LIST, OFF(preferred_batch), 0, OFF(n_preferred), 1, 256, "4,8",
       NULL, NULL,
       "batch sizes worth waiting for, ascending (a batch runs as soon as it reaches one)" },
-    { "batching", "max_delay_ms_urgent", PRIO(max_delay_ms, SRV_PRIO_URGENT), 0, 10000, "10", NULL,
+    { "batching", "max_delay_ms_urgent", PRIO(max_delay_ms, IT_SCHED_URGENT), 0, 10000, "10", NULL,
       NULL, "longest wait to fill a batch for urgent requests, in ms" },
-    { "batching", "max_delay_ms_normal", PRIO(max_delay_ms, SRV_PRIO_NORMAL), 0, 10000, "50", NULL,
+    { "batching", "max_delay_ms_normal", PRIO(max_delay_ms, IT_SCHED_NORMAL), 0, 10000, "50", NULL,
       NULL, "longest wait to fill a batch for normal requests, in ms" },
-    { "batching", "max_delay_ms_batch", PRIO(max_delay_ms, SRV_PRIO_BATCH), 0, 10000, "100", NULL, NULL,
+    { "batching", "max_delay_ms_batch", PRIO(max_delay_ms, IT_SCHED_BATCH), 0, 10000, "100", NULL, NULL,
       "longest wait to fill a batch for batch-priority requests, in ms" },
-    { "batching", "queue_limit_urgent", PRIO(queue_limit, SRV_PRIO_URGENT), 1, 1000000, "64", NULL,
+    { "batching", "queue_limit_urgent", PRIO(queue_limit, IT_SCHED_URGENT), 1, 1000000, "64", NULL,
       NULL, "urgent requests waiting at most; more are refused with 503" },
-    { "batching", "queue_limit_normal", PRIO(queue_limit, SRV_PRIO_NORMAL), 1, 1000000, "256", NULL,
+    { "batching", "queue_limit_normal", PRIO(queue_limit, IT_SCHED_NORMAL), 1, 1000000, "256", NULL,
       NULL, "normal requests waiting at most; more are refused with 503" },
-    { "batching", "queue_limit_batch", PRIO(queue_limit, SRV_PRIO_BATCH), 1, 1000000, "1024", NULL,
+    { "batching", "queue_limit_batch", PRIO(queue_limit, IT_SCHED_BATCH), 1, 1000000, "1024", NULL,
       NULL, "batch-priority requests waiting at most; more are refused with 503" },
     { "batching", "timeout_ms", NUM(T_INT, OFF(timeout_ms)), 1, 3600000, "5000", "timeout-ms", NULL,
       "per-request timeout when the request sets none (504 after it)" },
@@ -1151,18 +1151,3 @@ void srv_config_usage(FILE *f) {
     }
 }
 
-/* ---- priority levels ---- */
-
-const char *srv_priority_name(int p) {
-    static const char *const names[SRV_NPRIO] = { [SRV_PRIO_URGENT] = "urgent", [SRV_PRIO_NORMAL] = "normal",
-                                                  [SRV_PRIO_BATCH] = "batch" };
-    return p >= 0 && p < SRV_NPRIO ? names[p] : "normal";
-}
-
-int srv_parse_priority(const char *s) {
-    if (!s) return -1;
-    for (int i = 0; i < SRV_NPRIO; i++)
-        if (strcasecmp(s, srv_priority_name(i)) == 0) return i;
-    if (s[0] >= '0' && s[0] < '0' + SRV_NPRIO && s[1] == 0) return s[0] - '0';
-    return -1;
-}

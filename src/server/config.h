@@ -5,18 +5,13 @@
 #ifndef ITSCAM_SERVER_CONFIG_H
 #define ITSCAM_SERVER_CONFIG_H
 
+#include "sched/sched.h" /* the priority levels and their names (it_sched_prio_*) */
+
 #include <stddef.h>
 #include <stdio.h>
 
 #define SRV_PATH_MAX 1024
 #define SRV_MAX_PREFERRED 8
-
-enum { SRV_PRIO_URGENT = 0, SRV_PRIO_NORMAL = 1, SRV_PRIO_BATCH = 2, SRV_NPRIO = 3 };
-/* The one spelling of the priority levels ("urgent", "normal", "batch"), for requests,
- * metrics labels and messages; out-of-range levels read "normal". */
-const char *srv_priority_name(int p);
-/* Parse a priority name (any case) or its number "0".."2"; -1 when unknown. */
-int srv_parse_priority(const char *s);
 
 typedef struct srv_config {
     /* server: */
@@ -47,8 +42,8 @@ typedef struct srv_config {
     int max_batch;              /* 8 */
     int preferred_batch[SRV_MAX_PREFERRED]; /* e.g. {4, 8}; 0-terminated when fewer */
     int n_preferred;
-    int max_delay_ms[SRV_NPRIO];  /* urgent 10, normal 50, batch 100 */
-    int queue_limit[SRV_NPRIO];   /* 64, 256, 1024 */
+    int max_delay_ms[IT_SCHED_NPRIO];  /* urgent 10, normal 50, batch 100 */
+    int queue_limit[IT_SCHED_NPRIO];   /* 64, 256, 1024 */
     int timeout_ms;             /* 5000: default per-request timeout (504 after it) */
     /* detection: defaults for requests that do not say */
     float conf;                 /* 0.25 */

@@ -11,6 +11,7 @@
 #include "core/core.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,57 +163,87 @@ json_t *http_dims_json(const int64_t *d, int n) {
  * Jobs: the request's side of the model's queue
  * --------------------------------------------------------------------------------- */
 
-static void job_done(srv_job *j, void *arg) {
-    http_req *r = arg;
-    (void)j;
+static void job_done(it_sched_job *sj, void *arg) {
+    (void)arg;
+    srv_job *j = (srv_job *)((char *)sj - offsetof(srv_job, sj));
+    http_req *r = j->req;
     if (atomic_fetch_sub(&r->pending, 1) == 1) MHD_resume_connection(r->conn);
 }
 
-int http_jobs_alloc(http_req *r, int n, const srv_job *tmpl) {
+int http_jobs_alloc(http_req *r, int n, const it_sched_job *tmpl) {
     r->jobs = it_calloc((size_t)n, sizeof *r->jobs);
     if (!r->jobs) return -1;
     r->n_jobs = n;
     for (int i = 0; i < n; i++) {
         srv_job *j = &r->jobs[i];
-        *j = *tmpl;
-        j->params.classes = j->classes;
-        j->done = job_done;
-        j->done_arg = r;
+        j->sj = *tmpl;
+        j->sj.params.classes = j->sj.classes;
+        j->sj.done = job_done;
+        j->sj.done_arg = NULL;
+        j->req = r;
     }
     return 0;
+}
+
+/* The HTTP status of a job that did not succeed, with the message for the client. */
+static int job_status(const http_req *r, const it_sched_job *j, char *msg, size_t n) {
+    switch (j->outcome) {
+    case IT_SCHED_DONE:
+        return 0;
+    case IT_SCHED_EXPIRED:
+        snprintf(msg, n, "the request timed out: %s", j->message);
+        return 504;
+    case IT_SCHED_CANCELLED:
+        snprintf(msg, n, "the server is shutting down or unloading model '%s'; retry elsewhere", r->model->name);
+        return 503;
+    case IT_SCHED_QUEUE_FULL:
+    case IT_SCHED_REPLACED:
+        snprintf(msg, n, "%s; retry later", j->message);
+        return 503;
+    case IT_SCHED_FAILED:
+        break;
+    }
+    snprintf(msg, n, "%s", j->message);
+    return j->status == ITSCAM_ERR_IMAGE ? 422 : j->status == ITSCAM_ERR_INVALID_ARG ? 400 : 500;
 }
 
 enum MHD_Result http_submit_jobs(http_req *r, http_handler finish) {
     /* Suspend first: a worker may finish the jobs before this function returns. */
     atomic_store(&r->pending, r->n_jobs);
-    srv_job *ptrs[SRV_MAX_FILES];
-    for (int i = 0; i < r->n_jobs; i++) ptrs[i] = &r->jobs[i];
+    it_sched_job *ptrs[SRV_MAX_FILES];
+    for (int i = 0; i < r->n_jobs; i++) ptrs[i] = &r->jobs[i].sj;
     r->submitted = 1;
     r->finish = finish;
     MHD_suspend_connection(r->conn);
-    int rc = srv_model_submit(r->model, ptrs, r->n_jobs);
-    if (rc != 0) {
-        /* Nothing was queued: answer 503 at once (the connection is resumed below). */
-        r->fail_code = 503;
-        if (rc == -1)
-            snprintf(r->fail_msg, sizeof r->fail_msg, "the %s queue of model '%s' is full; retry later",
-                     srv_priority_name(r->jobs[0].prio), r->model->name);
-        else
+    it_sched_submit_status rc = srv_model_submit(r->model, ptrs, r->n_jobs);
+    if (rc != IT_SCHED_QUEUED) {
+        /* Nothing was queued: answer at once (the connection is resumed below). */
+        if (rc == IT_SCHED_REJECT_STOPPING) {
+            r->fail_code = 503;
             snprintf(r->fail_msg, sizeof r->fail_msg, "model '%s' is being unloaded; retry later", r->model->name);
+        } else {
+            r->fail_code = job_status(r, ptrs[0], r->fail_msg, sizeof r->fail_msg);
+        }
         atomic_store(&r->pending, 0);
         MHD_resume_connection(r->conn);
     }
     return MHD_YES;
 }
 
-int http_jobs_status(http_req *r, const char **msg) {
+/* 503s carry Retry-After: the condition passes (a queue drains, a model reloads). */
+static enum MHD_Result respond_failed(http_req *r, int code, const char *msg) {
+    return code == 503 ? http_respond_error_h(r, code, msg, MHD_HTTP_HEADER_RETRY_AFTER, "1")
+                       : http_respond_error_h(r, code, msg, NULL, NULL);
+}
+
+int http_jobs_failed(http_req *r, enum MHD_Result *ret) {
+    char msg[512];
     for (int i = 0; i < r->n_jobs; i++) {
-        srv_job *j = &r->jobs[i];
-        if (j->outcome == SRV_DONE_OK) continue;
-        *msg = j->err;
-        if (j->outcome == SRV_DONE_TIMEOUT) return 504;
-        if (j->outcome == SRV_DONE_SHUTDOWN) return 503;
-        return j->st == ITSCAM_ERR_IMAGE ? 422 : j->st == ITSCAM_ERR_INVALID_ARG ? 400 : 500;
+        int code = job_status(r, &r->jobs[i].sj, msg, sizeof msg);
+        if (code) {
+            *ret = respond_failed(r, code, msg);
+            return 1;
+        }
     }
     return 0;
 }
@@ -239,8 +270,8 @@ static srv_model *find_model(srv_server *s, const char *name) {
 static void req_free(http_req *r) {
     if (!r) return;
     for (int i = 0; i < r->n_jobs; i++) {
-        itscam_result_clear(&r->jobs[i].res);
-        it_free(r->jobs[i].raw);
+        itscam_result_clear(&r->jobs[i].sj.res);
+        it_free(r->jobs[i].sj.raw);
     }
     it_free(r->jobs);
     for (int i = 0; i < r->n_imgs; i++) it_image_free(&r->imgs[i]);
@@ -363,7 +394,7 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url
     if (r->too_big)
         return http_respond_error(r, 413, "the body exceeds the limit of %lld bytes", s->cfg.max_body_bytes);
     if (!r->submitted) return r->route->handler(r);
-    if (r->fail_code) return http_respond_error_h(r, r->fail_code, r->fail_msg, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (r->fail_code) return respond_failed(r, r->fail_code, r->fail_msg);
     if (atomic_load(&r->pending) > 0) return MHD_YES; /* spurious resume */
     return r->finish(r);
 }

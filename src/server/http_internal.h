@@ -5,7 +5,7 @@
  * while jobs wait), lifecycle.c (start, load, reload, drain, stop), auth.c (tokens),
  * metrics.c (every metric family and the collection at scrape time), api_health.c,
  * api_detect.c, api_kserve.c, api_admin.c (the handlers). Models are reached only
- * through srv_model_* (registry.c), never through the batcher itself. */
+ * through srv_model_* (registry.c), never through the scheduler itself. */
 #ifndef ITSCAM_SERVER_HTTP_INTERNAL_H
 #define ITSCAM_SERVER_HTTP_INTERNAL_H
 
@@ -39,6 +39,14 @@ struct srv_server {
 
 typedef struct http_req http_req;
 typedef enum MHD_Result (*http_handler)(http_req *r);
+
+/* One image or tensor of a request: the scheduler's job (inputs, per-job parameters,
+ * priority, deadline, outcome) and the request it belongs to, which its completion
+ * resumes. KServe and HTTP details stay here, out of the scheduler. */
+typedef struct srv_job {
+    it_sched_job sj;
+    http_req *req;
+} srv_job;
 
 /* One row of the route table (http.c), the only place a route is decided: matching,
  * method check (405 with Allow), authentication, the model lookup and the metrics label
@@ -85,7 +93,7 @@ struct http_req {
     int submitted;
     http_handler finish;     /* answers once every job is back */
     int fail_code;           /* set when submission failed after suspending */
-    char fail_msg[256];
+    char fail_msg[320];
     /* inputs owned by the request */
     it_image imgs[SRV_MAX_FILES];
     int n_imgs;
@@ -107,15 +115,17 @@ enum MHD_Result http_respond_error(http_req *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* ---- jobs (http.c) ---- */
-/* Allocate n jobs for r, each a copy of tmpl wired to resume r when done. 0, or -1 when
- * out of memory. */
-int http_jobs_alloc(http_req *r, int n, const srv_job *tmpl);
+/* Allocate n jobs for r, each a copy of tmpl (its parameters, priority, deadline,
+ * wants) wired to resume r when done. 0, or -1 when out of memory. */
+int http_jobs_alloc(http_req *r, int n, const it_sched_job *tmpl);
 /* Submit r's jobs to r->model and suspend; `finish` answers when all are back. A full
- * queue or an unloading model is answered 503 at once. */
+ * queue or an unloading model is answered 503 (with Retry-After) at once, a job the
+ * scheduler refuses 400. */
 enum MHD_Result http_submit_jobs(http_req *r, http_handler finish);
-/* The status of the first failed job (504 timeout, 503 shutdown, 422/400/500), with its
- * message in *msg; 0 when every job succeeded. */
-int http_jobs_status(http_req *r, const char **msg);
+/* Answer r when one of its jobs did not succeed (504 expired, 503 cancelled, replaced or
+ * queue full with Retry-After, 422/400/500 failed, by the detector's status) and return
+ * 1 with the answer's result in *ret; 0 when every job succeeded. */
+int http_jobs_failed(http_req *r, enum MHD_Result *ret);
 
 /* ---- helpers shared by the API files ---- */
 int http_is_ctype(const char *ct, const char *want);

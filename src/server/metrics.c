@@ -1,7 +1,7 @@
 /* Every metric the server exports: the families (registered once), the per-request
- * observations of the HTTP side, and what is read at scrape time (process, breaker,
- * queue depths). The batcher observes its own (queue, stage times, batch sizes,
- * rejections) through the families registered here. */
+ * observations of the HTTP side, the scheduler's observer (queue times, stage times,
+ * batch sizes, queue depths, rejections: src/sched knows nothing of Prometheus), and
+ * what is read at scrape time (process, breaker). */
 #include "server/http_internal.h"
 
 #include "core/core.h"
@@ -30,7 +30,7 @@ int srv_metrics_init(srv_metrics *m, double sla_ms) {
                                        "End-to-end time inside the server, from the request's last byte to its response",
                                        route_model, lb, nlb);
     m->queue_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_queue_duration_seconds",
-                                     "Time a job waited in the batcher's queue", model_prio, lb, nlb);
+                                     "Time a job waited in the scheduler's queue", model_prio, lb, nlb);
     m->decode_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_decode_duration_seconds",
                                       "Image decoding time per image", model, lb, nlb);
     m->preprocess_seconds = prom_register(m->reg, PROM_HISTOGRAM, "itscam_preprocess_duration_seconds",
@@ -174,22 +174,61 @@ static void collect_breaker(srv_server *s) {
     pthread_rwlock_unlock(&s->reg_lock);
 }
 
-static void collect_queues(srv_server *s) {
-    pthread_rwlock_rdlock(&s->reg_lock);
-    for (int i = 0; s->reg && i < s->reg->n; i++)
-        for (int p = 0; p < SRV_NPRIO; p++) {
-            const char *lv[] = { s->reg->models[i]->name, srv_priority_name(p) };
-            prom_set(s->mx.queue_depth, lv, srv_model_queue_depth(s->reg->models[i], p));
-        }
-    pthread_rwlock_unlock(&s->reg_lock);
-}
-
 static void collect(prom_registry *reg, void *user) {
     (void)reg;
     srv_server *s = user;
     collect_process(s);
     collect_breaker(s);
-    collect_queues(s);
+}
+
+/* ---- the scheduler's observer: ctx is the srv_model ---- */
+
+static void observe_ms(prom_family *f, const char *model, double ms) {
+    const char *lv[] = { model };
+    prom_observe(f, lv, ms / 1e3);
+}
+
+static void obs_job_done(void *ctx, const it_sched_job *j) {
+    srv_model *m = ctx;
+    if (j->batch_size == 0) return; /* never left the queue for a batch */
+    const char *lv[] = { m->name, it_sched_prio_name(j->prio) };
+    prom_observe(m->mx->queue_seconds, lv, j->ms_queue / 1e3);
+    if (j->outcome != IT_SCHED_DONE) return;
+    observe_ms(m->mx->preprocess_seconds, m->name, j->ms_preprocess);
+    observe_ms(m->mx->inference_seconds, m->name, j->ms_inference);
+    observe_ms(m->mx->postprocess_seconds, m->name, j->ms_postprocess);
+}
+
+static void obs_batch_run(void *ctx, int size, double ms, itscam_status st) {
+    srv_model *m = ctx;
+    (void)ms;
+    (void)st;
+    const char *lv[] = { m->name };
+    prom_observe(m->mx->batch_size, lv, size);
+}
+
+static void obs_queue_depth(void *ctx, int prio, int depth) {
+    srv_model *m = ctx;
+    const char *lv[] = { m->name, it_sched_prio_name(prio) };
+    prom_set(m->mx->queue_depth, lv, depth);
+}
+
+static void obs_rejected(void *ctx, int prio, it_sched_outcome reason, int n) {
+    srv_model *m = ctx;
+    /* "timeout" rather than the scheduler's "expired": the label dashboards know. */
+    const char *lv[] = { m->name, it_sched_prio_name(prio), reason == IT_SCHED_EXPIRED ? "timeout" : "queue_full" };
+    prom_inc(m->mx->rejected, lv, n);
+}
+
+it_sched_observer srv_metrics_observer(srv_model *m) {
+    return (it_sched_observer){ .ctx = m, .job_done = obs_job_done, .batch_run = obs_batch_run,
+                                .queue_depth = obs_queue_depth, .rejected = obs_rejected };
+}
+
+void srv_metrics_model_ready(srv_model *m) {
+    const char *lv[] = { m->name };
+    prom_set(m->mx->model_ready, lv, 1);
+    for (int p = 0; p < IT_SCHED_NPRIO; p++) obs_queue_depth(m, p, 0);
 }
 
 void srv_metrics_collect_on(srv_server *s) {

@@ -2,11 +2,12 @@
  *
  * A model is reference counted: the registry holds one reference and every request in
  * flight another, so a reload (SIGHUP) can swap in a new registry while requests on the
- * old models finish; the last reference stops the batcher (which drains its queue) and
- * frees the model.
+ * old models finish; the last reference stops the scheduler (which answers what is
+ * still queued) and frees the model.
  *
  * The HTTP side reaches a model's queue only through the srv_model_* functions below:
- * this file is the one place that knows the queue is a srv_batcher. */
+ * this file is the one place that calls the scheduler (src/sched) and turns the server's
+ * configuration into its parameters. */
 #include "server/server.h"
 
 #include "core/core.h"
@@ -22,28 +23,56 @@ void srv_model_ref(srv_model *m) {
 
 void srv_model_unref(srv_model *m) {
     if (!m || atomic_fetch_sub(&m->refs, 1) != 1) return;
-    srv_batcher_free(m->batcher);
+    it_sched_free(m->sched);
     itscam_model_free(m->model);
     it_free(m);
 }
 
-int srv_model_submit(srv_model *m, srv_job **jobs, int n) {
-    return srv_batcher_submit_all(m->batcher, jobs, n);
+it_sched_submit_status srv_model_submit(srv_model *m, it_sched_job **jobs, int n) {
+    return it_sched_submit_all(m->sched, jobs, n);
 }
 
 int srv_model_queue_depth(srv_model *m, int prio) {
-    return srv_batcher_depth(m->batcher, prio);
+    return it_sched_depth(m->sched, prio);
 }
 
 void srv_model_cancel_queued(srv_model *m) {
-    srv_batcher_cancel_queued(m->batcher);
+    it_sched_cancel_queued(m->sched);
 }
 
 void srv_model_describe(srv_model *m, srv_model_desc *d) {
-    d->precision = srv_batcher_precision(m->batcher);
-    d->backend = srv_batcher_backend(m->batcher);
-    d->active_backend = srv_batcher_active_backend(m->batcher);
-    d->max_batch = srv_batcher_max_batch(m->batcher);
+    d->precision = it_sched_precision(m->sched);
+    d->backend = it_sched_backend(m->sched);
+    d->active_backend = it_sched_active_backend(m->sched);
+    d->max_batch = it_sched_max_batch(m->sched);
+}
+
+/* The server's configuration as scheduler parameters: the one place they meet. */
+static it_sched_params sched_params(const srv_config *cfg) {
+    it_sched_params p = it_sched_default_params();
+    p.workers = cfg->workers;
+    p.max_batch = cfg->max_batch;
+    p.n_preferred = cfg->n_preferred < IT_SCHED_MAX_PREFERRED ? cfg->n_preferred : IT_SCHED_MAX_PREFERRED;
+    for (int i = 0; i < p.n_preferred; i++) p.preferred_batch[i] = cfg->preferred_batch[i];
+    for (int l = 0; l < IT_SCHED_NPRIO; l++) {
+        p.max_delay_ms[l] = cfg->max_delay_ms[l];
+        p.queue_limit[l] = cfg->queue_limit[l];
+    }
+    p.n_device_ids = cfg->n_device_ids < IT_SCHED_MAX_DEVICES ? cfg->n_device_ids : IT_SCHED_MAX_DEVICES;
+    for (int i = 0; i < p.n_device_ids; i++) p.device_ids[i] = cfg->device_ids[i];
+    itscam_detector_params *d = &p.detector;
+    d->backend = cfg->backend[0] ? cfg->backend : NULL;
+    d->threads = cfg->threads;
+    d->precision = cfg->precision[0] ? cfg->precision : NULL;
+    d->calib_path = cfg->calib[0] ? cfg->calib : NULL;
+    d->no_fallback = cfg->no_fallback;
+    d->conf = cfg->conf;
+    d->iou = cfg->iou;
+    /* The detector's max_det is the ceiling of every request's own (a request may lower
+     * it, never raise it); requests that do not say get cfg->max_det from their job. So
+     * the ceiling is the limit: every request, image or tensor, may ask 1..the limit. */
+    d->max_det = ITSCAM_MAX_DET_LIMIT;
+    return p;
 }
 
 static int by_name(const void *a, const void *b) {
@@ -74,15 +103,18 @@ static srv_model *load_one(const char *path, const srv_config *cfg, srv_metrics 
         it_free(m);
         return NULL;
     }
-    m->batcher = srv_batcher_new(m->name, m->model, cfg, mx, err, errlen);
-    if (!m->batcher || srv_batcher_warmup(m->batcher, err, errlen) != 0) {
+    m->mx = mx;
+    it_sched_params sp = sched_params(cfg);
+    it_sched_observer obs = srv_metrics_observer(m);
+    if ((st = it_sched_new(m->name, m->model, &sp, &obs, &m->sched)) != ITSCAM_OK ||
+        (st = it_sched_warmup(m->sched)) != ITSCAM_OK) {
+        snprintf(err, errlen, "%s: %s", itscam_strerror(st), itscam_last_error());
         srv_model_unref(m);
         return NULL;
     }
-    srv_batcher_output_dims(m->batcher, m->out_dims, &m->out_ndim);
+    it_sched_output_dims(m->sched, m->out_dims, &m->out_ndim);
     atomic_store(&m->ready, 1);
-    const char *lv[] = { m->name };
-    prom_set(mx->model_ready, lv, 1);
+    srv_metrics_model_ready(m);
     return m;
 }
 

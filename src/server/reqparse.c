@@ -523,12 +523,12 @@ static int ks_params(const json_t *p, ks_request *r, char *err, size_t errlen) {
     const json_t *v = json_object_get(p, "priority");
     if (v) {
         int pr = -1;
-        if (json_is_string(v)) pr = srv_parse_priority(json_string_value(v));
-        else if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < SRV_NPRIO)
+        if (json_is_string(v)) pr = it_sched_prio_parse(json_string_value(v));
+        else if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < IT_SCHED_NPRIO)
             pr = (int)json_integer_value(v);
         if (pr < 0)
-            return fail(err, errlen, "parameters.priority: expected %s, %s, %s or 0..%d", srv_priority_name(0),
-                        srv_priority_name(1), srv_priority_name(2), SRV_NPRIO - 1);
+            return fail(err, errlen, "parameters.priority: expected %s, %s, %s or 0..%d", it_sched_prio_name(0),
+                        it_sched_prio_name(1), it_sched_prio_name(2), IT_SCHED_NPRIO - 1);
         r->priority = pr;
     }
     return 0;

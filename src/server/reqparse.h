@@ -4,7 +4,7 @@
 #ifndef ITSCAM_SERVER_REQPARSE_H
 #define ITSCAM_SERVER_REQPARSE_H
 
-#include "server/config.h" /* srv_parse_priority, with the priority levels */
+#include "server/config.h" /* the priority levels (sched/sched.h) */
 
 #include <stddef.h>
 #include <stdint.h>
