@@ -78,7 +78,10 @@ static void test_render_exact(void) {
         "# TYPE t_empty gauge\n"
         "# HELP itscam_metrics_dropped_total Metric updates dropped: label set limit, wrong type or bad arguments.\n"
         "# TYPE itscam_metrics_dropped_total counter\n"
-        "itscam_metrics_dropped_total 0\n";
+        "itscam_metrics_dropped_total 0\n"
+        "# HELP itscam_metrics_series_dropped_total Updates with a new label set beyond "
+        "metrics.max_series_per_family, folded into the family's series whose labels are all \"_overflow\".\n"
+        "# TYPE itscam_metrics_series_dropped_total counter\n";
     CHECKF(t && !strcmp(t, want), "got:\n%s", t ? t : "(null)");
     CHECK(t && len == strlen(t));
     free(t);
@@ -176,6 +179,16 @@ static void test_bad_arguments(void) {
     prom_registry_free(r);
 }
 
+static double series_dropped(const char *t, const char *family) {
+    static prom_sample s[2048];
+    char err[256];
+    int n = t ? prom_parse(t, strlen(t), s, 2048, err, sizeof err) : -1;
+    int found = 0;
+    double v = n > 0 ? prom_sum(s, n, "itscam_metrics_series_dropped_total", LV("family", family, NULL), &found) : -1;
+    return found == 1 ? v : found == 0 ? 0 : -1;
+}
+
+/* The default cap: 1000 label sets, then one overflow series that counts the rest. */
 static void test_label_limit(void) {
     prom_registry *r = prom_registry_new();
     prom_family *c = prom_register(r, PROM_COUNTER, "many_total", "", LV("id", NULL), NULL, 0);
@@ -188,12 +201,53 @@ static void test_label_limit(void) {
     prom_inc(c, LV("7"), 1); /* existing sets still update */
     size_t len;
     char *t = prom_render(r, &len);
-    CHECK(t && count_lines(t, "many_total{") == 1024);
+    CHECKF(t && count_lines(t, "many_total{") == 1001, "%d", t ? count_lines(t, "many_total{") : -1);
     CHECK(t && strstr(t, "many_total{id=\"7\"} 3\n"));
-    CHECK(t && strstr(t, "many_total{id=\"1023\"} 2\n"));
-    CHECK(t && !strstr(t, "many_total{id=\"1024\"}"));
+    CHECK(t && strstr(t, "many_total{id=\"999\"} 2\n"));
+    CHECK(t && !strstr(t, "many_total{id=\"1000\"}"));
+    CHECK(t && strstr(t, "many_total{id=\"_overflow\"} 200\n")); /* nothing is lost from the sum */
+    CHECK(series_dropped(t, "many_total") == 200);
     free(t);
-    CHECK(dropped(r) == 2 * 76);
+    CHECK(dropped(r) == 0);
+    prom_registry_free(r);
+}
+
+/* A configured cap applies to families registered after it, to every label of a set, and
+ * to every type; the overflow series of a histogram keeps the observations. */
+static void test_series_cap(void) {
+    prom_registry *r = prom_registry_new();
+    CHECK(prom_set_max_series(r, 0) == -1 && prom_set_max_series(NULL, 5) == -1);
+    prom_family *before = prom_register(r, PROM_GAUGE, "before", "", LV("k", NULL), NULL, 0);
+    CHECK(prom_set_max_series(r, 3) == 0);
+    prom_family *c = prom_register(r, PROM_COUNTER, "req_total", "", LV("route", "model", NULL), NULL, 0);
+    const double hb[] = {1, 2};
+    prom_family *h = prom_register(r, PROM_HISTOGRAM, "lat", "", LV("route", NULL), hb, 2);
+    prom_family *g = prom_register(r, PROM_GAUGE, "plain", "", NULL, NULL, 0);
+    CHECK(before && c && h && g);
+    for (int i = 0; i < 1500; i++) { /* a client making up paths and model names */
+        char route[32], model[32];
+        snprintf(route, sizeof route, "/r%d", i);
+        snprintf(model, sizeof model, "m%d", i * 7);
+        prom_inc(c, LV(route, model), 1);
+        prom_observe(h, LV(route), i < 3 ? 0.5 : 1.5);
+        prom_set(before, LV(route), 1);
+    }
+    prom_set(g, NULL, 4);
+    size_t len;
+    char *t = prom_render(r, &len);
+    CHECK(t && count_lines(t, "req_total{") == 4);
+    CHECK(t && strstr(t, "req_total{route=\"_overflow\",model=\"_overflow\"} 1497\n"));
+    CHECK(t && count_lines(t, "lat_count{") == 4);
+    CHECK(t && strstr(t, "lat_bucket{route=\"_overflow\",le=\"1\"} 0\n"));
+    CHECK(t && strstr(t, "lat_bucket{route=\"_overflow\",le=\"2\"} 1497\n"));
+    CHECK(t && strstr(t, "lat_count{route=\"_overflow\"} 1497\n"));
+    CHECK(t && count_lines(t, "before{") == 1001); /* registered under the default */
+    CHECK(t && strstr(t, "plain 4\n"));
+    CHECK(series_dropped(t, "req_total") == 1497 && series_dropped(t, "lat") == 1497);
+    CHECK(series_dropped(t, "before") == 500);
+    CHECK(t && len < 200 * 1024); /* bounded whatever the clients send */
+    free(t);
+    CHECK(dropped(r) == 0);
     prom_registry_free(r);
 }
 
@@ -776,6 +830,7 @@ int main(void) {
     test_escaping_and_numbers();
     test_bad_arguments();
     test_label_limit();
+    test_series_cap();
     test_threads();
     test_collect();
     test_parse();

@@ -134,6 +134,8 @@ static const setting settings[] = {
 
     { "metrics", "sla_ms", NUM(T_DOUBLE, OFF(sla_ms)), 0.001, 3600000, "100", "sla-ms", NULL,
       "latency target in ms; requests slower than this are counted as SLA misses" },
+    { "metrics", "max_series_per_family", NUM(T_INT, OFF(max_series_per_family)), 1, 1000000, "1000", NULL, NULL,
+      "label sets per metric family; new ones beyond it are counted in one series labelled _overflow" },
 
     { "logging", "level", STR(log_level), 1, 0, "info", "log-level", log_levels,
       "error, warn, info or debug" },

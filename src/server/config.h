@@ -56,6 +56,7 @@ typedef struct srv_config {
     int breaker_probes;         /* 10 successful probes close it */
     /* metrics: */
     double sla_ms;              /* 100 */
+    int max_series_per_family;  /* 1000: label sets per metric family; more fold into "_overflow" */
     /* logging: */
     char log_level[8];          /* "error" | "warn" | "info" | "debug" */
 } srv_config;

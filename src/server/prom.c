@@ -14,13 +14,16 @@
 #include <string.h>
 
 #define MAX_LABELS 4
-#define MAX_SETS 1024              /* label sets per family; more are dropped and counted */
+#define DEFAULT_MAX_SERIES 1000    /* label sets per family unless prom_set_max_series says */
+#define MAX_SERIES_LIMIT 1000000   /* the most prom_set_max_series accepts */
 #define MAX_BUCKETS 64
 #define MAX_COLLECT 8
 #define MAX_METRIC_NAME 100        /* leaves room for "_bucket" in prom_sample.name */
 #define MAX_LABEL_NAME 64
 #define MAX_RENDER ((size_t)64 << 20) /* a scrape larger than this is a bug, not a metric */
 #define DROPPED_NAME "itscam_metrics_dropped_total"
+#define SERIES_DROPPED_NAME "itscam_metrics_series_dropped_total"
+#define OVERFLOW_VALUE "_overflow" /* every label of the series that new label sets fold into */
 
 const double prom_latency_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015,
                                        0.02,   0.03,  0.05,   0.075, 0.1,    0.15, 0.25,
@@ -53,6 +56,7 @@ struct prom_family {
     pthread_mutex_t mu;  /* guards everything below */
     label_set **sets;    /* in creation order, which is the render order */
     int n_sets, cap_sets;
+    int max_sets;        /* the cap; one more, the overflow series, may exist beyond it */
     int32_t *index;      /* open addressing over sets, -1 empty; load kept <= 1/2 */
     uint32_t index_cap;  /* 0 or a power of two */
 };
@@ -61,6 +65,8 @@ struct prom_registry {
     pthread_mutex_t mu;  /* guards the family list and the collectors */
     prom_family *head, *tail;
     prom_family *dropped; /* itscam_metrics_dropped_total, rendered last */
+    prom_family *series_dropped; /* itscam_metrics_series_dropped_total{family}, rendered last */
+    int max_series;       /* max_sets of families registered from now on */
     struct {
         prom_collect_fn fn;
         void *user;
@@ -124,9 +130,10 @@ static int index_grow(prom_family *f) {
     return 0;
 }
 
-/* Find or create the label set for vals; f->mu held. NULL when the family is full or
- * memory ran out: the caller drops the update and counts it. */
-static label_set *find_set(prom_family *f, const char *const *vals) {
+/* Find or create the label set for vals; f->mu held. NULL when the family is full (and
+ * !beyond_cap) or memory ran out. beyond_cap lets the overflow series be created past
+ * the cap: it is the one set that may. */
+static label_set *find_set(prom_family *f, const char *const *vals, int beyond_cap) {
     uint32_t h = hash_values(vals, f->n_labels);
     if (f->index_cap) {
         for (uint32_t i = h & (f->index_cap - 1);; i = (i + 1) & (f->index_cap - 1)) {
@@ -135,7 +142,7 @@ static label_set *find_set(prom_family *f, const char *const *vals) {
             if (f->sets[k]->hash == h && values_equal(f->sets[k], vals, f->n_labels)) return f->sets[k];
         }
     }
-    if (f->n_sets >= MAX_SETS) return NULL;
+    if (f->n_sets >= f->max_sets && !beyond_cap) return NULL;
     if ((uint32_t)(f->n_sets + 1) * 2 > f->index_cap && index_grow(f)) return NULL;
     if (f->n_sets == f->cap_sets) {
         int nc = f->cap_sets ? f->cap_sets * 2 : 4;
@@ -213,7 +220,8 @@ static prom_family *family_new(prom_registry *r, prom_type type, const char *nam
     }
     /* A family without labels has exactly one series: create it now so that it renders
      * as 0 before the first update, as client libraries do. */
-    if (nl == 0 && !find_set(f, NULL)) {
+    f->max_sets = r->max_series;
+    if (nl == 0 && !find_set(f, NULL, 1)) {
         family_free(f);
         return NULL;
     }
@@ -227,9 +235,17 @@ prom_registry *prom_registry_new(void) {
         free(r);
         return NULL;
     }
+    r->max_series = DEFAULT_MAX_SERIES;
     r->dropped = family_new(r, PROM_COUNTER, DROPPED_NAME,
                             "Metric updates dropped: label set limit, wrong type or bad arguments.", NULL, NULL, 0);
-    if (!r->dropped) {
+    static const char *const family_label[] = { "family", NULL };
+    r->series_dropped = family_new(r, PROM_COUNTER, SERIES_DROPPED_NAME,
+                                   "Updates with a new label set beyond metrics.max_series_per_family, folded into "
+                                   "the family's series whose labels are all \"" OVERFLOW_VALUE "\".",
+                                   family_label, NULL, 0);
+    if (!r->dropped || !r->series_dropped) {
+        family_free(r->dropped);
+        family_free(r->series_dropped);
         pthread_mutex_destroy(&r->mu);
         free(r);
         return NULL;
@@ -244,15 +260,24 @@ void prom_registry_free(prom_registry *r) {
         family_free(f);
     }
     family_free(r->dropped);
+    family_free(r->series_dropped);
     pthread_mutex_destroy(&r->mu);
     free(r);
+}
+
+int prom_set_max_series(prom_registry *r, int max) {
+    if (!r || max < 1 || max > MAX_SERIES_LIMIT) return -1;
+    pthread_mutex_lock(&r->mu);
+    r->max_series = max;
+    pthread_mutex_unlock(&r->mu);
+    return 0;
 }
 
 prom_family *prom_register(prom_registry *r, prom_type type, const char *name, const char *help,
                            const char *const *label_names, const double *buckets, int n_buckets) {
     if (!r || !name) return NULL;
     pthread_mutex_lock(&r->mu);
-    int dup = !strcmp(name, DROPPED_NAME);
+    int dup = !strcmp(name, DROPPED_NAME) || !strcmp(name, SERIES_DROPPED_NAME);
     for (prom_family *f = r->head; f && !dup; f = f->next) dup = !strcmp(f->name, name);
     prom_family *f = dup ? NULL : family_new(r, type, name, help, label_names, buckets, n_buckets);
     if (f) {
@@ -282,9 +307,18 @@ static void update(prom_family *f, const char *const *lv, int op, double v) {
     int ok = (op == OP_INC && (f->type == PROM_GAUGE || (f->type == PROM_COUNTER && !(v < 0)))) ||
              (op == OP_SET && f->type == PROM_GAUGE) || (op == OP_OBSERVE && f->type == PROM_HISTOGRAM);
     if (f->n_labels > 0 && !lv) ok = 0;
+    int folded = 0;
     if (ok) {
         pthread_mutex_lock(&f->mu);
-        label_set *s = find_set(f, lv);
+        label_set *s = find_set(f, lv, 0);
+        if (!s && f->n_sets >= f->max_sets) {
+            /* A full family still counts what comes: into its overflow series, so that
+             * sums over the family stay right while the label values are lost. */
+            static const char *const overflow[MAX_LABELS] = { OVERFLOW_VALUE, OVERFLOW_VALUE, OVERFLOW_VALUE,
+                                                              OVERFLOW_VALUE };
+            s = find_set(f, overflow, 1);
+            folded = s != NULL;
+        }
         if (s) {
             if (op == OP_INC) s->value += v;
             else if (op == OP_SET) s->value = v;
@@ -301,6 +335,10 @@ static void update(prom_family *f, const char *const *lv, int op, double v) {
     }
     /* Counted after unlocking: never two family mutexes at once. */
     if (!ok && f != f->reg->dropped) update(f->reg->dropped, NULL, OP_INC, 1);
+    if (folded && f != f->reg->series_dropped) {
+        const char *fl[] = { f->name };
+        update(f->reg->series_dropped, fl, OP_INC, 1);
+    }
 }
 
 void prom_inc(prom_family *f, const char *const *label_values, double v) { update(f, label_values, OP_INC, v); }
@@ -458,6 +496,7 @@ char *prom_render(prom_registry *r, size_t *len) {
     for (prom_family *f = r->head; f && !b.failed; f = f->next) render_family(&b, f);
     pthread_mutex_unlock(&r->mu);
     render_family(&b, r->dropped);
+    render_family(&b, r->series_dropped);
     if (b.failed) {
         free(b.p);
         return NULL;

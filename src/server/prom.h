@@ -21,9 +21,17 @@ void prom_registry_free(prom_registry *r);
 prom_family *prom_register(prom_registry *r, prom_type type, const char *name, const char *help,
                            const char *const *label_names, const double *buckets, int n_buckets);
 
+/* The most label sets (series) a family registered from now on may hold: default 1000,
+ * 1..1000000. A new label set beyond it is folded into the family's one overflow series,
+ * whose label values are all "_overflow", and the update is counted in
+ * itscam_metrics_series_dropped_total{family="<name>"}: clients that make up label
+ * values cannot grow a scrape without bound. 0, or -1 for a bad argument. */
+int prom_set_max_series(prom_registry *r, int max);
+
 /* label_values: as many as the family has label names (NULL when it has none). Values
- * are escaped when rendered. A family holds at most 1024 label sets; updates beyond
- * that are dropped (and counted in itscam_metrics_dropped_total). */
+ * are escaped when rendered. Updates with bad arguments or the wrong type for the family
+ * are dropped and counted in itscam_metrics_dropped_total; see prom_set_max_series for
+ * what happens to a full family. */
 void prom_inc(prom_family *f, const char *const *label_values, double v);     /* counter/gauge += v */
 void prom_set(prom_family *f, const char *const *label_values, double v);     /* gauge = v */
 void prom_observe(prom_family *f, const char *const *label_values, double v); /* histogram */
