@@ -13,10 +13,14 @@ enum MHD_Result api_metrics(http_req *r) {
     return http_respond_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", txt, len, NULL, NULL);
 }
 
+/* POST /v1/models/reload: the request waits, suspended, for a load (the one running, or
+ * one it starts: lifecycle.c coalesces them) and is answered with the models, or 500
+ * with the reason (http.c answers r->fail_code when it is resumed). */
 enum MHD_Result api_reload(http_req *r) {
-    char err[512];
-    if (srv_server_reload(r->s, err, sizeof err) != 0) return http_respond_error(r, 500, "reload failed: %s", err);
-    return api_models(r);
+    if (srv_server_reload_async(r->s, r, api_models) != 0)
+        return http_respond_error_h(r, 503, "cannot reload now: the server is shutting down or out of memory",
+                                    MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    return MHD_YES;
 }
 
 static json_t *breaker_json(const itscam_breaker_info *bi) {

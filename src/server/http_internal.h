@@ -29,7 +29,16 @@ struct srv_server {
     atomic_int ready;
     atomic_int inflight;
     atomic_int draining;
+    /* Reloads (lifecycle.c): one load at a time, and every request made while it runs is
+     * answered by its result. Guarded by reload_mu. */
     pthread_mutex_t reload_mu;
+    pthread_cond_t reload_cv;     /* broadcast when a load ends */
+    int reloading;
+    unsigned long reload_gen;     /* loads ended so far */
+    int reload_rc;                /* the last load's result and message */
+    char reload_err[320];
+    struct http_req **reload_waiters; /* HTTP requests suspended until the load ends */
+    int n_reload_waiters, cap_reload_waiters;
     char tokens[SRV_MAX_TOKENS][128];
     int n_tokens;
     char *tls_key, *tls_cert;
@@ -169,6 +178,10 @@ enum MHD_Result api_kserve_infer(http_req *r);
 /* api_admin.c */
 enum MHD_Result api_metrics(http_req *r);
 enum MHD_Result api_reload(http_req *r);
+/* lifecycle.c: suspend r until the reload running now (or one started for it) ends;
+ * its connection is then resumed with r->fail_code set on failure, and r->finish
+ * answers. -1 (nothing suspended) when out of memory or shutting down. */
+int srv_server_reload_async(srv_server *s, http_req *r, http_handler finish);
 enum MHD_Result api_backend_get(http_req *r);
 enum MHD_Result api_backend_set(http_req *r);
 

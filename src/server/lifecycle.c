@@ -37,6 +37,8 @@ static void free_server(srv_server *s) {
     it_free(s->tls_cert);
     pthread_rwlock_destroy(&s->reg_lock);
     pthread_mutex_destroy(&s->reload_mu);
+    pthread_cond_destroy(&s->reload_cv);
+    it_free(s->reload_waiters);
     it_free(s);
 }
 
@@ -116,10 +118,11 @@ srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen) {
     s->cfg = *cfg;
     pthread_rwlock_init(&s->reg_lock, NULL);
     pthread_mutex_init(&s->reload_mu, NULL);
+    pthread_cond_init(&s->reload_cv, NULL);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     s->start_unix = (double)now.tv_sec + now.tv_nsec / 1e9;
-    if (srv_metrics_init(&s->mx, cfg->sla_ms) != 0) {
+    if (srv_metrics_init(&s->mx, cfg) != 0) {
         snprintf(err, errlen, "out of memory for the metrics");
         free_server(s);
         return NULL;
@@ -149,20 +152,120 @@ int srv_server_port(const srv_server *s) {
     return s->port;
 }
 
-int srv_server_reload(srv_server *s, char *err, size_t errlen) {
-    pthread_mutex_lock(&s->reload_mu);
+/* ---- reload ----------------------------------------------------------------------
+ * A load costs about a second of CPU per model, so reloads coalesce: while one runs,
+ * every further request (POST /v1/models/reload or SIGHUP) waits for it and gets its
+ * result instead of starting another. N concurrent requests cost one load; a request
+ * made after a load ended starts a fresh one, so the files it reads are never older
+ * than the request. HTTP requests wait suspended, not on a pool thread, so that the
+ * connections that thread serves keep moving during the load. */
+
+/* Load, swap and release: the load itself, run by one thread at a time. */
+static int reload_once(srv_server *s, char *err, size_t errlen) {
+    double t0 = it_now_ms();
     srv_registry *nr = srv_registry_load(&s->cfg, &s->mx, err, errlen);
-    if (!nr) {
-        pthread_mutex_unlock(&s->reload_mu);
-        return -1;
-    }
+    if (!nr) return -1;
     char terr[256] = "";
     if (srv_auth_load(s, terr, sizeof terr) != 0) it_log(ITSCAM_LOG_WARN, "reload: %s (tokens unchanged)", terr);
     pthread_rwlock_wrlock(&s->reg_lock);
-    srv_registry *old = s->reg;
-    s->reg = nr;
+    int stopping = atomic_load(&s->draining); /* srv_server_stop has taken the registry */
+    srv_registry *old = stopping ? nr : s->reg;
+    if (!stopping) s->reg = nr;
     pthread_rwlock_unlock(&s->reg_lock);
     srv_registry_release(old); /* models still in use live until their last request */
+    if (stopping) {
+        snprintf(err, errlen, "the server is shutting down");
+        return -1;
+    }
+    it_log(ITSCAM_LOG_INFO, "reload: %d model(s) loaded in %.0f ms", nr->n, it_now_ms() - t0);
+    return 0;
+}
+
+/* Run one load with s->reloading already set by the caller, publish its result, wake
+ * the threads and resume the HTTP requests that waited on it. */
+static void reload_run(srv_server *s) {
+    char err[320] = "";
+    int rc = reload_once(s, err, sizeof err);
+    const char *lv[] = { rc == 0 ? "ok" : "error" };
+    prom_inc(s->mx.reloads, lv, 1);
+    pthread_mutex_lock(&s->reload_mu);
+    s->reload_rc = rc;
+    snprintf(s->reload_err, sizeof s->reload_err, "%s", err);
+    for (int i = 0; i < s->n_reload_waiters; i++) {
+        http_req *r = s->reload_waiters[i];
+        if (rc != 0) {
+            r->fail_code = 500;
+            snprintf(r->fail_msg, sizeof r->fail_msg, "reload failed: %s", err);
+        }
+        MHD_resume_connection(r->conn);
+    }
+    if (s->n_reload_waiters > 1)
+        it_log(ITSCAM_LOG_INFO, "reload: %d requests answered by one load", s->n_reload_waiters);
+    s->n_reload_waiters = 0;
+    s->reloading = 0;
+    s->reload_gen++;
+    pthread_cond_broadcast(&s->reload_cv);
+    pthread_mutex_unlock(&s->reload_mu); /* the last touch of s: srv_server_stop waits for it */
+}
+
+static void *reload_thread(void *arg) {
+    reload_run(arg);
+    return NULL;
+}
+
+int srv_server_reload(srv_server *s, char *err, size_t errlen) {
+    pthread_mutex_lock(&s->reload_mu);
+    if (s->reloading) { /* join the running load */
+        unsigned long gen = s->reload_gen;
+        while (s->reload_gen == gen) pthread_cond_wait(&s->reload_cv, &s->reload_mu);
+    } else {
+        s->reloading = 1;
+        pthread_mutex_unlock(&s->reload_mu);
+        reload_run(s);
+        pthread_mutex_lock(&s->reload_mu);
+        /* A later load may have ended meanwhile; its result is as fresh as ours. */
+    }
+    int rc = s->reload_rc;
+    snprintf(err, errlen, "%s", s->reload_err);
+    pthread_mutex_unlock(&s->reload_mu);
+    return rc;
+}
+
+int srv_server_reload_async(srv_server *s, http_req *r, http_handler finish) {
+    pthread_mutex_lock(&s->reload_mu);
+    if (atomic_load(&s->draining)) {
+        pthread_mutex_unlock(&s->reload_mu);
+        return -1;
+    }
+    if (s->n_reload_waiters == s->cap_reload_waiters) {
+        int nc = s->cap_reload_waiters ? s->cap_reload_waiters * 2 : 8;
+        http_req **nw = it_realloc(s->reload_waiters, sizeof *nw * (size_t)nc);
+        if (!nw) {
+            pthread_mutex_unlock(&s->reload_mu);
+            return -1;
+        }
+        s->reload_waiters = nw;
+        s->cap_reload_waiters = nc;
+    }
+    if (!s->reloading) {
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        s->reloading = 1;
+        int e = pthread_create(&t, &a, reload_thread, s);
+        pthread_attr_destroy(&a);
+        if (e) {
+            s->reloading = 0;
+            pthread_mutex_unlock(&s->reload_mu);
+            return -1;
+        }
+    }
+    /* Suspended under reload_mu, so the load cannot end (and resume r) before it is. */
+    r->submitted = 1;
+    r->finish = finish;
+    s->reload_waiters[s->n_reload_waiters++] = r;
+    MHD_suspend_connection(r->conn);
     pthread_mutex_unlock(&s->reload_mu);
     return 0;
 }
@@ -189,6 +292,12 @@ void srv_server_stop(srv_server *s) {
     wait_idle(s, it_now_ms() + 60e3);
     if (atomic_load(&s->inflight) > 0)
         it_log(ITSCAM_LOG_WARN, "stopping with %d requests still in flight", atomic_load(&s->inflight));
+    /* A reload thread still loading would resume connections of a stopped daemon and
+     * swap into a freed server: wait for its end (it sees draining and discards what it
+     * loaded). */
+    pthread_mutex_lock(&s->reload_mu);
+    while (s->reloading) pthread_cond_wait(&s->reload_cv, &s->reload_mu);
+    pthread_mutex_unlock(&s->reload_mu);
     MHD_stop_daemon(s->d);
     free_server(s);
 }

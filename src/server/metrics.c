@@ -12,10 +12,15 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-int srv_metrics_init(srv_metrics *m, double sla_ms) {
+int srv_metrics_init(srv_metrics *m, const srv_config *cfg) {
     memset(m, 0, sizeof *m);
     m->reg = prom_registry_new();
     if (!m->reg) return -1;
+    /* Before any family: the cap is taken at registration. */
+    if (prom_set_max_series(m->reg, cfg->max_series_per_family) != 0) {
+        srv_metrics_free(m);
+        return -1;
+    }
     static const char *const route_model_code[] = { "route", "model", "code", NULL };
     static const char *const route_model[] = { "route", "model", NULL };
     static const char *const model_prio[] = { "model", "priority", NULL };
@@ -77,7 +82,11 @@ int srv_metrics_init(srv_metrics *m, double sla_ms) {
                                         "GPU backend failures (kind error or oom)", backend_kind, NULL, 0);
     m->fallback_runs = prom_register(m->reg, PROM_COUNTER, "itscam_backend_fallback_runs_total",
                                      "Runs served by the CPU in place of the GPU backend", backend_l, NULL, 0);
-    if (!m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
+    static const char *const result_l[] = { "result", NULL };
+    m->reloads = prom_register(m->reg, PROM_COUNTER, "itscam_model_reloads_total",
+                               "Model reloads run (result ok or error); reload requests made while one runs share it",
+                               result_l, NULL, 0);
+    if (!m->reloads || !m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
         !m->fallback_runs || !m->requests || !m->request_seconds || !m->queue_seconds || !m->decode_seconds || !m->preprocess_seconds ||
         !m->inference_seconds || !m->postprocess_seconds || !m->batch_size || !m->queue_depth || !m->inflight ||
         !m->sla_violations || !m->sla_seconds || !m->rejected || !m->cpu_seconds || !m->rss_bytes ||
@@ -85,7 +94,7 @@ int srv_metrics_init(srv_metrics *m, double sla_ms) {
         srv_metrics_free(m);
         return -1;
     }
-    m->sla_s = sla_ms / 1e3;
+    m->sla_s = cfg->sla_ms / 1e3;
     prom_set(m->sla_seconds, NULL, m->sla_s);
     char backends[128] = "";
     for (const char *const *b = itscam_backends(); *b; b++) {

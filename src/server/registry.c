@@ -13,6 +13,9 @@
 #include "core/core.h"
 
 #include <dirent.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,12 @@ void srv_model_unref(srv_model *m) {
     it_sched_free(m->sched);
     itscam_model_free(m->model);
     it_free(m);
+#ifdef __GLIBC__
+    /* A model's weights and session arenas are freed in large blocks from the arenas of
+     * the threads that made them; glibc keeps such memory unless asked, and the RSS of
+     * a server reloaded N times would then creep up with N. Rare: reloads and stop. */
+    malloc_trim(0);
+#endif
 }
 
 it_sched_submit_status srv_model_submit(srv_model *m, it_sched_job **jobs, int n) {

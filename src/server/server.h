@@ -23,13 +23,14 @@ typedef struct srv_metrics {
     prom_family *requests, *request_seconds, *queue_seconds, *decode_seconds, *preprocess_seconds,
         *inference_seconds, *postprocess_seconds, *batch_size, *queue_depth, *inflight, *sla_violations,
         *sla_seconds, *rejected, *cpu_seconds, *rss_bytes, *start_time, *build_info, *model_ready,
-        *breaker_state, *breaker_forced, *breaker_transitions, *backend_failures, *fallback_runs;
+        *breaker_state, *breaker_forced, *breaker_transitions, *backend_failures, *fallback_runs,
+        *reloads;
     itscam_breaker_info breaker_last; /* counters already exported, to add only the change */
     double sla_s;
 } srv_metrics;
 
 /* Register every family (metrics.c). 0, or -1 when out of memory. */
-int srv_metrics_init(srv_metrics *m, double sla_ms);
+int srv_metrics_init(srv_metrics *m, const srv_config *cfg);
 void srv_metrics_free(srv_metrics *m);
 
 /* ---- models ---- */
