@@ -37,6 +37,7 @@ static void free_server(srv_server *s) {
     it_free(s->tls_cert);
     pthread_rwlock_destroy(&s->reg_lock);
     pthread_mutex_destroy(&s->reload_mu);
+    srv_admission_destroy(&s->adm);
     it_free(s);
 }
 
@@ -116,6 +117,7 @@ srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen) {
     s->cfg = *cfg;
     pthread_rwlock_init(&s->reg_lock, NULL);
     pthread_mutex_init(&s->reload_mu, NULL);
+    srv_admission_init(&s->adm, cfg->decode_budget_bytes);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     s->start_unix = (double)now.tv_sec + now.tv_nsec / 1e9;
