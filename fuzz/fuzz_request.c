@@ -1,5 +1,5 @@
 /* libFuzzer target: arbitrary request bodies through the multipart, KServe v2 and
- * query-parameter parsers. Byte 0 picks the parser; a success must hand back parts and
+ * query-parameter parsers (classes, priority, and the strict number and boolean values). Byte 0 picks the parser; a success must hand back parts and
  * tensors that lie inside the body (or inside what the request owns) and match the shape. */
 #include "server/reqparse.h"
 
@@ -105,6 +105,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int p = it_sched_prio_parse(s);
         if (p < -1 || p > 2) __builtin_trap();
         free(s);
+        /* The strict value parsers take the decoded bytes, NULs included. */
+        double x = -1;
+        if (srv_parse_double((const char *)data, size, 0, 1, &x) == 0 && !(x >= 0 && x <= 1)) __builtin_trap();
+        long l = -1;
+        if (srv_parse_long((const char *)data, size, 1, 10000, &l) == 0 && (l < 1 || l > 10000)) __builtin_trap();
+        int b = -1;
+        if (srv_parse_bool((const char *)data, size, &b) == 0 && b != 0 && b != 1) __builtin_trap();
+        if ((x >= 0 || l >= 1 || b >= 0) && memchr(data, 0, size)) __builtin_trap(); /* a NUL never parses */
         break;
     }
     }

@@ -4,6 +4,7 @@
 #include "core/core.h"
 #include "server/reqparse.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -412,6 +413,62 @@ static void test_classes(void) {
     CHECK(srv_parse_classes(NULL, c, 4) == -1);
 }
 
+/* Query values parse whole or not at all: a percent-decoded NUL, trailing text, spaces,
+ * NaN and infinity are refused. */
+static void test_values(void) {
+    double x;
+    long l;
+    int b;
+    CHECK(srv_parse_double("0.25", 4, 0, 1, &x) == 0 && x == 0.25);
+    CHECK(srv_parse_double(".5", 2, 0, 1, &x) == 0 && x == 0.5);
+    CHECK(srv_parse_double("1", 1, 0, 1, &x) == 0 && x == 1);
+    CHECK(srv_parse_double("0.25\0evil", 9, 0, 1, &x) == -1);
+    CHECK(srv_parse_double("0.25x", 5, 0, 1, &x) == -1);
+    CHECK(srv_parse_double(" 0.25", 5, 0, 1, &x) == -1);
+    CHECK(srv_parse_double("0.25 ", 5, 0, 1, &x) == -1);
+    CHECK(srv_parse_double("nan", 3, 0, 1, &x) == -1 && srv_parse_double("-nan", 4, -1, 1, &x) == -1);
+    CHECK(srv_parse_double("inf", 3, 0, 1e300, &x) == -1 && srv_parse_double("-inf", 4, -1e300, 1, &x) == -1);
+    CHECK(srv_parse_double("1e999", 5, 0, 1e308, &x) == -1);
+    CHECK(srv_parse_double("1.5", 3, 0, 1, &x) == -1 && srv_parse_double("", 0, 0, 1, &x) == -1);
+    CHECK(srv_parse_double(NULL, 0, 0, 1, &x) == -1);
+    CHECK(srv_parse_long("300", 3, 1, 10000, &l) == 0 && l == 300);
+    CHECK(srv_parse_long("3\0", 2, 1, 10000, &l) == -1 && srv_parse_long("3.0", 3, 1, 10000, &l) == -1);
+    CHECK(srv_parse_long("0", 1, 1, 10000, &l) == -1 && srv_parse_long("10001", 5, 1, 10000, &l) == -1);
+    CHECK(srv_parse_long("99999999999999999999999", 23, 1, 10000, &l) == -1);
+    CHECK(srv_parse_long(" 5", 2, 1, 10000, &l) == -1 && srv_parse_long("5 ", 2, 1, 10000, &l) == -1);
+    CHECK(srv_parse_bool("true", 4, &b) == 0 && b == 1 && srv_parse_bool("0", 1, &b) == 0 && b == 0);
+    CHECK(srv_parse_bool("false", 5, &b) == 0 && b == 0 && srv_parse_bool("1", 1, &b) == 0 && b == 1);
+    CHECK(srv_parse_bool("yes", 3, &b) == -1 && srv_parse_bool("True", 4, &b) == -1);
+    CHECK(srv_parse_bool("true\0", 5, &b) == -1 && srv_parse_bool("", 0, &b) == -1 && srv_parse_bool(NULL, 0, &b) == -1);
+}
+
+/* Binary FP32 and FP16 tensors must be finite, as JSON numbers are. */
+static void test_ks_nonfinite(void) {
+    uint8_t body[512];
+    size_t jl;
+    const char *j32 = "{\"inputs\":[{\"name\":\"images\",\"datatype\":\"FP32\",\"shape\":[2],"
+                      "\"parameters\":{\"binary_data_size\":8}}]}";
+    float f[2] = { 1.0f, NAN };
+    size_t len = bin_body(body, j32, f, sizeof f, NULL, 0, &jl);
+    CHECKF(ks_parse_infer(body, len, jl, &req, err, sizeof err) == -1 && has("'images'") && has("NaN"), "%s", err);
+    f[1] = INFINITY;
+    len = bin_body(body, j32, f, sizeof f, NULL, 0, &jl);
+    CHECKF(ks_parse_infer(body, len, jl, &req, err, sizeof err) == -1 && has("infinite"), "%s", err);
+    f[1] = 2.0f;
+    len = bin_body(body, j32, f, sizeof f, NULL, 0, &jl);
+    CHECKF(ks_parse_infer(body, len, jl, &req, err, sizeof err) == 0, "%s", err);
+    ks_request_free(&req);
+    const char *j16 = "{\"inputs\":[{\"name\":\"h\",\"datatype\":\"FP16\",\"shape\":[2],"
+                      "\"parameters\":{\"binary_data_size\":4}}]}";
+    uint8_t h[4] = { 0x00, 0x3c, 0x00, 0x7e }; /* 1.0, NaN */
+    len = bin_body(body, j16, h, sizeof h, NULL, 0, &jl);
+    CHECKF(ks_parse_infer(body, len, jl, &req, err, sizeof err) == -1 && has("'h'") && has("NaN"), "%s", err);
+    char buf[512];
+    snprintf(buf, sizeof buf, "{\"inputs\":[{\"name\":\"u\",\"datatype\":\"UINT8\",\"shape\":[1],\"data\":[1]}],"
+             "\"parameters\":{\"timeout_ms\":3600001}}");
+    CHECKF(ks_text(buf) == -1 && has("parameters.timeout_ms"), "%s", err);
+}
+
 /* A failed allocation is an ordinary error that leaves nothing behind. */
 static void test_ks_nomem(void) {
     it_alloc_fail_after(0);
@@ -431,5 +488,7 @@ int main(void) {
     test_ks_binary();
     test_ks_nomem();
     test_classes();
+    test_values();
+    test_ks_nonfinite();
     return check_done("test_reqparse");
 }

@@ -26,6 +26,39 @@ static void template_job(http_req *r, it_sched_job *t) {
 
 static enum MHD_Result finish(http_req *r);
 
+int api_version_known(const char *url) {
+    static const char pre[] = "/v2/models/", ver[] = "/versions/";
+    if (strncmp(url, pre, sizeof pre - 1) != 0) return 1;
+    const char *v = url + sizeof pre - 1;
+    v += strcspn(v, "/"); /* past the model's name, which may itself be "versions" */
+    if (strncmp(v, ver, sizeof ver - 1) != 0) return 1;
+    v += sizeof ver - 1;
+    return v[0] == '1' && (v[1] == 0 || v[1] == '/');
+}
+
+/* The first query parameter's name (KServe takes none: its parameters are in the body). */
+static enum MHD_Result first_key(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                 const char *value, size_t value_size) {
+    (void)kind;
+    (void)value;
+    (void)value_size;
+    snprintf(cls, 64, "%.*s", (int)IT_MIN(key_size, (size_t)60), key);
+    return MHD_NO;
+}
+
+/* Requested outputs must be ones this request produces: the raw head, or "detections"
+ * with parameters.detections. 0, or -1 with the reason. */
+static int check_outputs(const ks_request *ks, const char *raw_name, char *err, size_t n) {
+    const char *have = ks->detections ? "detections" : raw_name;
+    for (int i = 0; i < ks->n_outputs; i++)
+        if (strcmp(ks->outputs[i], have) != 0) {
+            snprintf(err, n, "outputs[%d].name: unknown output '%s': this request produces '%s'%s", i, ks->outputs[i],
+                     have, ks->detections ? "" : " ('detections' with parameters.detections: true)");
+            return -1;
+        }
+    return 0;
+}
+
 enum MHD_Result api_kserve_infer(http_req *r) {
     struct MHD_Connection *c = r->conn;
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -43,10 +76,15 @@ enum MHD_Result api_kserve_infer(http_req *r) {
         json_len = (size_t)v;
     }
     char err[512];
+    char key[64] = "";
+    if (MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, first_key, key) > 0)
+        return http_respond_error(r, 400, "query parameter '%s': KServe inference takes its parameters in the JSON body's \"parameters\"", key);
     r->have_ks = 1;
     if (ks_parse_infer(r->body, r->len, json_len, &r->ks, err, sizeof err) != 0)
         return http_respond_error(r, 400, "%s", err);
     const itscam_model_info *info = itscam_model_get_info(r->model->model);
+    if (check_outputs(&r->ks, info->output_name ? info->output_name : "output0", err, sizeof err) != 0)
+        return http_respond_error(r, 400, "%s", err);
     int H = info->imgsz[0], W = info->imgsz[1];
     ks_input *in = &r->ks.inputs[0];
     int n;

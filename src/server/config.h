@@ -21,6 +21,8 @@ typedef struct srv_config {
     int max_connections;        /* 256 */
     long long max_body_bytes;   /* 32 MiB */
     int connection_timeout_s;   /* 30: idle or slow clients are dropped after this */
+    long long decode_budget_bytes; /* 0: min(1 GiB, RAM / 4): decoded image bytes in flight */
+    int decode_wait_ms;         /* 200: wait for decode budget before 503 */
     int drain_timeout_s;        /* 30: SIGTERM waits this long for requests in flight */
     char tls_cert[SRV_PATH_MAX];  /* PEM; TLS on when set (needs tls_key) */
     char tls_key[SRV_PATH_MAX];

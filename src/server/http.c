@@ -275,6 +275,7 @@ static void req_free(http_req *r) {
     }
     it_free(r->jobs);
     for (int i = 0; i < r->n_imgs; i++) it_image_free(&r->imgs[i]);
+    srv_admission_release(&r->s->adm, &r->decode_reserved);
     if (r->have_ks) ks_request_free(&r->ks);
     if (r->model) srv_model_unref(r->model);
     it_free(r->body);
@@ -328,6 +329,7 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
             return http_respond_error_h(r, 503, "the server is shutting down", MHD_HTTP_HEADER_RETRY_AFTER, "1");
         if (!r->model) return http_respond_error(r, 404, "unknown model '%s': GET /v1/models lists them", name);
         snprintf(r->model_name, sizeof r->model_name, "%s", r->model->name);
+        if (!api_version_known(url)) return http_respond_error(r, 404, "unknown version of model '%s': it has one, \"1\"", name);
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {

@@ -9,6 +9,7 @@
 #ifndef ITSCAM_SERVER_HTTP_INTERNAL_H
 #define ITSCAM_SERVER_HTTP_INTERNAL_H
 
+#include "server/admission.h"
 #include "server/reqparse.h"
 #include "server/server.h"
 #include "vision/image.h"
@@ -22,6 +23,7 @@
 struct srv_server {
     srv_config cfg;
     srv_metrics mx;
+    srv_admission adm;      /* decoded image bytes in flight (admission.c) */
     struct MHD_Daemon *d;
     int port;
     pthread_rwlock_t reg_lock;
@@ -108,6 +110,7 @@ struct http_req {
     int n_imgs;
     char filenames[SRV_MAX_FILES][128];
     double ms_decode[SRV_MAX_FILES];
+    size_t decode_reserved;  /* bytes of s->adm held until the images are freed */
     ks_request ks;
     int have_ks;
     int ks_uint8;            /* image tensor input */
@@ -175,6 +178,8 @@ enum MHD_Result api_detect(http_req *r);
 enum MHD_Result api_detect_batch(http_req *r);
 /* api_kserve.c */
 enum MHD_Result api_kserve_infer(http_req *r);
+/* 1 when url names no version or version "1", the only one a model has (404 otherwise). */
+int api_version_known(const char *url);
 /* api_admin.c */
 enum MHD_Result api_metrics(http_req *r);
 enum MHD_Result api_reload(http_req *r);

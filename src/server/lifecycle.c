@@ -39,6 +39,7 @@ static void free_server(srv_server *s) {
     pthread_mutex_destroy(&s->reload_mu);
     pthread_cond_destroy(&s->reload_cv);
     it_free(s->reload_waiters);
+    srv_admission_destroy(&s->adm);
     it_free(s);
 }
 
@@ -119,6 +120,7 @@ srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen) {
     pthread_rwlock_init(&s->reg_lock, NULL);
     pthread_mutex_init(&s->reload_mu, NULL);
     pthread_cond_init(&s->reload_cv, NULL);
+    srv_admission_init(&s->adm, cfg->decode_budget_bytes);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     s->start_unix = (double)now.tv_sec + now.tv_nsec / 1e9;

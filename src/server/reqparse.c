@@ -8,12 +8,14 @@
 #include "itscam/itscam.h"
 #include "server/config.h"
 
+#include <errno.h>
 #include <float.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -516,6 +518,8 @@ static int ks_params(const json_t *p, ks_request *r, char *err, size_t errlen) {
         return -1;
     if (r->max_det > ITSCAM_MAX_DET_LIMIT)
         return fail(err, errlen, "parameters.max_det: expected an integer in [1,%d]", ITSCAM_MAX_DET_LIMIT);
+    /* The same range as the query's timeout_ms and the configuration's. */
+    if (r->timeout_ms > 3600000) return fail(err, errlen, "parameters.timeout_ms: expected milliseconds in [1,3600000]");
     /* Triton's "timeout" is in microseconds: honoured in that unit, rounded up to ms. */
     int timeout_us = -1;
     if (ks_posint(p, "timeout", &timeout_us, err, errlen) != 0) return -1;
@@ -555,6 +559,30 @@ static int ks_outputs(const json_t *o, ks_request *r, char *err, size_t errlen) 
         if (json_is_true(bd)) r->binary_output = 1;
     }
     r->n_outputs = (int)json_array_size(o);
+    return 0;
+}
+
+/* Binary floats may hold NaN or infinity, which JSON cannot: refuse them as the JSON path
+ * refuses out-of-range numbers, naming the input, rather than let them through the model
+ * (whose NMS then drops everything and answers an empty but "successful" result). */
+static int ks_nonfinite(const ks_input *in, int idx, char *err, size_t errlen) {
+    const uint8_t *p = in->data;
+    if (in->datatype == KS_FP32) {
+        for (size_t k = 0; k < in->nbytes / 4; k++) {
+            float f;
+            memcpy(&f, p + k * 4, 4); /* binary data may be unaligned */
+            if (!isfinite(f))
+                return fail(err, errlen, "inputs[%d] '%s': element %zu is %s; FP32 data must be finite", idx, in->name,
+                            k, isnan(f) ? "NaN" : "infinite");
+        }
+    } else if (in->datatype == KS_FP16) {
+        for (size_t k = 0; k < in->nbytes / 2; k++) {
+            unsigned h = p[k * 2] | (unsigned)p[k * 2 + 1] << 8; /* little endian */
+            if ((h & 0x7c00u) == 0x7c00u) /* all-ones exponent: infinity or NaN */
+                return fail(err, errlen, "inputs[%d] '%s': element %zu is %s; FP16 data must be finite", idx, in->name,
+                            k, (h & 0x3ffu) ? "NaN" : "infinite");
+        }
+    }
     return 0;
 }
 
@@ -612,6 +640,7 @@ static int ks_parse_root(const json_t *root, const uint8_t *body, size_t len, si
         r->inputs[i].data = body + off;
         r->inputs[i].nbytes = (size_t)bin[i];
         off += (size_t)bin[i];
+        if (ks_nonfinite(&r->inputs[i], (int)i, err, errlen) != 0) return -1;
     }
     return 0;
 }
@@ -636,6 +665,48 @@ int ks_parse_infer(const uint8_t *body, size_t len, size_t json_len, ks_request 
         out->max_det = out->priority = out->timeout_ms = -1;
     }
     return rc;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Query and form values                                                                */
+
+/* The value as a C string when it is one: no NUL inside, short, and starting with what a
+ * number may start with (strtod and strtol would skip leading spaces). */
+static int number_text(const char *v, size_t len, char *buf, size_t cap) {
+    if (!v || len == 0 || len >= cap || memchr(v, 0, len)) return -1;
+    memcpy(buf, v, len);
+    buf[len] = 0;
+    return (buf[0] == '-' || buf[0] == '+' || buf[0] == '.' || (buf[0] >= '0' && buf[0] <= '9')) ? 0 : -1;
+}
+
+int srv_parse_double(const char *v, size_t len, double lo, double hi, double *out) {
+    char buf[64], *e;
+    if (number_text(v, len, buf, sizeof buf) != 0) return -1;
+    double x = strtod(buf, &e);
+    if (*e || !isfinite(x) || !(x >= lo && x <= hi)) return -1;
+    *out = x;
+    return 0;
+}
+
+int srv_parse_long(const char *v, size_t len, long lo, long hi, long *out) {
+    char buf[32], *e;
+    if (number_text(v, len, buf, sizeof buf) != 0) return -1;
+    errno = 0;
+    long x = strtol(buf, &e, 10);
+    if (*e || errno || x < lo || x > hi) return -1;
+    *out = x;
+    return 0;
+}
+
+int srv_parse_bool(const char *v, size_t len, int *out) {
+    static const struct { const char *text; int value; } words[] = { {"true", 1}, {"1", 1}, {"false", 0}, {"0", 0} };
+    if (!v) return -1;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strlen(words[i].text) == len && memcmp(words[i].text, v, len) == 0) {
+            *out = words[i].value;
+            return 0;
+        }
+    return -1;
 }
 
 /* ------------------------------------------------------------------------------------ */

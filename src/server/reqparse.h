@@ -68,6 +68,16 @@ int ks_parse_infer(const uint8_t *body, size_t len, size_t json_len, ks_request 
                    size_t errlen);
 void ks_request_free(ks_request *r);
 
+/* ---- query and form values: strict, whole-value parsers ----
+ * v is len bytes (the length the HTTP library decoded, so that a percent-encoded NUL as
+ * in "0.25%00evil" is seen rather than cutting the value short). Each returns 0 and
+ * stores the value, or -1 when the value is not exactly one well-formed item in range:
+ * no NUL, no leading or trailing spaces, nothing after the number, finite. */
+int srv_parse_double(const char *v, size_t len, double lo, double hi, double *out);
+int srv_parse_long(const char *v, size_t len, long lo, long hi, long *out);
+/* true/false/1/0 only. */
+int srv_parse_bool(const char *v, size_t len, int *out);
+
 /* Parse a comma-separated list of class ids ("0,2,5") into out (max entries); returns the
  * count or -1 on a bad id. */
 int srv_parse_classes(const char *s, int *out, int max);

@@ -314,6 +314,68 @@ static itscam_status decode_png(const uint8_t *bytes, size_t len, size_t max_pix
     return ITSCAM_OK;
 }
 
+/* The frame header only: libjpeg reads markers up to the first scan, which allocates
+ * nothing proportional to the image. */
+static itscam_status probe_jpeg(const uint8_t *bytes, size_t len, int *w, int *h, int *channels) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_err err;
+    memset(&err, 0, sizeof err);
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = jpeg_error_exit;
+    err.pub.emit_message = jpeg_emit;
+    if (setjmp(err.jmp)) {
+        jpeg_destroy_decompress(&cinfo);
+        return it_err(ITSCAM_ERR_IMAGE, "bad JPEG: %s", err.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, bytes, (unsigned long)len);
+    jpeg_read_header(&cinfo, TRUE);
+    *w = (int)cinfo.image_width;
+    *h = (int)cinfo.image_height;
+    *channels = cinfo.num_components;
+    jpeg_destroy_decompress(&cinfo);
+    return ITSCAM_OK;
+}
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* IHDR is the first chunk of every valid PNG (libpng refuses anything else), at a fixed
+ * offset: 8 signature bytes, length 13, "IHDR", width, height, depth, colour type. */
+static itscam_status probe_png(const uint8_t *b, size_t len, int *w, int *h, int *channels) {
+    if (len < 8 + 8 + 13 || be32(b + 8) != 13 || memcmp(b + 12, "IHDR", 4) != 0)
+        return it_err(ITSCAM_ERR_IMAGE, "bad PNG: no IHDR chunk first");
+    uint32_t pw = be32(b + 16), ph = be32(b + 20);
+    if (pw == 0 || ph == 0 || pw > 0x7fffffffu || ph > 0x7fffffffu)
+        return it_err(ITSCAM_ERR_IMAGE, "bad PNG: image size %ux%u", (unsigned)pw, (unsigned)ph);
+    static const int chans[7] = { 1, 0, 3, 1, 2, 0, 4 }; /* by colour type; palette counts 1 */
+    int ct = b[25];
+    if (ct > 6 || !chans[ct]) return it_err(ITSCAM_ERR_IMAGE, "bad PNG: colour type %d", ct);
+    *w = (int)pw;
+    *h = (int)ph;
+    *channels = chans[ct];
+    return ITSCAM_OK;
+}
+
+itscam_status it_image_probe(const void *bytes, size_t len, int *w, int *h, int *channels) {
+    int cw = 0, ch = 0, cc = 0;
+    if (!w || !h) return it_err(ITSCAM_ERR_INVALID_ARG, "it_image_probe: NULL output");
+    *w = *h = 0;
+    if (channels) *channels = 0;
+    if (!bytes || len == 0) return it_err(ITSCAM_ERR_IMAGE, "empty image data");
+    const uint8_t *b = bytes;
+    itscam_status st;
+    if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) st = probe_jpeg(b, len, &cw, &ch, &cc);
+    else if (len >= 8 && png_sig_cmp(b, 0, 8) == 0) st = probe_png(b, len, &cw, &ch, &cc);
+    else return it_err(ITSCAM_ERR_IMAGE, "not a JPEG or PNG image");
+    if (st) return st;
+    *w = cw;
+    *h = ch;
+    if (channels) *channels = cc;
+    return ITSCAM_OK;
+}
+
 itscam_status it_image_decode(const void *bytes, size_t len, size_t max_pixels, it_image *out) {
     if (!out) return it_err(ITSCAM_ERR_INVALID_ARG, "it_image_decode: NULL output");
     memset(out, 0, sizeof *out);

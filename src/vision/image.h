@@ -15,6 +15,13 @@ typedef struct it_image {
  * JPEG EXIF orientation is applied, as imread does. On failure *out is zeroed. */
 itscam_status it_image_decode(const void *bytes, size_t len, size_t max_pixels, it_image *out);
 
+/* Read the size (and source channels: 1 grey, 2 grey+alpha, 3 colour, 4 CMYK/RGBA) from a
+ * JPEG or PNG header without decoding pixels, so that a caller can account for the
+ * w*h*3 bytes a decode will allocate before it starts (decompression bombs: a 290 KB
+ * PNG can hold 10000x10000 pixels). The size is the stored one: EXIF orientation may
+ * swap width and height in the decoded image. No pixel limit is applied here. */
+itscam_status it_image_probe(const void *bytes, size_t len, int *w, int *h, int *channels);
+
 /* Allocate a w x h BGR image (uninitialised pixels). */
 itscam_status it_image_alloc(it_image *img, int w, int h);
 
