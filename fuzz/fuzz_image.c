@@ -11,6 +11,11 @@
 #define FUZZ_MAX_PIXELS ((size_t)4 * 1000 * 1000)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    /* The header probe the server's decode admission trusts must never read past the
+     * buffer, and must agree with the decoder on what it accepts. */
+    int pw = 0, ph = 0, pc = 0;
+    int probed = it_image_probe(data, size, &pw, &ph, &pc) == ITSCAM_OK;
+    if (probed && (pw <= 0 || ph <= 0)) __builtin_trap();
     it_image img;
     if (it_image_decode(data, size, FUZZ_MAX_PIXELS, &img) != ITSCAM_OK) {
         if (img.data) __builtin_trap(); /* a failure must leave nothing allocated */
@@ -18,6 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (img.width <= 0 || img.height <= 0 || (size_t)img.width * img.height > FUZZ_MAX_PIXELS ||
         img.stride < img.width * 3)
+        __builtin_trap();
+    /* what decoded was probed first, with the size the header gave (before EXIF rotation) */
+    if (!probed || !((pw == img.width && ph == img.height) || (pw == img.height && ph == img.width)))
         __builtin_trap();
     /* Touch every pixel byte so that ASan sees the whole buffer (and MSan-like tools any
      * uninitialised row), then run the rest of the pipeline on it. */

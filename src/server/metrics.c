@@ -61,6 +61,11 @@ int srv_metrics_init(srv_metrics *m, const srv_config *cfg) {
                                    "User and system CPU time of the process", NULL, NULL, 0);
     m->rss_bytes = prom_register(m->reg, PROM_GAUGE, "itscam_process_resident_memory_bytes",
                                  "Resident memory of the process", NULL, NULL, 0);
+    m->decode_budget = prom_register(m->reg, PROM_GAUGE, "itscam_decode_budget_bytes",
+                                     "Decoded image bytes all requests may hold at once (server.decode_budget_bytes)",
+                                     NULL, NULL, 0);
+    m->decode_in_use = prom_register(m->reg, PROM_GAUGE, "itscam_decode_budget_used_bytes",
+                                     "Decoded image bytes reserved now by requests in flight", NULL, NULL, 0);
     m->start_time = prom_register(m->reg, PROM_GAUGE, "itscam_process_start_time_seconds",
                                   "Start time of the process since the Unix epoch", NULL, NULL, 0);
     m->build_info = prom_register(m->reg, PROM_GAUGE, "itscam_build_info", "Version and backends of this build",
@@ -89,7 +94,7 @@ int srv_metrics_init(srv_metrics *m, const srv_config *cfg) {
     if (!m->reloads || !m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
         !m->fallback_runs || !m->requests || !m->request_seconds || !m->queue_seconds || !m->decode_seconds || !m->preprocess_seconds ||
         !m->inference_seconds || !m->postprocess_seconds || !m->batch_size || !m->queue_depth || !m->inflight ||
-        !m->sla_violations || !m->sla_seconds || !m->rejected || !m->cpu_seconds || !m->rss_bytes ||
+        !m->sla_violations || !m->sla_seconds || !m->rejected || !m->cpu_seconds || !m->rss_bytes || !m->decode_budget || !m->decode_in_use ||
         !m->start_time || !m->build_info || !m->model_ready) {
         srv_metrics_free(m);
         return -1;
@@ -149,6 +154,8 @@ static void collect_process(srv_server *s) {
     }
     prom_set(s->mx.start_time, NULL, s->start_unix);
     prom_set(s->mx.inflight, NULL, atomic_load(&s->inflight));
+    prom_set(s->mx.decode_budget, NULL, (double)s->adm.budget);
+    prom_set(s->mx.decode_in_use, NULL, (double)srv_admission_in_use(&s->adm));
 }
 
 /* The breaker keeps running totals; the counters get only what changed since the last
