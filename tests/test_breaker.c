@@ -50,7 +50,7 @@ static void test_transitions(void) {
     /* 3 good runs, then 16 failures: 15 open the breaker, the 16th fails the first probe. */
     CHECK_OK(it_fault_configure("cuda:emulate,fail_after=3,fail_count=16"));
     itscam_breaker_force("cuda", 0);
-    set_cfg(3000); /* long enough for the open-state runs, even under sanitizers */
+    set_cfg(6000); /* long enough for the open-state runs, even under sanitizers on a loaded machine */
     itscam_breaker_info b0 = info();
     itscam_session *s = cuda_session(0);
     if (!s) return;
@@ -73,12 +73,12 @@ static void test_transitions(void) {
     CHECK(b.state == ITSCAM_BREAKER_OPEN && b.failures - b0.failures == 15);
     CHECK(b.fallback_runs - b0.fallback_runs == 17);
     /* After the open period: half-open; the first probe fails (fault 16): open again. */
-    usleep(3100 * 1000);
+    usleep(6100 * 1000);
     CHECK(info().state == ITSCAM_BREAKER_HALF_OPEN);
     CHECK(same_as_cpu(s));
     CHECK(info().state == ITSCAM_BREAKER_OPEN);
     /* Next period: 10 probes succeed (faults are over): closed. */
-    usleep(3100 * 1000);
+    usleep(6100 * 1000);
     for (int i = 0; i < 10; i++) {
         CHECK(same_as_cpu(s));
         if (i < 9) CHECK(info().state == ITSCAM_BREAKER_HALF_OPEN);
