@@ -11,6 +11,7 @@ usage: conn_check.py ITSCAM_CLI SOURCE_DIR"""
 import os
 import re
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -77,6 +78,8 @@ class Server:
                 self.p.kill()
                 self.p.wait()
         self.log.close()
+        check(self.p.returncode == 0, "the server exits 0 on SIGTERM (%s): %s"
+              % (self.p.returncode, open(self.log_path).read()[-800:]))
 
 
 def connect(port, src="127.0.0.1", timeout=10):
@@ -340,5 +343,6 @@ try:
 finally:
     B.stop()
 
+shutil.rmtree(TMP, ignore_errors=True)
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)
