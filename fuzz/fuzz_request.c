@@ -1,6 +1,8 @@
 /* libFuzzer target: arbitrary request bodies through the multipart, KServe v2 and
- * query-parameter parsers (classes, priority, and the strict number and boolean values). Byte 0 picks the parser; a success must hand back parts and
+ * query-parameter parsers (classes, priority, and the strict number and boolean values),
+ * and arbitrary header lists through the framing check. Byte 0 picks the parser; a success must hand back parts and
  * tensors that lie inside the body (or inside what the request owns) and match the shape. */
+#include "server/framing.h"
 #include "server/reqparse.h"
 
 #include <stdint.h>
@@ -73,9 +75,37 @@ static void check_kserve(const uint8_t *body, size_t len, size_t json_len) {
     ks_request_free(&r);
 }
 
+/* Lines "name:value" (split at the first ':') through srv_check_framing: a verdict is one
+ * of the statuses it may give, a message goes with every refusal, and an accepted
+ * request has a sane length. */
+static void check_framing(const uint8_t *data, size_t size) {
+    char *text = malloc(size + 1);
+    if (!text) return;
+    memcpy(text, data, size);
+    text[size] = 0;
+    srv_header h[32];
+    size_t n = 0;
+    for (char *line = text, *next; line && n < 32; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        *colon = 0;
+        h[n++] = (srv_header){ line, colon + 1 };
+    }
+    srv_framing f;
+    long long max = size > 0 ? (long long)data[0] * 1000 : 0;
+    srv_check_framing(h, n, size > 1 && (data[1] & 1), max, &f);
+    if (f.status != 0 && f.status != 400 && f.status != 413 && f.status != 501) __builtin_trap();
+    if (!memchr(f.message, 0, sizeof f.message)) __builtin_trap();
+    if (f.status && (!f.message[0] || !f.close)) __builtin_trap();
+    if (!f.status && (f.content_length > max || (f.chunked && f.content_length >= 0))) __builtin_trap();
+    free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    uint8_t mode = data[0] % 5;
+    uint8_t mode = data[0] % 6;
     data++, size--;
     switch (mode) {
     case 0:
@@ -91,6 +121,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_kserve(data, size, jl > size ? size : jl);
         break;
     }
+    case 5:
+        check_framing(data, size);
+        break;
     default: {
         /* Query parameters arrive as C strings. */
         char *s = malloc(size + 1);

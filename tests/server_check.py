@@ -577,7 +577,8 @@ finally:
 
 # Slow clients are dropped after connection_timeout_s; at most max_connections at once.
 srv = Server("--model", os.path.join(MDIR, "yolo11n-320.onnx"), "--server.connection_timeout_s", "3",
-             "--server.max_connections", "3", "--server.http_threads", "1")
+             "--server.max_connections", "3", "--server.reserved_connections", "0",
+             "--server.http_threads", "1")
 try:
     s = socket.create_connection(("127.0.0.1", srv.port))
     s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n")  # and then nothing

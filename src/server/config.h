@@ -24,6 +24,12 @@ typedef struct srv_config {
     long long decode_budget_bytes; /* 0: min(1 GiB, RAM / 4): decoded image bytes in flight */
     int decode_wait_ms;         /* 200: wait for decode budget before 503 */
     int drain_timeout_s;        /* 30: SIGTERM waits this long for requests in flight */
+    int header_timeout_s;       /* 10: a request's headers are complete within this */
+    int min_body_rate;          /* 1024 bytes/s: slower bodies are dropped (0: no minimum) */
+    int max_connections_per_ip; /* 32 (0: no limit) */
+    int reserved_connections;   /* 8: slots beyond max_connections for health and metrics */
+    int max_streams;            /* 64 streaming responses (SSE, MJPEG) at once */
+    int stream_send_timeout_s;  /* 30: a stream whose socket takes nothing this long is dropped */
     char tls_cert[SRV_PATH_MAX];  /* PEM; TLS on when set (needs tls_key) */
     char tls_key[SRV_PATH_MAX];
     char tokens_file[SRV_PATH_MAX]; /* one bearer token per line; auth on when set */

@@ -9,6 +9,7 @@
 #include "server/http_internal.h"
 
 #include "core/core.h"
+#include "server/framing.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,15 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* Every route, once. Aliases are rows of their own that share the canonical label. */
 static const http_route routes[] = {
-    /* methods    pattern                                        handler           model auth label */
+    /* methods    pattern                                        handler           model auth label, flags */
     { HTTP_GET,  "/v2",                                         api_server_meta,  0, 1, NULL },
-    { HTTP_GET,  "/v2/health/live",                             api_live,         0, 0, NULL },
-    { HTTP_GET,  "/health",                                     api_live,         0, 0, "/v2/health/live" },
-    { HTTP_GET,  "/v2/health/ready",                            api_ready,        0, 0, NULL },
-    { HTTP_GET,  "/ready",                                      api_ready,        0, 0, "/v2/health/ready" },
+    { HTTP_GET,  "/v2/health/live",                             api_live,         0, 0, NULL, HTTP_RESERVED },
+    { HTTP_GET,  "/health",                                     api_live,         0, 0, "/v2/health/live", HTTP_RESERVED },
+    { HTTP_GET,  "/v2/health/ready",                            api_ready,        0, 0, NULL, HTTP_RESERVED },
+    { HTTP_GET,  "/ready",                                      api_ready,        0, 0, "/v2/health/ready", HTTP_RESERVED },
     { HTTP_GET,  "/v2/models/{model}",                          api_model_meta,   1, 1, NULL },
     { HTTP_GET,  "/v2/models/{model}/versions/{version}",       api_model_meta,   1, 1, "/v2/models/{model}" },
     { HTTP_GET,  "/v2/models/{model}/ready",                    api_model_ready,  1, 1, NULL },
@@ -39,7 +41,7 @@ static const http_route routes[] = {
     { HTTP_POST, "/v1/models/reload",                           api_reload,       0, 1, NULL },
     { HTTP_GET,  "/v1/backend",                                 api_backend_get,  0, 1, NULL },
     { HTTP_POST, "/v1/backend",                                 api_backend_set,  0, 1, NULL },
-    { HTTP_GET,  "/metrics",                                    api_metrics,      0, 1, NULL },
+    { HTTP_GET,  "/metrics",                                    api_metrics,      0, 1, NULL, HTTP_RESERVED },
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -116,7 +118,7 @@ enum MHD_Result http_respond_raw(http_req *r, int code, const char *ctype, char 
     }
     if (ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (h1) MHD_add_response_header(resp, h1, v1);
-    if (atomic_load(&r->s->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->close || atomic_load(&r->s->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (code == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"itscam\"");
     enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)code, resp);
     MHD_destroy_response(resp);
@@ -283,10 +285,11 @@ static void req_free(http_req *r) {
 }
 
 void http_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)c;
     (void)toe;
     srv_server *s = cls;
     http_req *r = *con_cls;
+    /* The connection now waits for its next request (keep-alive deadline). */
+    srv_guard_request_done(s->guard, r ? r->cn : srv_guard_conn(c));
     if (!r) return;
     /* A request whose jobs are still queued cannot end here: its connection stays
      * suspended until they complete. */
@@ -295,14 +298,114 @@ void http_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
     *con_cls = NULL;
 }
 
+/* The request's headers, for the framing check. More than fit is itself a refusal. */
+#define MAX_HEADERS 128
+typedef struct header_list {
+    srv_header h[MAX_HEADERS];
+    size_t n;
+    int overflow;
+} header_list;
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    header_list *l = cls;
+    if (l->n == MAX_HEADERS) {
+        l->overflow = 1;
+        return MHD_NO;
+    }
+    l->h[l->n++] = (srv_header){ key, value };
+    return MHD_YES;
+}
+
+/* Refuse a request whose body length is in doubt (framing.h) and close the connection,
+ * so that no byte after it is read as a request. 1 with the answer in *ret. */
+static int refuse_framing(http_req *r, const char *version, enum MHD_Result *ret) {
+    header_list l;
+    l.n = 0;
+    l.overflow = 0;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, &l);
+    if (l.overflow) {
+        r->close = 1;
+        *ret = http_respond_error(r, 431, "more than %d request headers", MAX_HEADERS);
+        return 1;
+    }
+    srv_framing f;
+    srv_check_framing(l.h, l.n, version && !strcmp(version, MHD_HTTP_VERSION_1_0), r->s->cfg.max_body_bytes, &f);
+    if (!f.status) return 0;
+    r->close = f.close;
+    *ret = http_respond_error(r, f.status, "%s", f.message);
+    return 1;
+}
+
+/* Admission by connection slots and streams: with the normal slots taken only the
+ * reserved routes are served; a streaming route needs a free stream. 1 with the answer. */
+static int refuse_slots(http_req *r, enum MHD_Result *ret) {
+    srv_server *s = r->s;
+    if (!(r->route->flags & HTTP_RESERVED) && srv_guard_over_normal(s->guard)) {
+        r->close = 1;
+        *ret = http_respond_error_h(r, 503, "every connection slot is taken; retry shortly",
+                                    MHD_HTTP_HEADER_RETRY_AFTER, "1");
+        return 1;
+    }
+    if (r->route->flags & HTTP_STREAM) {
+        if (srv_guard_stream_begin(s->guard, r->cn) != 0) {
+            r->close = 1;
+            *ret = http_respond_error_h(r, 503, "%d streams are open, the most allowed; retry later",
+                                        MHD_HTTP_HEADER_RETRY_AFTER, "5");
+            return 1;
+        }
+        /* The stream's own send timeout replaces the idle timeout: a quiet stream is not
+         * an idle client. */
+        MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    }
+    return 0;
+}
+
+/* The whole answer for a request libmicrohttpd could not parse; Content-Length set by
+ * the caller. */
+static int format_answer(char *buf, size_t n, int code, const char *reason, const char *msg) {
+    json_t *j = json_pack("{s:s}", "error", msg);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    int len = snprintf(buf, n,
+                       "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       code, reason, body ? strlen(body) : 0, body ? body : "");
+    free(body);
+    return len > 0 && (size_t)len < n ? len : -1;
+}
+
+void http_log(void *cls, const char *fmt, va_list ap) {
+    srv_server *s = cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = 0;
+    it_log(ITSCAM_LOG_DEBUG, "libmicrohttpd: %s", msg);
+    /* See srv_guard_answer_unparsed: answer once, and well formed, before it does. */
+    if (strstr(msg, "Content-Length") && strstr(msg, "parse") && !s->cfg.tls_cert[0]) {
+        char buf[512];
+        int len = format_answer(buf, sizeof buf, 400, "Bad Request",
+                                "the Content-Length header is not a length: digits only");
+        if (len > 0 && srv_guard_answer_unparsed(s->guard, buf, (size_t)len))
+            srv_metrics_request(&s->mx, "other", "", 400, 0, 0);
+    }
+}
+
+void http_stream_wrote(http_req *r) {
+    srv_guard_stream_progress(r->s->guard, r->cn);
+}
+
 /* Headers are in: decide everything that does not need the body now, so that a refused
  * upload is refused before it is received. */
-static enum MHD_Result on_headers(http_req *r, const char *url, const char *method) {
+static enum MHD_Result on_headers(http_req *r, const char *url, const char *method, const char *version) {
     srv_server *s = r->s;
     struct MHD_Connection *c = r->conn;
     char name[128] = "";
     unsigned allow;
     const http_route *path_row;
+    enum MHD_Result ret;
+    if (refuse_framing(r, version, &ret)) return ret;
     r->route = find_route(method, url, name, sizeof name, &allow, &path_row);
     if (!r->route) {
         if (!path_row) return http_respond_error(r, 404, "no route %s %s", method, url);
@@ -313,6 +416,7 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
         return http_respond_error_h(r, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW, allow_s);
     }
     r->route_label = label_of(r->route);
+    if (refuse_slots(r, &ret)) return ret;
     if (r->route->needs_auth && !srv_auth_ok(s, c))
         return http_respond_error(r, 401, "a valid bearer token is required (Authorization: Bearer TOKEN)");
     if (r->route->needs_model) {
@@ -331,14 +435,27 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
         snprintf(r->model_name, sizeof r->model_name, "%s", r->model->name);
         if (!api_version_known(url)) return http_respond_error(r, 404, "unknown version of model '%s': it has one, \"1\"", name);
     }
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) {
-        char *e;
-        unsigned long long v = strtoull(cl, &e, 10);
-        if (*e == 0 && v > (unsigned long long)s->cfg.max_body_bytes)
-            return http_respond_error(r, 413, "the body of %llu bytes exceeds the limit of %lld bytes", v,
-                                      s->cfg.max_body_bytes);
-    }
+    return MHD_YES;
+}
+
+/* Answer now, while the body still arrives: libmicrohttpd 0.9 queues a response only
+ * before the body or after all of it, so the answer is written to the socket here and
+ * the sending side shut (the client reads the answer, then the end of the stream); the
+ * rest of the body is discarded until the guard closes the connection. Over TLS the
+ * socket is not ours to write: the connection is closed without an answer. */
+static enum MHD_Result respond_mid_body(http_req *r, int code, const char *reason, const char *msg) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r->answered = 1;
+    srv_metrics_request(&r->s->mx, r->route_label, r->model_name, code, (it_now_ms() - r->t0) / 1e3, r->model != NULL);
+    if (r->s->cfg.tls_cert[0] || !ci) return MHD_NO;
+    char buf[1024];
+    int n = format_answer(buf, sizeof buf, code, reason, msg);
+    if (n < 0) return MHD_NO;
+    /* Nothing else is being sent on this connection (its request is still arriving), so
+     * the small answer fits the empty socket buffer in one go. */
+    if (send(ci->connect_fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) return MHD_NO;
+    shutdown(ci->connect_fd, SHUT_WR);
+    srv_guard_linger(r->s->guard, r->cn);
     return MHD_YES;
 }
 
@@ -346,12 +463,13 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
  * also counted as the body comes. */
 static enum MHD_Result on_body(http_req *r, const char *data, size_t n) {
     size_t max = (size_t)r->s->cfg.max_body_bytes;
-    if (r->too_big) return MHD_YES;
     if (r->len + n > max) {
         r->too_big = 1;
         it_free(r->body);
         r->body = NULL;
-        return MHD_YES;
+        char msg[128];
+        snprintf(msg, sizeof msg, "the body exceeds the limit of %lld bytes", r->s->cfg.max_body_bytes);
+        return respond_mid_body(r, 413, "Content Too Large", msg);
     }
     if (r->len + n > r->cap) {
         size_t nc = r->cap ? r->cap : 65536;
@@ -369,7 +487,6 @@ static enum MHD_Result on_body(http_req *r, const char *data, size_t n) {
 
 enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                             const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls) {
-    (void)version;
     srv_server *s = cls;
     http_req *r = *con_cls;
     if (!r) {
@@ -379,19 +496,24 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url
         r->conn = c;
         r->t0 = it_now_ms();
         r->route_label = "other";
+        r->cn = srv_guard_conn(c);
         *con_cls = r;
         atomic_fetch_add(&s->inflight, 1);
-        return on_headers(r, url, method);
-    }
-    if (r->answered) {
-        *upload_data_size = 0; /* discard the rest of a refused body */
-        return MHD_YES;
+        srv_guard_headers_done(s->guard, r->cn);
+        return on_headers(r, url, method, version);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        return on_body(r, upload_data, n);
+        srv_guard_body(s->guard, r->cn, n);
+        /* the rest of a refused body is discarded, at the body's minimum rate */
+        return r->answered ? MHD_YES : on_body(r, upload_data, n);
     }
+    if (!r->body_done) {
+        r->body_done = 1;
+        if (!(r->route && (r->route->flags & HTTP_STREAM))) srv_guard_body_done(s->guard, r->cn);
+    }
+    if (r->answered) return MHD_YES;
     /* The whole body is in, or the jobs came back. */
     if (r->too_big)
         return http_respond_error(r, 413, "the body exceeds the limit of %lld bytes", s->cfg.max_body_bytes);

@@ -10,11 +10,13 @@
 #define ITSCAM_SERVER_HTTP_INTERNAL_H
 
 #include "server/admission.h"
+#include "server/guard.h"
 #include "server/reqparse.h"
 #include "server/server.h"
 #include "vision/image.h"
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <microhttpd.h>
 
 #define SRV_MAX_FILES 64      /* images per /v1/detect/batch request */
@@ -46,6 +48,7 @@ struct srv_server {
     char *tls_key, *tls_cert;
     double cpu_last;
     double start_unix;
+    srv_guard *guard;           /* slow-client deadlines, reserved slots, stream count */
 };
 
 typedef struct http_req http_req;
@@ -73,8 +76,18 @@ typedef struct srv_job {
  * streaming route (SSE, MJPEG) would fit the same way: its handler queues a response
  * built from a content reader (MHD_create_response_from_callback) that produces events
  * as they come, and the request is recorded in the metrics when the reader ends; the
- * row stays one line. */
+ * row stays one line, with HTTP_STREAM in its flags: the request is then admitted only
+ * while fewer than server.max_streams streams are open (503 otherwise), is exempt from
+ * the header and body deadlines and from libmicrohttpd's idle timeout, and the reader
+ * calls http_stream_wrote(r) each time it hands bytes over: a viewer whose socket takes
+ * nothing for server.stream_send_timeout_s is dropped (a quiet stream sends heartbeats).
+ *
+ * flags: HTTP_RESERVED routes (health, readiness, metrics) are still served when every
+ * normal connection slot is taken, from the server.reserved_connections slots, so that
+ * an orchestrator's probes get through to a busy server; every other route then gets 503
+ * with Retry-After and Connection: close. */
 enum { HTTP_GET = 1, HTTP_POST = 2 };  /* a GET route also answers HEAD */
+enum { HTTP_RESERVED = 1, HTTP_STREAM = 2 };
 typedef struct http_route {
     unsigned methods;       /* HTTP_GET | HTTP_POST */
     const char *pattern;
@@ -83,6 +96,7 @@ typedef struct http_route {
     int needs_auth;         /* a bearer token when tokens are configured (all but health) */
     const char *label;      /* the metrics route label: the canonical route's pattern, so
                              * that aliases count together; NULL means this pattern */
+    unsigned flags;         /* HTTP_RESERVED, HTTP_STREAM */
 } http_route;
 
 struct http_req {
@@ -96,6 +110,9 @@ struct http_req {
     size_t len, cap;
     int too_big;
     int answered;            /* a response was queued */
+    int close;               /* the answer says Connection: close (framing cannot be trusted) */
+    srv_conn *cn;            /* the connection's record in s->guard (NULL: untracked) */
+    int body_done;
     /* waiting on the model */
     srv_model *model;
     int n_jobs;
@@ -125,6 +142,9 @@ enum MHD_Result http_respond_json(http_req *r, int code, json_t *j);
 enum MHD_Result http_respond_error_h(http_req *r, int code, const char *msg, const char *h, const char *v);
 enum MHD_Result http_respond_error(http_req *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A streaming response's reader handed bytes to the socket (see the route row). */
+void http_stream_wrote(http_req *r);
 
 /* ---- jobs (http.c) ---- */
 /* Allocate n jobs for r, each a copy of tmpl (its parameters, priority, deadline,
@@ -164,6 +184,9 @@ char *srv_metrics_render(srv_server *s, size_t *len);
 enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                             const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls);
 void http_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
+/* libmicrohttpd's log (MHD_OPTION_EXTERNAL_LOGGER; cls is the server): its messages at
+ * debug level, and the one answer to a request it cannot parse (guard.h). */
+void http_log(void *cls, const char *fmt, va_list ap);
 
 /* ---- handlers: one per route row ---- */
 /* api_health.c */

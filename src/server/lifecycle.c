@@ -31,6 +31,7 @@ static char *slurp(const char *path, char *err, size_t n) {
 }
 
 static void free_server(srv_server *s) {
+    srv_guard_stop(s->guard); /* after the daemon: every connection is closed */
     srv_registry_release(s->reg);
     srv_metrics_free(&s->mx);
     it_free(s->tls_key);
@@ -66,7 +67,7 @@ static unsigned http_pool_size(const srv_config *cfg) {
 
 static int listen_http(srv_server *s, char *err, size_t errlen) {
     const srv_config *cfg = &s->cfg;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES) flags |= MHD_USE_EPOLL;
     if (cfg->tls_cert[0]) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
@@ -85,6 +86,16 @@ static int listen_http(srv_server *s, char *err, size_t errlen) {
         snprintf(err, errlen, "server.host: '%s' is not an IPv4 address", cfg->host);
         return -1;
     }
+    /* The guard's deadlines and reserved slots: libmicrohttpd admits max_connections plus
+     * the reserved ones; past max_connections only the reserved routes are served. A
+     * kept-alive connection gets connection_timeout_s for its next request's headers. */
+    srv_guard_limits gl = { .header_timeout_s = cfg->header_timeout_s,
+                            .keepalive_timeout_s = cfg->connection_timeout_s,
+                            .min_body_rate = cfg->min_body_rate,
+                            .stream_send_timeout_s = cfg->stream_send_timeout_s,
+                            .max_connections = cfg->max_connections,
+                            .max_streams = cfg->max_streams };
+    if (!(s->guard = srv_guard_start(&gl, err, errlen))) return -1;
     struct MHD_OptionItem tls_opts[] = {
         { MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key },
         { MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert },
@@ -93,7 +104,10 @@ static int listen_http(srv_server *s, char *err, size_t errlen) {
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_access, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_THREAD_POOL_SIZE, http_pool_size(cfg),
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections + cfg->reserved_connections),
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+                            MHD_OPTION_NOTIFY_CONNECTION, srv_guard_notify, s->guard,
+                            MHD_OPTION_EXTERNAL_LOGGER, http_log, s,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
