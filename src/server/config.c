@@ -77,7 +77,7 @@ static const setting settings[] = {
       "seconds a new connection has to send complete request headers (slow clients are dropped)" },
     { "server", "min_body_rate", NUM(T_INT, OFF(min_body_rate)), 0, 1000000000, "1024", NULL, NULL,
       "bytes/s a request body must average after a grace of header_timeout_s (0: no minimum)" },
-    { "server", "max_connections_per_ip", NUM(T_INT, OFF(max_connections_per_ip)), 0, 65536, "32", NULL, NULL,
+    { "server", "max_connections_per_ip", NUM(T_INT, OFF(max_connections_per_ip)), 0, 65536, "128", NULL, NULL,
       "connections open at once from one client address (0: no limit; behind a proxy set 0)" },
     { "server", "reserved_connections", NUM(T_INT, OFF(reserved_connections)), 0, 1024, "8", NULL, NULL,
       "slots beyond max_connections kept for health, readiness and /metrics" },

@@ -26,7 +26,7 @@ typedef struct srv_config {
     int drain_timeout_s;        /* 30: SIGTERM waits this long for requests in flight */
     int header_timeout_s;       /* 10: a request's headers are complete within this */
     int min_body_rate;          /* 1024 bytes/s: slower bodies are dropped (0: no minimum) */
-    int max_connections_per_ip; /* 32 (0: no limit) */
+    int max_connections_per_ip; /* 128 (0: no limit): half the slots, so one address never takes them all */
     int reserved_connections;   /* 8: slots beyond max_connections for health and metrics */
     int max_streams;            /* 64 streaming responses (SSE, MJPEG) at once */
     int stream_send_timeout_s;  /* 30: a stream whose socket takes nothing this long is dropped */
