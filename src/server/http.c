@@ -408,6 +408,10 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
     if (refuse_framing(r, version, &ret)) return ret;
     r->route = find_route(method, url, name, sizeof name, &allow, &path_row);
     if (!r->route) {
+        /* With tokens configured, only the health routes answer without one: an unknown
+         * path or a wrong method tells an unauthenticated client nothing about the routes. */
+        if ((!path_row || path_row->needs_auth) && !srv_auth_ok(s, c))
+            return http_respond_error(r, 401, "a valid bearer token is required (Authorization: Bearer TOKEN)");
         if (!path_row) return http_respond_error(r, 404, "no route %s %s", method, url);
         r->route_label = label_of(path_row);
         char allow_s[16];
