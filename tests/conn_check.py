@@ -251,6 +251,11 @@ try:
     check(st == 200, "slots full: /v2/health/ready from a reserved slot answered %s %r" % (st, body[:80]))
     st, _, body, _ = get(A.port, "/metrics", timeout=10)
     check(st == 200 and b"itscam_" in body, "slots full: /metrics from a reserved slot answered %s" % st)
+    m = re.search(rb'itscam_connections_dropped_total\{reason="header_timeout"\} ([0-9.e+]+)', body)
+    check(m is not None and float(m.group(1)) > 0, "/metrics counts the connections dropped for header_timeout: %r"
+          % (m.group(0) if m else None))
+    m = re.search(rb'itscam_connections_open ([0-9.e+]+)', body)
+    check(m is not None and float(m.group(1)) >= 200, "/metrics shows the open connections: %r" % (m.group(0) if m else None))
     st, hdrs, body, _ = detect(A.port, timeout=10)
     check(st == 503 and hdrs.get("retry-after") and hdrs.get("connection") == "close",
           "slots full: /v1/detect gets 503 with Retry-After and Connection: close: %s %s" % (st, hdrs))

@@ -66,6 +66,13 @@ int srv_metrics_init(srv_metrics *m, const srv_config *cfg) {
                                      NULL, NULL, 0);
     m->decode_in_use = prom_register(m->reg, PROM_GAUGE, "itscam_decode_budget_used_bytes",
                                      "Decoded image bytes reserved now by requests in flight", NULL, NULL, 0);
+    static const char *const reason_l[] = { "reason", NULL };
+    m->connections_open = prom_register(m->reg, PROM_GAUGE, "itscam_connections_open",
+                                        "Client connections open now", NULL, NULL, 0);
+    m->connections_dropped = prom_register(m->reg, PROM_COUNTER, "itscam_connections_dropped_total",
+                                           "Connections closed by the server's guard: header_timeout, body_rate, "
+                                           "stream_send_timeout, or shed (slots full, still sending headers)",
+                                           reason_l, NULL, 0);
     m->start_time = prom_register(m->reg, PROM_GAUGE, "itscam_process_start_time_seconds",
                                   "Start time of the process since the Unix epoch", NULL, NULL, 0);
     m->build_info = prom_register(m->reg, PROM_GAUGE, "itscam_build_info", "Version and backends of this build",
@@ -94,7 +101,7 @@ int srv_metrics_init(srv_metrics *m, const srv_config *cfg) {
     if (!m->reloads || !m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
         !m->fallback_runs || !m->requests || !m->request_seconds || !m->queue_seconds || !m->decode_seconds || !m->preprocess_seconds ||
         !m->inference_seconds || !m->postprocess_seconds || !m->batch_size || !m->queue_depth || !m->inflight ||
-        !m->sla_violations || !m->sla_seconds || !m->rejected || !m->cpu_seconds || !m->rss_bytes || !m->decode_budget || !m->decode_in_use ||
+        !m->sla_violations || !m->sla_seconds || !m->rejected || !m->cpu_seconds || !m->rss_bytes || !m->decode_budget || !m->decode_in_use || !m->connections_open || !m->connections_dropped ||
         !m->start_time || !m->build_info || !m->model_ready) {
         srv_metrics_free(m);
         return -1;
@@ -154,6 +161,18 @@ static void collect_process(srv_server *s) {
     }
     prom_set(s->mx.start_time, NULL, s->start_unix);
     prom_set(s->mx.inflight, NULL, atomic_load(&s->inflight));
+    if (s->guard) {
+        srv_guard_stats gs;
+        srv_guard_stats_get(s->guard, &gs);
+        prom_set(s->mx.connections_open, NULL, gs.open);
+        static const char *const reasons[4] = { "header_timeout", "body_rate", "stream_send_timeout", "shed" };
+        long long now[4] = { gs.dropped_headers, gs.dropped_body, gs.dropped_stream, gs.shed };
+        for (int i = 0; i < 4; i++) {
+            const char *lv[] = { reasons[i] };
+            prom_inc(s->mx.connections_dropped, lv, (double)(now[i] - s->mx.conn_dropped_last[i]));
+            s->mx.conn_dropped_last[i] = now[i];
+        }
+    }
     prom_set(s->mx.decode_budget, NULL, (double)s->adm.budget);
     prom_set(s->mx.decode_in_use, NULL, (double)srv_admission_in_use(&s->adm));
 }
@@ -193,8 +212,13 @@ static void collect_breaker(srv_server *s) {
 static void collect(prom_registry *reg, void *user) {
     (void)reg;
     srv_server *s = user;
+    /* Two scrapes at once must not both add the same delta (cpu_last, breaker_last,
+     * conn_dropped_last): collection is serialised. */
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
     collect_process(s);
     collect_breaker(s);
+    pthread_mutex_unlock(&mu);
 }
 
 /* ---- the scheduler's observer: ctx is the srv_model ---- */

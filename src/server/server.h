@@ -22,10 +22,11 @@ typedef struct srv_metrics {
     prom_registry *reg;
     prom_family *requests, *request_seconds, *queue_seconds, *decode_seconds, *preprocess_seconds,
         *inference_seconds, *postprocess_seconds, *batch_size, *queue_depth, *inflight, *sla_violations,
-        *sla_seconds, *rejected, *cpu_seconds, *rss_bytes, *decode_budget, *decode_in_use, *start_time, *build_info, *model_ready,
+        *sla_seconds, *rejected, *cpu_seconds, *rss_bytes, *decode_budget, *decode_in_use, *connections_open, *connections_dropped, *start_time, *build_info, *model_ready,
         *breaker_state, *breaker_forced, *breaker_transitions, *backend_failures, *fallback_runs,
         *reloads;
     itscam_breaker_info breaker_last; /* counters already exported, to add only the change */
+    long long conn_dropped_last[4];   /* the guard's drop counts already exported, likewise */
     double sla_s;
 } srv_metrics;
 
