@@ -74,7 +74,7 @@ static int watch_loop(it_source *src, itscam_detector *det, float fps, int max_f
             if (info.state == IT_SOURCE_ENDED) break;
             /* A live source that once streamed reconnects by itself; one that never did has
              * a wrong URL, credentials or file, which waiting will not fix. */
-            if (info.state == IT_SOURCE_FAILED && info.decoded == 0) {
+            if (info.decoded == 0 && info.last_error[0] && info.state != IT_SOURCE_STREAMING) {
                 fprintf(stderr, "itscam: %s: %s\n", shown, info.last_error);
                 rc = 1;
                 break;

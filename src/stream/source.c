@@ -50,6 +50,7 @@ struct it_source {
     it_image work;
     int64_t next_index;
     double last_frame;        /* monotonic ms of the last decoded frame (the stall clock) */
+    double last_pts_s;        /* of the last decoded frame, for the truncation check */
     int pace_set;
     double pace_base_ms, pace_base_ts;
     struct { int64_t pts; double wall; } ring[CAPTURE_RING];
@@ -158,7 +159,9 @@ static void set_error(it_source *s, it_source_reason r, const char *what, int av
     s->info.reason = r;
     snprintf(s->info.last_error, sizeof s->info.last_error, "%s", red);
     pthread_mutex_unlock(&s->mu);
-    it_log(ITSCAM_LOG_WARN, "source %s: %s", s->redacted, red);
+    /* Nobody may be watching a live source's state while it retries: say it. A file's
+     * failure is final and its caller reports it. */
+    it_log(s->live ? ITSCAM_LOG_WARN : ITSCAM_LOG_INFO, "source %s: %s", s->redacted, red);
 }
 
 /* Sleep until monotonic time t or until stop; returns 1 when stopped. */
@@ -223,8 +226,10 @@ static it_source_reason open_input(it_source *s) {
     av_dict_free(&opt);
     if (rc >= 0) rc = avformat_find_stream_info(s->fmt, NULL);
     if (rc < 0) {
-        it_source_reason r = classify(rc, s->live);
-        if (!atomic_load(&s->stop)) set_error(s, r, "open", rc);
+        /* Protocols turn our interrupt into errors of their own (RTSP: invalid data). */
+        int timed_out = !atomic_load(&s->stop) && it_now_ms() > s->deadline;
+        it_source_reason r = timed_out ? IT_REASON_TIMEOUT : classify(rc, s->live);
+        if (!atomic_load(&s->stop)) set_error(s, r, "open", timed_out ? 0 : rc);
         return r;
     }
     const AVCodec *codec = NULL;
@@ -289,6 +294,7 @@ static int publish(it_source *s, const AVFrame *f) {
     it_frame_meta m = { .index = s->next_index++, .captured_at = captured_for(s, f->pts != AV_NOPTS_VALUE ? f->pts : pts),
                         .pts_s = pts != AV_NOPTS_VALUE ? pts * av_q2d(s->tb) : NAN };
     s->last_frame = it_now_ms();
+    s->last_pts_s = m.pts_s;
     s->decode_errors = 0;
     pthread_mutex_lock(&s->mu);
     if (s->slot_full) s->info.dropped++;
@@ -341,6 +347,20 @@ static int rewind_file(it_source *s) {
     return 0;
 }
 
+/* A file that ends well before the duration its header promises was cut short: a failure
+ * to report, not a normal end. */
+static int truncated(it_source *s) {
+    const AVStream *st = s->fmt->streams[s->vstream];
+    if (st->duration == AV_NOPTS_VALUE || st->duration <= 0 || !(s->last_pts_s == s->last_pts_s)) return 0;
+    double start = st->start_time != AV_NOPTS_VALUE ? st->start_time * av_q2d(s->tb) : 0;
+    double total = st->duration * av_q2d(s->tb), reached = s->last_pts_s - start;
+    if (reached >= total * 0.9 || total - reached < 1.0) return 0;
+    char what[96];
+    snprintf(what, sizeof what, "truncated: ends at %.1f s of %.1f s", reached, total);
+    set_error(s, IT_REASON_FORMAT, what, 0);
+    return 1;
+}
+
 /* Read and decode until the end, a failure, a stall or stop. */
 static run_end read_loop(it_source *s) {
     double stall_ms = s->p.stall_timeout_s * 1e3;
@@ -360,6 +380,7 @@ static run_end read_loop(it_source *s) {
                 continue;
             }
             if (s->live) set_error(s, IT_REASON_EOF, NULL, 0);
+            else if (truncated(s)) return RUN_FAIL;
             return RUN_EOF;
         } else if (rc < 0) {
             if (atomic_load(&s->stop)) return RUN_STOP;
@@ -415,6 +436,7 @@ static void *reader_main(void *arg) {
             continue;
         }
         int64_t before = s->next_index;
+        s->last_pts_s = NAN;
         run_end end = read_loop(s);
         close_input(s);
         if (end == RUN_STOP) break;
