@@ -154,6 +154,21 @@ static void test_slow_consumer(const char *video) {
     /* decoded = taken + dropped + (at most) the one waiting */
     CHECK(info.decoded >= (uint64_t)2 + info.dropped);
     it_source_close(s);
+
+    /* Lossless (offline files): the reader waits, every frame arrives, none dropped. */
+    it_source_params p = it_source_default_params();
+    p.url = video;
+    p.realtime = 0;
+    p.lossless = 1;
+    CHECK_OK(it_source_open(&p, &s));
+    for (int i = 0; i < 5; i++) {
+        CHECK(it_source_take(s, &img, &m, 5000) && m.index == i);
+        usleep(50000);
+    }
+    it_source_state(s, &info);
+    CHECKF(info.dropped == 0 && info.decoded <= 6, "lossless: %llu dropped, %llu decoded",
+           (unsigned long long)info.dropped, (unsigned long long)info.decoded);
+    it_source_close(s);
     it_image_free(&img);
 }
 

@@ -23,7 +23,8 @@ void cli_watch_usage(FILE *f) {
             "  --fps F          detect at most F frames per second (default: every frame it can)\n"
             "  --conf X         confidence threshold (0.25)\n"
             "  --max-frames N   stop after N detected frames\n"
-            "  --fast           files: read as fast as possible instead of at the file's own fps\n"
+            "  --fast           files: as fast as the detector goes, every frame (none skipped),\n"
+            "                   instead of at the file's own fps\n"
             "  --loop           files: start again at the end\n"
             "  --transport T    rtsp: tcp (default) or udp\n"
             "  --backend B, --threads N, --precision P   as for 'itscam detect'\n");
@@ -120,7 +121,7 @@ int cli_watch(int argc, char **argv) {
         case 'f': if (cli_parse_float(optarg, &fps) || !(fps > 0)) goto bad; break;
         case 'c': if (cli_parse_float(optarg, &dp.conf) || !(dp.conf >= 0 && dp.conf <= 1)) goto bad; break;
         case 'n': if (cli_parse_int(optarg, &max_frames) || max_frames <= 0) goto bad; break;
-        case 'F': sp.realtime = 0; break;
+        case 'F': sp.realtime = 0; sp.lossless = 1; break;
         case 'l': sp.loop = 1; break;
         case 'T':
             if (!strcmp(optarg, "tcp")) sp.transport = IT_TRANSPORT_TCP;

@@ -28,6 +28,7 @@ struct it_source {
     char *url, *hwaccel;
     char redacted[512];       /* for messages: never the credentials */
     int live;                 /* a network or device source: its end is a disconnect */
+    int lossless;             /* p.lossless on a file */
     pthread_t thread;
     atomic_int stop;
 
@@ -293,11 +294,12 @@ static int publish(it_source *s, const AVFrame *f) {
     int64_t pts = f->best_effort_timestamp;
     it_frame_meta m = { .index = s->next_index++, .captured_at = captured_for(s, f->pts != AV_NOPTS_VALUE ? f->pts : pts),
                         .pts_s = pts != AV_NOPTS_VALUE ? pts * av_q2d(s->tb) : NAN };
-    s->last_frame = it_now_ms();
     s->last_pts_s = m.pts_s;
     s->decode_errors = 0;
     pthread_mutex_lock(&s->mu);
-    if (s->slot_full) s->info.dropped++;
+    while (s->lossless && s->slot_full && !atomic_load(&s->stop)) pthread_cond_wait(&s->cv, &s->mu);
+    s->last_frame = it_now_ms();  /* after the wait: a slow consumer is not a stalled camera */
+    if (s->slot_full) s->info.dropped++;  /* only when not lossless, or stopping */
     it_image t = s->slot;
     s->slot = s->work;
     s->work = t;  /* the frame it replaced, or the consumer's old buffer: reused next time */
@@ -500,6 +502,7 @@ itscam_status it_source_open(const it_source_params *p, it_source **out) {
     s->p.hwaccel = s->hwaccel;
     it_url_redact(s->url, s->redacted, sizeof s->redacted);
     s->live = (strstr(s->url, "://") && strncmp(s->url, "file:", 5)) || !strncmp(s->url, "/dev/", 5);
+    s->lossless = p->lossless && !s->live;
     s->info.state = IT_SOURCE_STARTING;
     s->info.state_since = wall_ms();
     for (int i = 0; i < CAPTURE_RING; i++) s->ring[i].pts = AV_NOPTS_VALUE;
@@ -530,6 +533,7 @@ int it_source_take(it_source *s, it_image *dst, it_frame_meta *meta, int timeout
         s->slot = t;
         s->slot_full = 0;
         if (meta) *meta = s->slot_meta;
+        pthread_cond_broadcast(&s->cv);  /* a lossless reader waits for the empty slot */
     }
     pthread_mutex_unlock(&s->mu);
     return got;

@@ -22,6 +22,8 @@ typedef struct it_source_params {
     int skip_nonref;          /* 1: do not decode non-reference frames (AVDISCARD_NONREF) */
     const char *hwaccel;      /* "none" (default) or "auto"; copied */
     int decode_threads;       /* decoder threads (1: one core per camera, no frame delay) */
+    int lossless;             /* files: the reader waits for the slot to be taken instead of
+                                 replacing the frame, so every frame is seen (offline runs) */
 } it_source_params;
 it_source_params it_source_default_params(void);
 
