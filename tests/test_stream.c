@@ -2,11 +2,13 @@
  * the newest-frame slot), sources that cannot play (missing, not media, no video,
  * truncated), and closes that must return at once while a connection hangs. */
 #include "check.h"
+#include "core/core.h"
 #include "stream/source.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -296,6 +298,108 @@ static void test_hanging_server(void) {
     close(fd);
 }
 
+/* An MJPEG camera on loopback (HTTP multipart, as IP cameras serve it) with faults: the
+ * first connection sends frames then goes silent with the socket open (a stall), the
+ * second sends frames then closes (a disconnect), the later ones stream until the end. */
+typedef struct mjpeg_cam {
+    int fd, port;
+    uint8_t *jpg;
+    size_t len;
+    atomic_int stop;
+    pthread_t thread;
+} mjpeg_cam;
+
+static int send_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w <= 0) return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void *mjpeg_main(void *arg) {
+    mjpeg_cam *cam = arg;
+    int silent = -1;
+    for (int conn = 0; !atomic_load(&cam->stop); conn++) {
+        int c = accept(cam->fd, NULL, NULL);
+        if (c < 0) break;
+        char req[4096];
+        ssize_t got = recv(c, req, sizeof req, 0);
+        (void)got;
+        const char *hdr = "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=frame\r\n\r\n";
+        int ok = send_all(c, hdr, strlen(hdr)) == 0;
+        for (int i = 0; ok && !atomic_load(&cam->stop) && (conn >= 2 || i < 30); i++) {
+            char part[128];
+            int n = snprintf(part, sizeof part, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %zu\r\n\r\n",
+                             cam->len);
+            ok = send_all(c, part, (size_t)n) == 0 && send_all(c, cam->jpg, cam->len) == 0 &&
+                 send_all(c, "\r\n", 2) == 0;
+            usleep(50000);
+        }
+        if (conn == 0) silent = c;  /* silent, socket open */
+        else close(c);
+    }
+    if (silent >= 0) close(silent);
+    return NULL;
+}
+
+/* Poll until the state is st; returns the ms waited, or -1 after ms. */
+static double time_to_state(it_source *s, it_stream_state st, int ms) {
+    double t0 = it_now_ms();
+    it_source_info info = wait_state(s, st, ms);
+    return info.state == st ? it_now_ms() - t0 : -1;
+}
+
+static void test_live_faults(const char *jpeg) {
+    mjpeg_cam cam = { 0 };
+    if (it_read_file(jpeg, &cam.jpg, &cam.len, 1 << 24) != ITSCAM_OK) return;
+    cam.fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof a;
+    CHECK(bind(cam.fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(cam.fd, 4) == 0 &&
+          getsockname(cam.fd, (struct sockaddr *)&a, &alen) == 0);
+    pthread_create(&cam.thread, NULL, mjpeg_main, &cam);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/video.mjpg", ntohs(a.sin_port));
+    it_source_params p = it_source_default_params();
+    p.url = url;
+    p.stall_timeout_s = 1;
+    it_source *s = NULL;
+    CHECK_OK(it_source_open(&p, &s));
+    CHECKF(time_to_state(s, IT_SOURCE_STREAMING, 10000) >= 0, "streaming");
+    /* 30 frames at 20 fps, then silence: stalled about stall_timeout_s after the last frame */
+    double ms = time_to_state(s, IT_SOURCE_STALLED, 10000);
+    it_source_info info;
+    it_source_state(s, &info);
+    CHECKF(ms >= 0 && info.reason == IT_REASON_STALLED, "stalled after %.0f ms: %s", ms, info.last_error);
+    uint64_t before = info.decoded;
+    CHECKF(time_to_state(s, IT_SOURCE_RECONNECTING, 5000) >= 0, "reconnecting after the stall");
+    CHECKF(time_to_state(s, IT_SOURCE_STREAMING, 10000) >= 0, "streaming again");
+    /* the second connection closes after 30 frames: a disconnect, not an end */
+    CHECKF(time_to_state(s, IT_SOURCE_RECONNECTING, 10000) >= 0, "reconnecting after the close");
+    it_source_state(s, &info);
+    /* the MJPEG demuxer reports a closed connection as an error or as the end: both are a disconnect */
+    CHECKF(info.reason == IT_REASON_EOF || info.reason == IT_REASON_NETWORK, "reason %s", info.last_error);
+    fprintf(stderr, "mjpeg camera closed: %s\n", info.last_error);
+    CHECKF(time_to_state(s, IT_SOURCE_STREAMING, 10000) >= 0, "streaming after the close");
+    it_source_state(s, &info);
+    CHECKF(info.reconnects >= 2 && info.decoded > before, "%llu reconnects, %llu frames",
+           (unsigned long long)info.reconnects, (unsigned long long)info.decoded);
+    fprintf(stderr, "mjpeg camera: stall noticed in %.0f ms, %llu reconnects\n", ms,
+            (unsigned long long)info.reconnects);
+    atomic_store(&cam.stop, 1);
+    double t0 = it_now_ms();
+    it_source_close(s);
+    CHECKF(it_now_ms() - t0 < 1000, "close took %.0f ms", it_now_ms() - t0);
+    shutdown(cam.fd, SHUT_RDWR);
+    close(cam.fd);
+    pthread_join(cam.thread, NULL);
+    it_free(cam.jpg);
+}
+
 int main(void) {
     itscam_log_set(capture_log, NULL, ITSCAM_LOG_DEBUG);
     test_redact();
@@ -310,6 +414,8 @@ int main(void) {
         test_slow_consumer(small);
         test_unplayable(small);
     }
+    char j[1024];
+    if (shared_path(j, sizeof j, "images/bus.jpg")) test_live_faults(j);
     test_refused();
     test_hanging_server();
     CHECKF(log_leaks == 0, "%d log lines of %d carried a credential", log_leaks, log_lines);

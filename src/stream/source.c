@@ -447,6 +447,12 @@ static void *reader_main(void *arg) {
             set_state(s, end == RUN_EOF ? IT_SOURCE_ENDED : IT_SOURCE_FAILED);
             break;
         }
+        /* A live end of stream or read error is a disconnect (a dead RTSP camera looks like
+         * a clean EOF); a stall stays visible as such until the reconnect starts. */
+        pthread_mutex_lock(&s->mu);
+        int was_streaming = s->info.state == IT_SOURCE_STREAMING;
+        pthread_mutex_unlock(&s->mu);
+        if (was_streaming) set_state(s, IT_SOURCE_RECONNECTING);
     }
     pthread_mutex_lock(&s->mu);
     s->finished = 1;
