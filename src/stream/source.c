@@ -1,0 +1,563 @@
+/* One camera source on FFmpeg: open, read, decode to BGR on a reader thread, keep only the
+ * newest frame, and reconnect a live source with backoff when it drops or stalls. */
+#include "stream/source.h"
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libswscale/swscale.h>
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BACKOFF_FIRST_MS 1000.0
+#define BACKOFF_MAX_MS 30000.0
+#define CAPTURE_RING 64     /* packets in flight in the decoder, for their capture times */
+#define MAX_PACE_GAP_MS 2000.0 /* a file timestamp jump beyond this restarts the pacing */
+
+/* What the reader's loops end with. */
+typedef enum { RUN_STOP, RUN_EOF, RUN_FAIL } run_end;
+
+struct it_source {
+    it_source_params p;
+    char *url, *hwaccel;
+    char redacted[512];       /* for messages: never the credentials */
+    int live;                 /* a network or device source: its end is a disconnect */
+    int lossless;             /* p.lossless on a file */
+    pthread_t thread;
+    atomic_int stop;
+
+    pthread_mutex_t mu;       /* guards everything below up to the reader-only part */
+    pthread_cond_t cv;        /* a frame arrived, the reader finished, or stop */
+    it_image slot;
+    it_frame_meta slot_meta;
+    int slot_full, finished;
+    it_source_info info;
+
+    /* Reader thread only. */
+    double deadline;          /* monotonic ms after which blocking FFmpeg calls give up; 0 none */
+    AVFormatContext *fmt;
+    AVCodecContext *dec;
+    struct SwsContext *sws;
+    AVPacket *pkt;
+    AVFrame *frame;
+    int vstream, decode_errors;
+    AVRational tb;
+    it_image work;
+    int64_t next_index;
+    double last_frame;        /* monotonic ms of the last decoded frame (the stall clock) */
+    double last_pts_s;        /* of the last decoded frame, for the truncation check */
+    int pace_set;
+    double pace_base_ms, pace_base_ts;
+    struct { int64_t pts; double wall; } ring[CAPTURE_RING];
+    int ring_pos;
+    double last_captured;
+};
+
+static double wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+it_source_params it_source_default_params(void) {
+    return (it_source_params){ .transport = IT_TRANSPORT_TCP, .realtime = 1, .stall_timeout_s = 5,
+                               .open_timeout_s = 10, .hwaccel = "none", .decode_threads = 1 };
+}
+
+const char *it_source_state_name(it_stream_state s) {
+    static const char *const names[] = { "starting", "streaming", "stalled", "reconnecting",
+                                         "failed", "ended", "disabled" };
+    return (unsigned)s < sizeof names / sizeof *names ? names[s] : "unknown";
+}
+
+const char *it_source_reason_name(it_source_reason r) {
+    static const char *const names[] = { "", "bad URL", "not found", "auth refused", "network error",
+                                         "timed out", "not a playable media file", "no video stream",
+                                         "decoder error", "stalled", "end of stream" };
+    return (unsigned)r < sizeof names / sizeof *names ? names[r] : "unknown";
+}
+
+/* The userinfo of a URL ends at '@' and cannot contain '/', '?', '#' or whitespace. */
+char *it_url_redact(const char *text, char *out, size_t n) {
+    if (!n) return out;
+    size_t o = 0;
+    const char *p = text ? text : "";
+    while (*p && o + 1 < n) {
+        const char *sep = strstr(p, "://");
+        if (!sep) break;
+        const char *auth = sep + 3, *q = auth;
+        while (*q && *q != '@' && *q != '/' && *q != '?' && *q != '#' && *q != ' ' && *q != '\n' &&
+               *q != '"' && *q != '\'')
+            q++;
+        size_t keep = (size_t)(auth - p);
+        size_t k = IT_MIN(keep, n - 1 - o);
+        memcpy(out + o, p, k);
+        o += k;
+        if (*q == '@' && q > auth) {
+            int w = snprintf(out + o, n - o, "***");
+            o = IT_MIN(o + (size_t)(w > 0 ? w : 0), n - 1);
+            p = q;  /* continue at '@' */
+        } else {
+            p = auth;
+        }
+    }
+    size_t rest = strlen(p);
+    size_t k = o + 1 < n ? IT_MIN(rest, n - 1 - o) : 0;
+    memcpy(out + o, p, k);
+    out[o + k] = 0;
+    return out;
+}
+
+/* FFmpeg's own messages go to our log at debug level, redacted: they may quote URLs. */
+static void av_log_to_it(void *avcl, int level, const char *fmt, va_list vl) {
+    if (level > AV_LOG_WARNING || !it_log_enabled(ITSCAM_LOG_DEBUG)) return;
+    char line[1024], red[1024];
+    int prefix = 1;
+    av_log_format_line2(avcl, level, fmt, vl, line, sizeof line, &prefix);
+    size_t len = strlen(line);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    if (len) it_log(ITSCAM_LOG_DEBUG, "ffmpeg: %s", it_url_redact(line, red, sizeof red));
+}
+
+static pthread_once_t av_once = PTHREAD_ONCE_INIT;
+static void av_setup(void) {
+    av_log_set_callback(av_log_to_it);
+    avformat_network_init();
+}
+
+static int interrupted(void *arg) {
+    it_source *s = arg;
+    return atomic_load(&s->stop) || (s->deadline > 0 && it_now_ms() > s->deadline);
+}
+
+/* ---- state, under the lock ---- */
+
+static void set_state(it_source *s, it_stream_state st) {
+    pthread_mutex_lock(&s->mu);
+    int changed = s->info.state != st;
+    if (changed) {
+        s->info.state = st;
+        s->info.state_since = wall_ms();
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (changed) it_log(ITSCAM_LOG_INFO, "source %s: %s", s->redacted, it_source_state_name(st));
+}
+
+static void set_error(it_source *s, it_source_reason r, const char *what, int averr) {
+    char buf[AV_ERROR_MAX_STRING_SIZE] = "", msg[256], red[256];
+    if (averr) av_strerror(averr, buf, sizeof buf);
+    snprintf(msg, sizeof msg, "%s%s%s%s%s", it_source_reason_name(r), what ? ": " : "", what ? what : "",
+             buf[0] ? ": " : "", buf);
+    it_url_redact(msg, red, sizeof red);
+    pthread_mutex_lock(&s->mu);
+    s->info.reason = r;
+    snprintf(s->info.last_error, sizeof s->info.last_error, "%s", red);
+    pthread_mutex_unlock(&s->mu);
+    /* Nobody may be watching a live source's state while it retries: say it. A file's
+     * failure is final and its caller reports it. */
+    it_log(s->live ? ITSCAM_LOG_WARN : ITSCAM_LOG_INFO, "source %s: %s", s->redacted, red);
+}
+
+/* Sleep until monotonic time t or until stop; returns 1 when stopped. */
+static int sleep_until(it_source *s, double t) {
+    pthread_mutex_lock(&s->mu);
+    while (!atomic_load(&s->stop)) {
+        double now = it_now_ms();
+        if (now >= t) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double wait = t - now;
+        ts.tv_sec += (time_t)(wait / 1e3);
+        ts.tv_nsec += (long)(fmod(wait, 1e3) * 1e6);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return atomic_load(&s->stop);
+}
+
+/* ---- open ---- */
+
+static it_source_reason classify(int err, int live) {
+    switch (err) {
+    case AVERROR(ENOENT): case AVERROR_HTTP_NOT_FOUND: return IT_REASON_NOT_FOUND;
+    case AVERROR_HTTP_UNAUTHORIZED: case AVERROR_HTTP_FORBIDDEN: case AVERROR(EACCES): return IT_REASON_AUTH;
+    case AVERROR_PROTOCOL_NOT_FOUND: case AVERROR(EINVAL): return IT_REASON_BAD_URL;
+    case AVERROR_EXIT: case AVERROR(ETIMEDOUT): return IT_REASON_TIMEOUT;
+    case AVERROR_INVALIDDATA: case AVERROR_EOF: return IT_REASON_FORMAT;
+    case AVERROR_STREAM_NOT_FOUND: return IT_REASON_NO_VIDEO;
+    case AVERROR_DECODER_NOT_FOUND: return IT_REASON_DECODER;
+    default: return live ? IT_REASON_NETWORK : IT_REASON_FORMAT;
+    }
+}
+
+static void close_input(it_source *s) {
+    avcodec_free_context(&s->dec);
+    avformat_close_input(&s->fmt);
+    s->deadline = 0;
+}
+
+static void warn_hwaccel_once(const char *hw) {
+    static atomic_int said;
+    if (strcmp(hw, "none") && !atomic_exchange(&said, 1))
+        it_log(ITSCAM_LOG_INFO, "hwaccel %s: decoding in software (hardware decoding is not built in yet)", hw);
+}
+
+/* Open the input and its video decoder. Returns IT_REASON_NONE, or the reason after
+ * recording the error; the caller closes either way. */
+static it_source_reason open_input(it_source *s) {
+    s->fmt = avformat_alloc_context();
+    if (!s->fmt) return set_error(s, IT_REASON_DECODER, "out of memory", 0), IT_REASON_DECODER;
+    s->fmt->interrupt_callback = (AVIOInterruptCB){ interrupted, s };
+    AVDictionary *opt = NULL;
+    if (!strncmp(s->url, "rtsp", 4))
+        av_dict_set(&opt, "rtsp_transport", s->p.transport == IT_TRANSPORT_UDP ? "udp" : "tcp", 0);
+    s->deadline = it_now_ms() + s->p.open_timeout_s * 1e3;
+    int rc = avformat_open_input(&s->fmt, s->url, NULL, &opt);
+    av_dict_free(&opt);
+    if (rc >= 0) rc = avformat_find_stream_info(s->fmt, NULL);
+    if (rc < 0) {
+        /* Protocols turn our interrupt into errors of their own (RTSP: invalid data). */
+        int timed_out = !atomic_load(&s->stop) && it_now_ms() > s->deadline;
+        it_source_reason r = timed_out ? IT_REASON_TIMEOUT : classify(rc, s->live);
+        if (!atomic_load(&s->stop)) set_error(s, r, "open", timed_out ? 0 : rc);
+        return r;
+    }
+    const AVCodec *codec = NULL;
+    int vs = av_find_best_stream(s->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+    if (vs < 0) {
+        it_source_reason r = classify(vs, s->live);
+        set_error(s, r, NULL, 0);
+        return r;
+    }
+    for (unsigned i = 0; i < s->fmt->nb_streams; i++)
+        if ((int)i != vs) s->fmt->streams[i]->discard = AVDISCARD_ALL;
+    AVStream *st = s->fmt->streams[vs];
+    s->vstream = vs;
+    s->tb = st->time_base;
+    s->dec = avcodec_alloc_context3(codec);
+    if (!s->dec || (rc = avcodec_parameters_to_context(s->dec, st->codecpar)) < 0)
+        return set_error(s, IT_REASON_DECODER, codec->name, rc), IT_REASON_DECODER;
+    s->dec->thread_count = s->p.decode_threads;
+    if (s->p.skip_nonref) s->dec->skip_frame = AVDISCARD_NONREF;
+    warn_hwaccel_once(s->hwaccel);
+    if ((rc = avcodec_open2(s->dec, codec, NULL)) < 0)
+        return set_error(s, IT_REASON_DECODER, codec->name, rc), IT_REASON_DECODER;
+    AVRational fr = av_guess_frame_rate(s->fmt, st, NULL);
+    pthread_mutex_lock(&s->mu);
+    s->info.stream_fps = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0;
+    pthread_mutex_unlock(&s->mu);
+    s->deadline = 0;
+    return IT_REASON_NONE;
+}
+
+/* ---- read and decode ---- */
+
+static void remember_capture(it_source *s, int64_t pts, double wall) {
+    s->ring[s->ring_pos].pts = pts;
+    s->ring[s->ring_pos].wall = wall;
+    s->ring_pos = (s->ring_pos + 1) % CAPTURE_RING;
+    s->last_captured = wall;
+}
+
+/* A decoded frame may come from an earlier packet (B-frames, decoder delay): find its
+ * packet's capture time by timestamp, else take the newest packet's. */
+static double captured_for(const it_source *s, int64_t pts) {
+    if (pts != AV_NOPTS_VALUE)
+        for (int i = 0; i < CAPTURE_RING; i++)
+            if (s->ring[i].pts == pts && s->ring[i].wall > 0) return s->ring[i].wall;
+    return s->last_captured;
+}
+
+/* Convert the decoded frame to BGR and put it in the slot, replacing any frame nobody took. */
+static int publish(it_source *s, const AVFrame *f) {
+    if (s->work.width != f->width || s->work.height != f->height || !s->work.data) {
+        it_image_free(&s->work);
+        if (it_image_alloc(&s->work, f->width, f->height) != ITSCAM_OK) return -1;
+    }
+    s->sws = sws_getCachedContext(s->sws, f->width, f->height, f->format, f->width, f->height,
+                                  AV_PIX_FMT_BGR24, SWS_POINT, NULL, NULL, NULL);
+    if (!s->sws) return -1;
+    uint8_t *dst[4] = { s->work.data, NULL, NULL, NULL };
+    int lines[4] = { s->work.stride, 0, 0, 0 };
+    sws_scale(s->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, lines);
+    int64_t pts = f->best_effort_timestamp;
+    it_frame_meta m = { .index = s->next_index++, .captured_at = captured_for(s, f->pts != AV_NOPTS_VALUE ? f->pts : pts),
+                        .pts_s = pts != AV_NOPTS_VALUE ? pts * av_q2d(s->tb) : NAN };
+    s->last_pts_s = m.pts_s;
+    s->decode_errors = 0;
+    pthread_mutex_lock(&s->mu);
+    while (s->lossless && s->slot_full && !atomic_load(&s->stop)) pthread_cond_wait(&s->cv, &s->mu);
+    s->last_frame = it_now_ms();  /* after the wait: a slow consumer is not a stalled camera */
+    if (s->slot_full) s->info.dropped++;  /* only when not lossless, or stopping */
+    it_image t = s->slot;
+    s->slot = s->work;
+    s->work = t;  /* the frame it replaced, or the consumer's old buffer: reused next time */
+    s->slot_meta = m;
+    s->slot_full = 1;
+    s->info.decoded++;
+    s->info.width = f->width;
+    s->info.height = f->height;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    set_state(s, IT_SOURCE_STREAMING);
+    return 0;
+}
+
+static int drain_decoder(it_source *s) {
+    int rc;
+    while ((rc = avcodec_receive_frame(s->dec, s->frame)) == 0) {
+        int p = publish(s, s->frame);
+        av_frame_unref(s->frame);
+        if (p) return -1;
+    }
+    return 0;
+}
+
+/* Files in real time: hold each packet until its timestamp is due, as a camera would send it. */
+static int pace(it_source *s, const AVPacket *pkt) {
+    int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
+    if (ts == AV_NOPTS_VALUE) return 0;
+    double t = ts * av_q2d(s->tb) * 1e3, now = it_now_ms();
+    double due = s->pace_base_ms + (t - s->pace_base_ts);
+    if (!s->pace_set || due < now - MAX_PACE_GAP_MS || due > now + MAX_PACE_GAP_MS) {
+        s->pace_set = 1;
+        s->pace_base_ms = now;
+        s->pace_base_ts = t;
+        return 0;
+    }
+    return sleep_until(s, due);
+}
+
+static int rewind_file(it_source *s) {
+    int rc = av_seek_frame(s->fmt, s->vstream, s->fmt->streams[s->vstream]->start_time != AV_NOPTS_VALUE
+                                                    ? s->fmt->streams[s->vstream]->start_time : 0,
+                           AVSEEK_FLAG_BACKWARD);
+    if (rc < 0) return rc;
+    avcodec_flush_buffers(s->dec);
+    s->pace_set = 0;
+    return 0;
+}
+
+/* A file that ends well before the duration its header promises was cut short: a failure
+ * to report, not a normal end. */
+static int truncated(it_source *s) {
+    const AVStream *st = s->fmt->streams[s->vstream];
+    if (st->duration == AV_NOPTS_VALUE || st->duration <= 0 || !(s->last_pts_s == s->last_pts_s)) return 0;
+    double start = st->start_time != AV_NOPTS_VALUE ? st->start_time * av_q2d(s->tb) : 0;
+    double total = st->duration * av_q2d(s->tb), reached = s->last_pts_s - start;
+    if (reached >= total * 0.9 || total - reached < 1.0) return 0;
+    char what[96];
+    snprintf(what, sizeof what, "truncated: ends at %.1f s of %.1f s", reached, total);
+    set_error(s, IT_REASON_FORMAT, what, 0);
+    return 1;
+}
+
+/* Read and decode until the end, a failure, a stall or stop. */
+static run_end read_loop(it_source *s) {
+    double stall_ms = s->p.stall_timeout_s * 1e3;
+    s->last_frame = it_now_ms();  /* the first frame gets a full stall timeout */
+    for (;;) {
+        if (atomic_load(&s->stop)) return RUN_STOP;
+        s->deadline = s->last_frame + stall_ms;
+        int rc = av_read_frame(s->fmt, s->pkt);
+        if (rc == AVERROR(EAGAIN)) {
+            if (sleep_until(s, it_now_ms() + 5)) return RUN_STOP;
+        } else if (rc == AVERROR_EOF) {
+            s->deadline = 0;
+            avcodec_send_packet(s->dec, NULL);
+            if (drain_decoder(s)) return set_error(s, IT_REASON_DECODER, "out of memory", 0), RUN_FAIL;
+            if (!s->live && s->p.loop) {
+                if ((rc = rewind_file(s)) < 0) return set_error(s, IT_REASON_FORMAT, "seek to start", rc), RUN_FAIL;
+                continue;
+            }
+            if (s->live) set_error(s, IT_REASON_EOF, NULL, 0);
+            else if (truncated(s)) return RUN_FAIL;
+            return RUN_EOF;
+        } else if (rc < 0) {
+            if (atomic_load(&s->stop)) return RUN_STOP;
+            if (rc == AVERROR_EXIT) {
+                set_state(s, IT_SOURCE_STALLED);
+                set_error(s, s->decode_errors ? IT_REASON_DECODER : IT_REASON_STALLED, "no frame decoded", 0);
+            } else {
+                set_error(s, classify(rc, s->live), "read", rc);
+            }
+            return RUN_FAIL;
+        } else if (s->pkt->stream_index != s->vstream) {
+            av_packet_unref(s->pkt);
+        } else {
+            if (!s->live && s->p.realtime && pace(s, s->pkt)) {
+                av_packet_unref(s->pkt);
+                return RUN_STOP;
+            }
+            remember_capture(s, s->pkt->pts, wall_ms());
+            rc = avcodec_send_packet(s->dec, s->pkt);
+            av_packet_unref(s->pkt);
+            /* A corrupt packet is ordinary on a live stream: only the stall clock decides. */
+            if (rc < 0 && rc != AVERROR(EAGAIN)) s->decode_errors++;
+            if (drain_decoder(s)) return set_error(s, IT_REASON_DECODER, "out of memory", 0), RUN_FAIL;
+        }
+        if (it_now_ms() - s->last_frame > stall_ms) {
+            set_state(s, IT_SOURCE_STALLED);
+            set_error(s, s->decode_errors ? IT_REASON_DECODER : IT_REASON_STALLED, "no frame decoded", 0);
+            return RUN_FAIL;
+        }
+    }
+}
+
+static void *reader_main(void *arg) {
+    it_source *s = arg;
+    double backoff = BACKOFF_FIRST_MS;
+    unsigned seed = (unsigned)(uintptr_t)s ^ (unsigned)wall_ms();
+    for (int attempt = 0; !atomic_load(&s->stop); attempt++) {
+        if (attempt) {
+            /* 1 s doubling to 30 s, +-20% so that cameras dropped together do not return together */
+            double wait = backoff * (0.8 + 0.4 * (rand_r(&seed) / (double)RAND_MAX));
+            backoff = IT_MIN(backoff * 2, BACKOFF_MAX_MS);
+            if (sleep_until(s, it_now_ms() + wait)) break;
+            pthread_mutex_lock(&s->mu);
+            s->info.reconnects++;
+            pthread_mutex_unlock(&s->mu);
+            set_state(s, IT_SOURCE_RECONNECTING);
+        }
+        if (open_input(s) != IT_REASON_NONE) {
+            close_input(s);
+            if (atomic_load(&s->stop)) break;
+            set_state(s, IT_SOURCE_FAILED);
+            if (!s->live) break;
+            continue;
+        }
+        int64_t before = s->next_index;
+        s->last_pts_s = NAN;
+        run_end end = read_loop(s);
+        close_input(s);
+        if (end == RUN_STOP) break;
+        if (s->next_index > before) backoff = BACKOFF_FIRST_MS;  /* it streamed: start over */
+        if (!s->live) {
+            set_state(s, end == RUN_EOF ? IT_SOURCE_ENDED : IT_SOURCE_FAILED);
+            break;
+        }
+        /* A live end of stream or read error is a disconnect (a dead RTSP camera looks like
+         * a clean EOF); a stall stays visible as such until the reconnect starts. */
+        pthread_mutex_lock(&s->mu);
+        int was_streaming = s->info.state == IT_SOURCE_STREAMING;
+        pthread_mutex_unlock(&s->mu);
+        if (was_streaming) set_state(s, IT_SOURCE_RECONNECTING);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->finished = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- public ---- */
+
+static void source_free(it_source *s) {
+    av_packet_free(&s->pkt);
+    av_frame_free(&s->frame);
+    sws_freeContext(s->sws);
+    it_image_free(&s->work);
+    it_image_free(&s->slot);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    it_free(s->url);
+    it_free(s->hwaccel);
+    it_free(s);
+}
+
+itscam_status it_source_open(const it_source_params *p, it_source **out) {
+    if (!out) return it_err(ITSCAM_ERR_INVALID_ARG, "source: no output pointer");
+    *out = NULL;
+    if (!p || !p->url || !p->url[0]) return it_err(ITSCAM_ERR_INVALID_ARG, "source: no URL");
+    if (!(p->stall_timeout_s > 0) || !(p->open_timeout_s > 0))
+        return it_err(ITSCAM_ERR_INVALID_ARG, "source: stall and open timeouts must be positive");
+    const char *hw = p->hwaccel ? p->hwaccel : "none";
+    if (strcmp(hw, "none") && strcmp(hw, "auto"))
+        return it_err(ITSCAM_ERR_UNSUPPORTED, "source: hwaccel '%s': only none and auto are supported", hw);
+    pthread_once(&av_once, av_setup);
+    it_source *s = it_calloc(1, sizeof *s);
+    if (!s) return it_err(ITSCAM_ERR_NOMEM, "source: out of memory");
+    s->p = *p;
+    if (s->p.decode_threads < 0) s->p.decode_threads = 0;
+    s->url = it_strdup(p->url);
+    s->hwaccel = it_strdup(hw);
+    s->pkt = av_packet_alloc();
+    s->frame = av_frame_alloc();
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->mu, NULL);
+    if (!s->url || !s->hwaccel || !s->pkt || !s->frame) {
+        source_free(s);
+        return it_err(ITSCAM_ERR_NOMEM, "source: out of memory");
+    }
+    s->p.url = s->url;
+    s->p.hwaccel = s->hwaccel;
+    it_url_redact(s->url, s->redacted, sizeof s->redacted);
+    s->live = (strstr(s->url, "://") && strncmp(s->url, "file:", 5)) || !strncmp(s->url, "/dev/", 5);
+    s->lossless = p->lossless && !s->live;
+    s->info.state = IT_SOURCE_STARTING;
+    s->info.state_since = wall_ms();
+    for (int i = 0; i < CAPTURE_RING; i++) s->ring[i].pts = AV_NOPTS_VALUE;
+    if (pthread_create(&s->thread, NULL, reader_main, s)) {
+        source_free(s);
+        return it_err(ITSCAM_ERR_INTERNAL, "source: cannot start the reader thread");
+    }
+    *out = s;
+    return ITSCAM_OK;
+}
+
+int it_source_take(it_source *s, it_image *dst, it_frame_meta *meta, int timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->slot_full && !s->finished)
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT) break;
+    int got = s->slot_full;
+    if (got) {
+        it_image t = *dst;
+        *dst = s->slot;
+        s->slot = t;
+        s->slot_full = 0;
+        if (meta) *meta = s->slot_meta;
+        pthread_cond_broadcast(&s->cv);  /* a lossless reader waits for the empty slot */
+    }
+    pthread_mutex_unlock(&s->mu);
+    return got;
+}
+
+void it_source_state(it_source *s, it_source_info *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->info;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void it_source_close(it_source *s) {
+    if (!s) return;
+    atomic_store(&s->stop, 1);
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    close_input(s);
+    source_free(s);
+}

@@ -1,0 +1,98 @@
+/* One camera source: a reader thread that opens a URL or file with FFmpeg, decodes it to
+ * BGR and keeps only the newest frame, reconnecting by itself when a live source drops. */
+#ifndef ITSCAM_STREAM_SOURCE_H
+#define ITSCAM_STREAM_SOURCE_H
+
+#include "core/core.h"
+#include "vision/image.h"
+
+#include <stdint.h>
+
+typedef struct it_source it_source;
+
+typedef enum it_source_transport { IT_TRANSPORT_TCP = 0, IT_TRANSPORT_UDP = 1 } it_source_transport;
+
+typedef struct it_source_params {
+    const char *url;          /* rtsp://, rtsps://, http(s)://, a file path, /dev/videoN; copied */
+    it_source_transport transport; /* RTSP only (tcp) */
+    int loop;                 /* files: seek back to the start at the end (0: the source ends) */
+    int realtime;             /* files: pace packets at the file's own timestamps (1) */
+    double stall_timeout_s;   /* no decoded frame for this long: stalled, then reconnect (5) */
+    double open_timeout_s;    /* an open that takes longer is abandoned (10) */
+    int skip_nonref;          /* 1: do not decode non-reference frames (AVDISCARD_NONREF) */
+    const char *hwaccel;      /* "none" (default) or "auto"; copied */
+    int decode_threads;       /* decoder threads (1: one core per camera, no frame delay) */
+    int lossless;             /* files: the reader waits for the slot to be taken instead of
+                                 replacing the frame, so every frame is seen (offline runs) */
+} it_source_params;
+it_source_params it_source_default_params(void);
+
+typedef enum it_stream_state {
+    IT_SOURCE_STARTING = 0,
+    IT_SOURCE_STREAMING,
+    IT_SOURCE_STALLED,
+    IT_SOURCE_RECONNECTING,
+    IT_SOURCE_FAILED,         /* see reason; live sources retry with backoff, files stay */
+    IT_SOURCE_ENDED,          /* a file without loop reached its end */
+    IT_SOURCE_DISABLED,       /* closed */
+} it_stream_state;
+const char *it_source_state_name(it_stream_state s);
+
+/* Why a source failed (or last dropped), for users and metrics. */
+typedef enum it_source_reason {
+    IT_REASON_NONE = 0,
+    IT_REASON_BAD_URL,        /* unknown protocol, unparsable address */
+    IT_REASON_NOT_FOUND,      /* no such file, HTTP/RTSP 404 */
+    IT_REASON_AUTH,           /* credentials refused (401/403) */
+    IT_REASON_NETWORK,        /* refused, unreachable, reset */
+    IT_REASON_TIMEOUT,        /* open took longer than open_timeout_s */
+    IT_REASON_FORMAT,         /* not a media file, or truncated */
+    IT_REASON_NO_VIDEO,       /* opened, but no video stream in it */
+    IT_REASON_DECODER,        /* no decoder for the codec, or it failed */
+    IT_REASON_STALLED,        /* no decoded frame for stall_timeout_s */
+    IT_REASON_EOF,            /* a live source ended its stream (a disconnect) */
+} it_source_reason;
+const char *it_source_reason_name(it_source_reason r);
+
+typedef struct it_source_info {
+    it_stream_state state;
+    double state_since;       /* wall-clock ms of the last state change */
+    it_source_reason reason;  /* of the last failure or disconnect */
+    char last_error[256];     /* readable, credentials redacted; "" when none */
+    uint64_t decoded;         /* frames decoded */
+    uint64_t dropped;         /* frames replaced in the slot before anyone took them */
+    uint64_t reconnects;      /* opens after the first */
+    int width, height;        /* of the current stream; 0 before the first frame */
+    double stream_fps;        /* the stream's nominal frame rate; 0 when unknown */
+} it_source_info;
+
+typedef struct it_frame_meta {
+    int64_t index;            /* 0, 1, 2...: every decoded frame, across loops and reconnects */
+    double captured_at;       /* wall-clock ms (CLOCK_REALTIME) when its packet was read */
+    double pts_s;             /* stream timestamp in seconds (NAN when unknown) */
+} it_frame_meta;
+
+/* Start a source: copies p, starts its reader thread and returns at once (the open happens
+ * on the thread; follow it with it_source_state). ITSCAM_ERR_INVALID_ARG for a missing
+ * URL or bad parameters, ITSCAM_ERR_NOMEM. *out is NULL on failure. */
+itscam_status it_source_open(const it_source_params *p, it_source **out);
+
+/* Wait up to timeout_ms for a frame that has not been taken yet. Returns 1 and swaps it
+ * into *dst (whose old pixels the source reuses: dst must be zeroed or an it_image of the
+ * caller; free it with it_image_free), or 0 on timeout or when the source has ended or
+ * failed for good (see it_source_state). meta may be NULL. One consumer at a time. */
+int it_source_take(it_source *s, it_image *dst, it_frame_meta *meta, int timeout_ms);
+
+/* A snapshot of the state and counters; thread-safe. */
+void it_source_state(it_source *s, it_source_info *out);
+
+/* Stop the reader (interrupting any blocking open or read) and free everything. Returns
+ * within a few hundred ms whatever the network does. NULL is harmless. */
+void it_source_close(it_source *s);
+
+/* Copy text into out (size n), replacing the user:password of every URL in it
+ * (the "admin:pw@" of rtsp://admin:pw@host/x becomes "***@"). Works on single URLs and on messages
+ * that contain URLs; always NUL-terminates. Returns out. */
+char *it_url_redact(const char *text, char *out, size_t n);
+
+#endif
