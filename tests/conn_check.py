@@ -19,6 +19,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from itscam_serve import ServeProcess  # noqa: E402
+
 CLI = sys.argv[1]
 SRC = sys.argv[2]
 SHARED = os.environ.get("ITSCAM_SHARED") or os.path.join(os.path.dirname(os.path.abspath(SRC)), "shared")
@@ -47,38 +50,15 @@ def check(cond, what):
         print("FAIL:", what, flush=True)
 
 
-class Server:
-    """An `itscam serve` process on an ephemeral port, waited for until ready."""
+class Server(ServeProcess):
+    """An `itscam serve` of the 320 model on an ephemeral port."""
 
     def __init__(self, *args):
-        self.log_path = os.path.join(TMP, "server-%d.log" % time.time_ns())
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--model", MODEL] + list(args),
-                                  stdout=self.log, stderr=subprocess.STDOUT)
-        self.port = None
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            text = open(self.log_path).read()
-            m = re.search(r"listening on https?://[0-9.]+:(\d+)", text)
-            if m:
-                self.port = int(m.group(1))
-            if self.port and "itscam serve: ready" in text:
-                return
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError("server did not start:\n" + open(self.log_path).read())
+        super().__init__(CLI, TMP, "--model", MODEL, *args)
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.log.close()
-        check(self.p.returncode == 0, "the server exits 0 on SIGTERM (%s): %s"
+        rc = super().stop()
+        check(rc == 0, "the server exits 0 on SIGTERM (%s): %s"
               % (self.p.returncode, open(self.log_path).read()[-800:]))
 
 

@@ -26,6 +26,9 @@ import threading
 import time
 import zlib
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from itscam_serve import ServeProcess  # noqa: E402
+
 CLI = sys.argv[1]
 SRC = sys.argv[2]
 SHARED = os.environ.get("ITSCAM_SHARED") or os.path.join(os.path.dirname(os.path.abspath(SRC)), "shared")
@@ -53,27 +56,11 @@ TMP = tempfile.mkdtemp(prefix="itscam-input-")
 BUS = open(os.path.join(IMAGES, "bus.jpg"), "rb").read()
 
 
-class Server:
+class Server(ServeProcess):
     """An `itscam serve` process on an ephemeral port; its log goes to a file."""
 
     def __init__(self, *args):
-        self.log_path = os.path.join(TMP, "server-%d.log" % time.time_ns())
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0"] + list(args),
-                                  stdout=self.log, stderr=subprocess.STDOUT)
-        self.port = None
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if self.p.poll() is not None:
-                raise RuntimeError("server exited early:\n" + open(self.log_path).read())
-            text = open(self.log_path).read()
-            m = re.search(r"listening on https?://[0-9.]+:(\d+)", text)
-            if m:
-                self.port = int(m.group(1))
-            if self.port and "itscam serve: ready" in text:
-                return
-            time.sleep(0.1)
-        raise RuntimeError("server not ready:\n" + open(self.log_path).read())
+        super().__init__(CLI, TMP, *args)
 
     def req(self, method, path, body=None, headers=None, timeout=120):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -91,12 +78,6 @@ class Server:
         except ValueError:
             return st, h, {"error": repr(d[:200])}
 
-    def status_kb(self, field):
-        for line in open("/proc/%d/status" % self.p.pid):
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        return -1
-
     def reset_peak(self):
         """Reset VmHWM to the current RSS (Linux: clear_refs 5); False when not allowed."""
         try:
@@ -105,16 +86,6 @@ class Server:
             return True
         except OSError:
             return False
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.log.close()
 
 
 def png(w, h, grey=True, extra=b""):

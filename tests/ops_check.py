@@ -17,6 +17,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from itscam_serve import ServeProcess  # noqa: E402
+
 CLI = sys.argv[1]
 SRC = sys.argv[2]
 SHARED = os.environ.get("ITSCAM_SHARED") or os.path.join(os.path.dirname(os.path.abspath(SRC)), "shared")
@@ -38,26 +41,11 @@ def check(cond, what):
         print("FAIL:", what, flush=True)
 
 
-class Server:
-    """An `itscam serve` on an ephemeral port (the same helper as server_check.py's)."""
+class Server(ServeProcess):
+    """An `itscam serve` of the 320 model on an ephemeral port."""
 
     def __init__(self, *args):
-        self.log_path = os.path.join(TMP, "server-%d.log" % time.time_ns())
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--model", MODEL] + list(args),
-                                  stdout=self.log, stderr=subprocess.STDOUT)
-        self.port = None
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            text = open(self.log_path).read()
-            m = re.search(r"listening on http://[0-9.]+:(\d+)", text)
-            if m and "itscam serve: ready" in text:
-                self.port = int(m.group(1))
-                return
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("server did not start:\n" + open(self.log_path).read())
+        super().__init__(CLI, TMP, "--model", MODEL, *args)
 
     def conn(self, timeout=120):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -85,23 +73,7 @@ class Server:
         return total
 
     def rss_mb(self):
-        for line in open("/proc/%d/status" % self.p.pid):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-        return 0.0
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(60)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.log.close()
-        return self.p.returncode
-
-    def logtext(self):
-        return open(self.log_path).read()
+        return self.status_kb("VmRSS") / 1024.0
 
 
 class DetectWatch:

@@ -21,6 +21,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from itscam_serve import ServeProcess  # noqa: E402
+
 CLI = sys.argv[1]
 SRC = sys.argv[2]
 SHARED = os.environ.get("ITSCAM_SHARED") or os.path.join(os.path.dirname(os.path.abspath(SRC)), "shared")
@@ -51,43 +54,11 @@ BUS = open(os.path.join(IMAGES, "bus.jpg"), "rb").read()
 ZIDANE = open(os.path.join(IMAGES, "zidane.jpg"), "rb").read()
 
 
-class Server:
+class Server(ServeProcess):
     """An `itscam serve` process on an ephemeral port; its log goes to a file."""
 
     def __init__(self, *args, env=None, wait_ready=True, scheme="http"):
-        self.log_path = os.path.join(TMP, "server-%d.log" % time.time_ns())
-        self.log = open(self.log_path, "w")
-        e = dict(os.environ)
-        e.update(env or {})
-        self.p = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0"] + list(args),
-                                  stdout=self.log, stderr=subprocess.STDOUT, env=e)
-        self.port = None
-        self.scheme = scheme
-        deadline = time.time() + 120
-        while time.time() < deadline and self.port is None:
-            if self.p.poll() is not None:
-                raise RuntimeError("server exited early:\n" + open(self.log_path).read())
-            m = re.search(r"listening on https?://[0-9.]+:(\d+)", open(self.log_path).read())
-            if m:
-                self.port = int(m.group(1))
-            time.sleep(0.05)
-        if self.port is None:
-            raise RuntimeError("server did not start:\n" + open(self.log_path).read())
-        if wait_ready:
-            self.wait_ready()
-
-    def wait_ready(self, timeout=300):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if "itscam serve: ready" in open(self.log_path).read():
-                return
-            if self.p.poll() is not None:
-                raise RuntimeError("server exited:\n" + open(self.log_path).read())
-            time.sleep(0.1)
-        raise RuntimeError("server not ready:\n" + open(self.log_path).read())
-
-    def url(self, path):
-        return "%s://127.0.0.1:%d%s" % (self.scheme, self.port, path)
+        super().__init__(CLI, TMP, *args, env=env, wait_ready=wait_ready, scheme=scheme)
 
     def req(self, method, path, body=None, headers=None, timeout=120):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -104,20 +75,6 @@ class Server:
             return st, json.loads(d.decode()) if d else None
         except ValueError:
             return st, {"_raw": d[:200]}
-
-    def stop(self, sig=signal.SIGTERM, timeout=60):
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.log.close()
-        return self.p.returncode
-
-    def logtext(self):
-        return open(self.log_path).read()
 
 
 def curl(*args):
