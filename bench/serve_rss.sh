@@ -17,25 +17,12 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-CLI=${ITSCAM_CLI:-$ROOT/build/itscam}
-[ -x "$CLI" ] || die "build itscam first or set ITSCAM_CLI"
-TMP=$(mktemp -d)
-SRV=""
-cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
-trap cleanup EXIT
+. "$ROOT/bench/lib.sh"
 
 "$CLI" bench --model "$MODEL" --precision "$PREC" --threads "$THREADS" --batch "$MB" --duration 3 --json > "$TMP/b.json"
 BENCH=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["peak_rss_bytes"])' "$TMP/b.json")
 
-"$CLI" serve --model "$MODEL" --precision "$PREC" --threads "$THREADS" --max-batch "$MB" --host 127.0.0.1 \
-  --port 0 > "$TMP/serve.log" 2>&1 &
-SRV=$!
-i=0
-until grep -q "itscam serve: ready" "$TMP/serve.log"; do
-  i=$((i + 1)); [ $i -lt 1200 ] || die "the server did not get ready: $(cat "$TMP/serve.log")"
-  kill -0 "$SRV" 2>/dev/null || die "the server exited: $(cat "$TMP/serve.log")"
-  sleep 0.1
-done
+start_serve --model "$MODEL" --precision "$PREC" --threads "$THREADS" --max-batch "$MB"
 sleep 1
 SERVE=$(awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$SRV/status")
 echo "bench --batch $MB peak RSS:     $((BENCH / 1048576)) MiB"

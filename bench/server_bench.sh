@@ -25,12 +25,7 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-CLI=${ITSCAM_CLI:-$ROOT/build/itscam}
-[ -x "$CLI" ] || die "build itscam first (cmake -B build && cmake --build build) or set ITSCAM_CLI"
-TMP=$(mktemp -d)
-SRV=""
-cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
-trap cleanup EXIT
+. "$ROOT/bench/lib.sh"
 CAL=""
 [ -n "$CALIB" ] && CAL="--calib $CALIB"
 
@@ -40,18 +35,9 @@ echo "offline: itscam bench --batch 1,8 --precision $PREC --threads $THREADS --i
   --duration "$DUR" --json > "$TMP/offline.json"
 
 # shellcheck disable=SC2086
-"$CLI" serve --model "$MODEL" --precision "$PREC" $CAL --threads "$THREADS" --workers 1 --max-batch 8 \
-  --batching.preferred_batch 8 --host 127.0.0.1 --port 0 --batching.queue_limit_batch 4096 \
-  --batching.queue_limit_urgent 4096 --batching.queue_limit_normal 4096 --timeout-ms 60000 > "$TMP/serve.log" 2>&1 &
-SRV=$!
-i=0
-until grep -q "itscam serve: ready" "$TMP/serve.log"; do
-  i=$((i + 1)); [ $i -lt 1200 ] || die "the server did not get ready: $(cat "$TMP/serve.log")"
-  kill -0 "$SRV" 2>/dev/null || die "the server exited: $(cat "$TMP/serve.log")"
-  sleep 0.1
-done
-PORT=$(sed -n 's/.*listening on http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$TMP/serve.log" | head -1)
-URL=http://127.0.0.1:$PORT
+start_serve --model "$MODEL" --precision "$PREC" $CAL --threads "$THREADS" --workers 1 --max-batch 8 \
+  --batching.preferred_batch 8 --batching.queue_limit_batch 4096 \
+  --batching.queue_limit_urgent 4096 --batching.queue_limit_normal 4096 --timeout-ms 60000
 echo "server: $URL" >&2
 
 PB() { "$CLI" performance benchmark --url "$URL" --images "$IMAGES" --warmup 3 --json "$@"; }

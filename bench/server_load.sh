@@ -25,27 +25,14 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-CLI=${ITSCAM_CLI:-$ROOT/build/itscam}
-[ -x "$CLI" ] || die "build itscam first (cmake -B build && cmake --build build) or set ITSCAM_CLI"
-TMP=$(mktemp -d)
-SRV=""
-cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
-trap cleanup EXIT
+. "$ROOT/bench/lib.sh"
 
 echo "offline: itscam bench --batch 1 --threads $THREADS" >&2
 "$CLI" bench --model "$MODEL" --threads "$THREADS" --batch 1 --images "$IMAGES" --duration "$DUR" --json \
   > "$TMP/offline.json"
 
-"$CLI" serve --model "$MODEL" --threads "$THREADS" --max-batch "$MAXB" --host 127.0.0.1 --port 0 \
-  --batching.queue_limit_normal 4096 --timeout-ms 60000 > "$TMP/serve.log" 2>&1 &
-SRV=$!
-i=0
-until grep -q "itscam serve: ready" "$TMP/serve.log"; do
-  i=$((i + 1)); [ $i -lt 1200 ] || die "the server did not get ready: $(cat "$TMP/serve.log")"
-  kill -0 "$SRV" 2>/dev/null || die "the server exited: $(cat "$TMP/serve.log")"
-  sleep 0.1
-done
-PORT=$(sed -n 's/.*listening on http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$TMP/serve.log" | head -1)
+start_serve --model "$MODEL" --threads "$THREADS" --max-batch "$MAXB" \
+  --batching.queue_limit_normal 4096 --timeout-ms 60000
 echo "server: http://127.0.0.1:$PORT; clients $CLIENTS, $DUR s each, load generator at nice 19" >&2
 nice -n 19 "$CLI" performance benchmark --url "http://127.0.0.1:$PORT" --images "$IMAGES" --warmup 3 \
   --concurrency "$CLIENTS" --duration "$DUR" --json > "$TMP/load.json"
