@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <time.h>
 
 /* Record a detail message for the calling thread and return `s`, so that callers write
  *   return it_err(ITSCAM_ERR_MODEL, "%s: node %s: ...", path, name);            */
@@ -44,6 +46,11 @@ void it_arena_reset(it_arena *a);
 void it_arena_free(it_arena *a);
 
 double it_now_ms(void);  /* monotonic clock in milliseconds */
+/* Condition variables that time out on the monotonic clock (a wall-clock step must not
+ * stretch or cut a wait), and the absolute deadline `ms` from now on that clock, clamped
+ * to [0, 1 h], for pthread_cond_timedwait on them. */
+int it_cond_init_monotonic(pthread_cond_t *cv);
+void it_deadline_in(struct timespec *ts, double ms);
 
 /* Percentile p (0..100) of n ascending values, interpolated linearly between the closest
  * ranks (numpy's default); NAN when n is 0. */

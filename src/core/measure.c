@@ -38,3 +38,25 @@ int it_physical_cores(void) {
     }
     return cores > 0 ? cores : 1;
 }
+
+int it_cond_init_monotonic(pthread_cond_t *cv) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
+void it_deadline_in(struct timespec *ts, double ms) {
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    if (!(ms > 0)) ms = 0; /* NaN too */
+    if (ms > 3600e3) ms = 3600e3;
+    long long ns = (long long)(ms * 1e6);
+    ts->tv_sec += (time_t)(ns / 1000000000LL);
+    ts->tv_nsec += (long)(ns % 1000000000LL);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}

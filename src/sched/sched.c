@@ -250,19 +250,6 @@ static int largest_preferred(const it_sched *s) {
     return best ? best : s->max_batch;
 }
 
-static void abs_time(struct timespec *ts, double wait_ms) {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    if (wait_ms < 0) wait_ms = 0;
-    if (wait_ms > 3600e3) wait_ms = 3600e3;
-    long long ns = (long long)(wait_ms * 1e6);
-    ts->tv_sec += ns / 1000000000LL;
-    ts->tv_nsec += ns % 1000000000LL;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* The largest batch a lower level may run while urgent traffic is active. */
 static int urgent_cap(const it_sched *s) {
     double budget = s->p.max_delay_ms[IT_SCHED_URGENT];
@@ -326,7 +313,7 @@ static int next_batch(sched_worker *w) {
         if (total >= largest_preferred(s) || now >= due) break;
         waited = 1;
         struct timespec ts;
-        abs_time(&ts, (due < nearest ? due : nearest) - now);
+        it_deadline_in(&ts, (due < nearest ? due : nearest) - now);
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
     int lead = -1;
@@ -482,11 +469,7 @@ itscam_status it_sched_new(const char *name, const itscam_model *m, const it_sch
     s->p = *p;
     if (observer) s->obs = *observer;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    it_cond_init_monotonic(&s->cv);
     itscam_status st = copy_template(s, &p->detector);
     if (st != ITSCAM_OK) {
         it_sched_free(s);

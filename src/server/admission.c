@@ -21,11 +21,7 @@ void srv_admission_init(srv_admission *a, long long budget_bytes) {
     a->budget = budget_bytes > 0 ? (size_t)budget_bytes : srv_admission_default_budget();
     a->used = 0;
     pthread_mutex_init(&a->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a wall clock step must not stretch the wait */
-    pthread_cond_init(&a->freed, &ca);
-    pthread_condattr_destroy(&ca);
+    it_cond_init_monotonic(&a->freed);
 }
 
 void srv_admission_destroy(srv_admission *a) {
@@ -36,13 +32,7 @@ void srv_admission_destroy(srv_admission *a) {
 srv_admit_result srv_admission_reserve(srv_admission *a, size_t bytes, int wait_ms) {
     if (bytes > a->budget) return SRV_ADMIT_NEVER;
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    it_deadline_in(&until, wait_ms);
     pthread_mutex_lock(&a->mu);
     int rc = 0;
     while (a->budget - a->used < bytes && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&a->freed, &a->mu, &until);

@@ -110,12 +110,7 @@ static void *watchdog(void *arg) {
     pthread_mutex_lock(&g->mu);
     while (!g->stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        it_deadline_in(&ts, TICK_MS);
         pthread_cond_timedwait(&g->cv, &g->mu, &ts);
         if (!g->stop) tick(g);
     }
@@ -132,11 +127,7 @@ srv_guard *srv_guard_start(const srv_guard_limits *l, char *err, size_t errlen) 
     g->lim = *l;
     g->head.next = g->head.prev = &g->head;
     pthread_mutex_init(&g->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    it_cond_init_monotonic(&g->cv);
     int rc = pthread_create(&g->th, NULL, watchdog, g);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the connection watchdog: %s", strerror(rc));

@@ -172,14 +172,7 @@ static int sleep_until(it_source *s, double t) {
         double now = it_now_ms();
         if (now >= t) break;
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        double wait = t - now;
-        ts.tv_sec += (time_t)(wait / 1e3);
-        ts.tv_nsec += (long)(fmod(wait, 1e3) * 1e6);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        it_deadline_in(&ts, t - now);
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
     pthread_mutex_unlock(&s->mu);
@@ -494,11 +487,7 @@ itscam_status it_source_open(const it_source_params *p, it_source **out) {
     s->hwaccel = it_strdup(hw);
     s->pkt = av_packet_alloc();
     s->frame = av_frame_alloc();
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    it_cond_init_monotonic(&s->cv);
     pthread_mutex_init(&s->mu, NULL);
     if (!s->url || !s->hwaccel || !s->pkt || !s->frame) {
         source_free(s);
