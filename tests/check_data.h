@@ -35,4 +35,16 @@ static inline double rel_l2(const float *a, const float *b, size_t n) {
     return sqrt(num / (den > 0 ? den : 1));
 }
 
+/* Two detection results are the same: equal counts and classes, scores within 1e-4 and
+ * boxes within 0.05 px (batched and single runs differ only in float summation order). */
+static inline int same_result(const itscam_result *a, const itscam_result *b) {
+    if (a->count != b->count || a->width != b->width || a->height != b->height) return 0;
+    for (int i = 0; i < a->count; i++) {
+        if (a->dets[i].class_id != b->dets[i].class_id || fabsf(a->dets[i].score - b->dets[i].score) > 1e-4f) return 0;
+        for (int k = 0; k < 4; k++)
+            if (fabsf(a->dets[i].box[k] - b->dets[i].box[k]) > 0.05f) return 0;
+    }
+    return 1;
+}
+
 #endif

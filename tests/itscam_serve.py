@@ -1,4 +1,4 @@
-"""The piece every server test script shares: an `itscam serve` process on an ephemeral
+"""What every server test script shares: where the CLI and ../shared are, and an `itscam serve` process on an ephemeral
 loopback port, its log in a file, started and waited for until it listens (and, by
 default, until it reports ready), stopped with a signal. Scripts subclass it for their
 own request helpers."""
@@ -6,7 +6,20 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
+
+
+def locate(argv):
+    """(cli, source dir, shared dir) from `SCRIPT ITSCAM_CLI SOURCE_DIR` and
+    ITSCAM_SHARED (default: ../shared beside the source); exits 77 (skipped) when the
+    shared models are absent."""
+    cli, src = argv[1], argv[2]
+    shared = os.environ.get("ITSCAM_SHARED") or os.path.join(os.path.dirname(os.path.abspath(src)), "shared")
+    if not os.path.isfile(os.path.join(shared, "models", "yolo11n-320.onnx")):
+        print("skip: ../shared/models not found")
+        sys.exit(77)
+    return cli, src, shared
 
 
 class ServeProcess:

@@ -18,15 +18,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from itscam_serve import ServeProcess  # noqa: E402
+from itscam_serve import ServeProcess, locate  # noqa: E402
 
-CLI = sys.argv[1]
-SRC = sys.argv[2]
-SHARED = os.environ.get("ITSCAM_SHARED") or os.path.join(os.path.dirname(os.path.abspath(SRC)), "shared")
+CLI, SRC, SHARED = locate(sys.argv)
 MODEL = os.path.join(SHARED, "models", "yolo11n-320.onnx")
-if not os.path.isfile(MODEL):
-    print("skip: ../shared/models not found")
-    sys.exit(77)
 BUS = open(os.path.join(SHARED, "images", "bus.jpg"), "rb").read()
 TMP = tempfile.mkdtemp(prefix="itscam-ops-")
 passed = failed = 0

@@ -1,20 +1,11 @@
 /* Batches of 1 to 32 on the dynamic-batch model: every item of a batch gets the boxes it
  * gets alone, whatever its position and the batch size (frames of different sizes). */
 #include "check.h"
+#include "check_data.h"
 #include "core/core.h"
 #include "vision/image.h"
 
 #include <math.h>
-
-static int same(const itscam_result *a, const itscam_result *b) {
-    if (a->count != b->count || a->width != b->width || a->height != b->height) return 0;
-    for (int i = 0; i < a->count; i++) {
-        if (a->dets[i].class_id != b->dets[i].class_id || fabsf(a->dets[i].score - b->dets[i].score) > 1e-4f) return 0;
-        for (int k = 0; k < 4; k++)
-            if (fabsf(a->dets[i].box[k] - b->dets[i].box[k]) > 0.05f) return 0;
-    }
-    return 1;
-}
 
 int main(void) {
     char mp[1024], p1[1024], p2[1024];
@@ -44,7 +35,7 @@ int main(void) {
         int n = sizes[s], ok = 1;
         CHECK_OK(itscam_detect_batch(d, frames, n, res));
         for (int i = 0; i < n; i++) {
-            ok &= same(&res[i], &alone[i % 2]);
+            ok &= same_result(&res[i], &alone[i % 2]);
             itscam_result_clear(&res[i]);
         }
         printf("batch %2d: %s\n", n, ok ? "every item matches its batch-1 result" : "MISMATCH");

@@ -4,6 +4,7 @@
  * made deterministic with a gate: a job whose callback holds the only worker until the
  * test has queued what it wants, so no check depends on timing. */
 #include "check.h"
+#include "check_data.h"
 #include "core/core.h"
 #include "detect/detector.h"
 #include "runtime/model.h"
@@ -127,16 +128,6 @@ static void open_gate(void) {
     pthread_mutex_unlock(&mu);
 }
 
-static int same(const itscam_result *a, const itscam_result *b) {
-    if (a->count != b->count || a->width != b->width || a->height != b->height) return 0;
-    for (int i = 0; i < a->count; i++) {
-        if (a->dets[i].class_id != b->dets[i].class_id || fabsf(a->dets[i].score - b->dets[i].score) > 1e-4f) return 0;
-        for (int k = 0; k < 4; k++)
-            if (fabsf(a->dets[i].box[k] - b->dets[i].box[k]) > 0.05f) return 0;
-    }
-    return 1;
-}
-
 static int pos(int id) {
     for (int i = 0; i < n_done; i++)
         if (order[i] == id) return i;
@@ -213,7 +204,7 @@ int main(void) {
     wait_done(4);
     total += 4;
     for (int i = 0; i < 4; i++) {
-        CHECKF(jobs[i].outcome == IT_SCHED_DONE && same(&jobs[i].res, &alone[i % 2]), "image job %d: %s", i,
+        CHECKF(jobs[i].outcome == IT_SCHED_DONE && same_result(&jobs[i].res, &alone[i % 2]), "image job %d: %s", i,
                jobs[i].message);
         CHECK(jobs[i].batch_size == 4);
     }
@@ -234,7 +225,7 @@ int main(void) {
         const it_detect_item *r = &ref[i % 2];
         CHECKF(j->outcome == IT_SCHED_DONE && j->batch_size == 4, "tensor job %d: batch %d, %s", i, j->batch_size,
                j->message);
-        CHECK(same(&j->res, &r->res));
+        CHECK(same_result(&j->res, &r->res));
         CHECK(j->raw && j->raw_ndim == r->raw_ndim && j->raw_dims[1] == r->raw_dims[1] && j->raw_dims[2] == r->raw_dims[2]);
         if (!j->raw) continue;
         size_t per = (size_t)r->raw_dims[1] * (size_t)r->raw_dims[2];
@@ -271,7 +262,7 @@ int main(void) {
     CHECKF(pos(13) < pos(11) && pos(13) < pos(12), "urgent at %d, batch jobs at %d and %d", pos(13), pos(11), pos(12));
     CHECK(pos(11) < pos(12));
     for (int i = 0; i < 5; i++) CHECKF(pos(20 + i) < pos(21 + i), "normal job %d at %d after %d", i, pos(20 + i), pos(21 + i));
-    for (int i = 20; i < 26; i++) CHECK(jobs[i].outcome == IT_SCHED_DONE && same(&jobs[i].res, &alone[(i - 20) % 2]));
+    for (int i = 20; i < 26; i++) CHECK(jobs[i].outcome == IT_SCHED_DONE && same_result(&jobs[i].res, &alone[(i - 20) % 2]));
     CHECK(calls[14] == 0 && calls[15] == 0 && calls[16] == 0);
     printf("priority and FIFO: urgent first, then normal in order, then batch in order\n");
 
@@ -320,7 +311,7 @@ int main(void) {
     open_gate();
     wait_done(4);
     total += 4;
-    CHECK(b->outcome == IT_SCHED_DONE && c->outcome == IT_SCHED_DONE && same(&b->res, &alone[1]));
+    CHECK(b->outcome == IT_SCHED_DONE && c->outcome == IT_SCHED_DONE && same_result(&b->res, &alone[1]));
     CHECKF(pos(53) < pos(52), "the replacement ran at %d, after cam2 at %d", pos(53), pos(52));
     printf("replaced: %s\n", a->message);
 
