@@ -20,7 +20,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from itscam_serve import ServeProcess, locate  # noqa: E402
+from itscam_serve import Checks, ServeProcess, locate  # noqa: E402
 
 CLI, SRC, SHARED = locate(sys.argv)
 MODEL = os.path.join(SHARED, "models", "yolo11n-320.onnx")
@@ -32,17 +32,9 @@ if soft < 4096 and (hard == resource.RLIM_INFINITY or hard > soft):
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard) if hard != resource.RLIM_INFINITY else 4096, hard))
 FDS = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
-passed, failed = 0, 0
+CHECKS = Checks()
+check = CHECKS.check
 TMP = tempfile.mkdtemp(prefix="itscam-conn-")
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
 
 
 class Server(ServeProcess):
@@ -324,5 +316,4 @@ finally:
     B.stop()
 
 shutil.rmtree(TMP, ignore_errors=True)
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+CHECKS.finish()

@@ -27,7 +27,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from itscam_serve import ServeProcess, locate  # noqa: E402
+from itscam_serve import Checks, ServeProcess, locate  # noqa: E402
 
 CLI, SRC, SHARED = locate(sys.argv)
 MODELS = os.path.join(SHARED, "models")
@@ -35,16 +35,8 @@ IMAGES = os.path.join(SHARED, "images")
 
 BUDGET = 700 << 20
 MODEL = "yolo11n-320"
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
+CHECKS = Checks()
+check = CHECKS.check
 
 
 TMP = tempfile.mkdtemp(prefix="itscam-input-")
@@ -290,5 +282,4 @@ try:
 finally:
     srv.stop()
 
-print("%d passed, %d failed" % (checks - len(failures), len(failures)))
-sys.exit(1 if failures else 0)
+CHECKS.finish()

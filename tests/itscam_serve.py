@@ -22,6 +22,27 @@ def locate(argv):
     return cli, src, shared
 
 
+class Checks:
+    """Counts checks, prints each failure at once, and ends the script with the line
+    CTest and CI read: "N passed, M failed" (exit 1 when any failed)."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, cond, what):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("FAIL:", what, flush=True)
+        return cond
+
+    def finish(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        sys.exit(1 if self.failed else 0)
+
+
 class ServeProcess:
     def __init__(self, cli, tmp, *args, env=None, wait_ready=True, scheme="http", timeout=300):
         self.log_path = os.path.join(tmp, "server-%d.log" % time.time_ns())

@@ -18,22 +18,14 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from itscam_serve import ServeProcess, locate  # noqa: E402
+from itscam_serve import Checks, ServeProcess, locate  # noqa: E402
 
 CLI, SRC, SHARED = locate(sys.argv)
 MODEL = os.path.join(SHARED, "models", "yolo11n-320.onnx")
 BUS = open(os.path.join(SHARED, "images", "bus.jpg"), "rb").read()
 TMP = tempfile.mkdtemp(prefix="itscam-ops-")
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
+CHECKS = Checks()
+check = CHECKS.check
 
 
 class Server(ServeProcess):
@@ -226,5 +218,4 @@ check(max(rss[1:]) <= bound, "RSS stays within %.0f MB of the first reload's %.0
       % (bound - rss[0], rss[0], max(rss[1:])))
 check(srv.stop() == 0, "clean stop after reloads")
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+CHECKS.finish()

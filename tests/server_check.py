@@ -22,22 +22,14 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from itscam_serve import ServeProcess, locate  # noqa: E402
+from itscam_serve import Checks, ServeProcess, locate  # noqa: E402
 
 CLI, SRC, SHARED = locate(sys.argv)
 MODELS = os.path.join(SHARED, "models")
 IMAGES = os.path.join(SHARED, "images")
 
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
+CHECKS = Checks()
+check = CHECKS.check
 
 
 TMP = tempfile.mkdtemp(prefix="itscam-server-")
@@ -671,5 +663,4 @@ r = subprocess.run([CLI, "serve", "--model", os.path.join(TMP, "missing.onnx"), 
 check(r.returncode == 1 and b"missing.onnx" in r.stderr, "missing model fails the start: %s" % r.stderr[-200:])
 
 shutil.rmtree(TMP, ignore_errors=True)
-print("%d checks, %d failed" % (checks, len(failures)))
-sys.exit(1 if failures else 0)
+CHECKS.finish()
