@@ -12,9 +12,9 @@ import re
 import sys
 
 # Lowest first. Data flows camera -> decode -> schedule -> infer -> postprocess -> track
-# -> analytics -> sinks; the server sits above everything it serves, the CLI above all.
+# -> analytics -> sinks; the pipeline ties a camera's stages together; the server sits above everything it serves, the CLI above all.
 LAYERS = ["core", "graph", "onnx", "backend", "runtime", "vision", "detect", "sched",
-          "stream", "track", "analytics", "sinks", "server", "cli"]
+          "stream", "track", "analytics", "sinks", "pipeline", "server", "cli"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
