@@ -159,12 +159,21 @@ static int total_depth(const it_sched *s) {
     return s->depth[0] + s->depth[1] + s->depth[2];
 }
 
+/* Queue j in its level by its order key (FIFO when every key is the submission time:
+ * the walk only happens for a key older than the tail's). */
 static void push_tail(it_sched *s, it_sched_job *j) {
     int p = j->prio;
     j->next = NULL;
-    if (s->tail[p]) s->tail[p]->next = j;
-    else s->head[p] = j;
-    s->tail[p] = j;
+    if (!s->tail[p] || s->tail[p]->t_order_ms <= j->t_order_ms) {
+        if (s->tail[p]) s->tail[p]->next = j;
+        else s->head[p] = j;
+        s->tail[p] = j;
+    } else {
+        it_sched_job **pp = &s->head[p];
+        while ((*pp)->t_order_ms <= j->t_order_ms) pp = &(*pp)->next;
+        j->next = *pp;
+        *pp = j;
+    }
     s->depth[p]++;
     depth_changed(s, p);
 }
@@ -215,11 +224,13 @@ static void enqueue(it_sched *s, it_sched_job *j, it_sched_job **replaced) {
     int p = 0;
     it_sched_job **pp = replaces(j) ? find_source(s, j->source, &p) : NULL;
     j->t_slot_ms = j->t_submit_ms;
+    j->t_order_ms = j->order_ms > 0 ? j->order_ms : j->t_submit_ms;
     if (pp && p == j->prio) {
         /* Same level: take the old job's place (and its age, which decides when it is due). */
         it_sched_job *old = *pp;
         j->next = old->next;
         j->t_slot_ms = old->t_slot_ms;
+        j->t_order_ms = old->t_order_ms;
         *pp = j;
         if (s->tail[p] == old) s->tail[p] = j;
         old->next = *replaced;

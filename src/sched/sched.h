@@ -84,6 +84,10 @@ struct it_sched_job {
     double deadline_ms;             /* it_now_ms() clock; <= 0: none */
     char source[64];                /* who sent it: a route label, a camera id ("" none) */
     int keep_newest;                /* replace a queued job of the same source (it ends REPLACED) */
+    double order_ms;                /* jobs of one level run in increasing order_ms (it_now_ms
+                                     * clock); <= 0: the submission time, i.e. FIFO. A camera
+                                     * sets when it was last served, so cameras of one level
+                                     * share the model fairly: least recently served first */
     it_sched_done_fn done;          /* called exactly once, from a worker or the caller of
                                      * cancel_queued/free/submit (a replaced job), never under a lock */
     void *done_arg;
@@ -100,6 +104,7 @@ struct it_sched_job {
     int batch_size;                 /* 0 when it never ran */
     /* the scheduler's */
     double t_slot_ms;               /* queue position's age (a replacement inherits it) */
+    double t_order_ms;              /* its order key (a replacement inherits it) */
     it_sched_job *next;
 };
 

@@ -147,6 +147,7 @@ static void set_state(it_source *s, it_stream_state st) {
     }
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    if (changed && s->p.notify) s->p.notify(s->p.notify_arg);
     if (changed) it_log(ITSCAM_LOG_INFO, "source %s: %s", s->redacted, it_source_state_name(st));
 }
 
@@ -303,6 +304,7 @@ static int publish(it_source *s, const AVFrame *f) {
     s->info.height = f->height;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    if (s->p.notify) s->p.notify(s->p.notify_arg);
     set_state(s, IT_SOURCE_STREAMING);
     return 0;
 }

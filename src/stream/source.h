@@ -24,6 +24,11 @@ typedef struct it_source_params {
     int decode_threads;       /* decoder threads (1: one core per camera, no frame delay) */
     int lossless;             /* files: the reader waits for the slot to be taken instead of
                                  replacing the frame, so every frame is seen (offline runs) */
+    /* Called from the reader thread, without the source's lock, after a frame lands in the
+     * slot and after every state change, so a consumer can wait on its own condition
+     * variable for frames and for other work at once. Must not block or call the source. */
+    void (*notify)(void *arg);
+    void *notify_arg;
 } it_source_params;
 it_source_params it_source_default_params(void);
 
