@@ -50,13 +50,13 @@ static void remember(origins *os, const char *path, int line, int env) {
 }
 
 /* The origin of the longest remembered path that msg starts with ("detect.fps: ...",
- * "detect.classes[2]: ..."); NULL when none (a missing key). */
+ * "detect.classes[2]: ...") or equals; NULL when none (a missing key). */
 static const origin *find_origin(const origins *os, const char *msg) {
     const origin *best = NULL;
     size_t best_len = 0;
     for (int i = 0; i < os->n; i++) {
         size_t l = strlen(os->o[i].path);
-        if (l > best_len && !strncmp(msg, os->o[i].path, l) && (msg[l] == ':' || msg[l] == '[')) {
+        if (l > best_len && !strncmp(msg, os->o[i].path, l) && (msg[l] == ':' || msg[l] == '[' || !msg[l])) {
             best = &os->o[i];
             best_len = l;
         }
