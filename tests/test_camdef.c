@@ -200,6 +200,15 @@ static void test_yaml(void) {
     EXPECT_YAML_BAD("cameras:\n  - just text\n",
                     "t.yaml:2: cameras[0]: expected a camera (a mapping of id, url, ...), got a value");
     EXPECT_YAML_BAD("cameras:\n  - id: a\n    url: [x\n", "t.yaml:4: YAML syntax error: did not find expected ',' or ']' while parsing a flow sequence (line 3)");
+    /* Aliases that multiply nodes ("billion laughs") stop at a node budget. */
+    it_camdef *l2;
+    int n2;
+    CHECK(load_cams("x: &a [1, 1, 1, 1, 1, 1, 1, 1]\ny: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+                    "z: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nw: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+                    "cameras:\n  - {id: a, url: x, detect: {classes: [*d, *d, *d, *d, *d, *d, *d, *d]}}\n",
+                    &l2, &n2) == -1);
+    CHECKF(strstr(err, ": cameras[0].detect.classes[") && strstr(err, "too large for a camera definition"),
+           "%s", err);
     /* More than IT_CAM_MAX cameras. */
     size_t cap = 64 * (IT_CAM_MAX + 2);
     char *many = malloc(cap);

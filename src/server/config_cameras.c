@@ -16,6 +16,9 @@
 
 /* YAML nested deeper than this under a camera is never a camera definition. */
 #define MAX_DEPTH 8
+/* YAML nodes per camera at most: aliases can repeat a node many times over ("billion
+ * laughs"), and a camera definition holds a few dozen. */
+#define MAX_NODES 1024
 /* Key paths remembered per camera, to point an error at its line or variable. */
 #define MAX_ORIGINS 160
 
@@ -104,6 +107,7 @@ typedef struct conv {
     yaml_document_t *doc;
     const char *name;
     origins *os;
+    int nodes;     /* converted so far, against MAX_NODES */
     char *err;
     size_t errlen;
 } conv;
@@ -117,8 +121,9 @@ static const char *node_kind(const yaml_node_t *n) {
 /* A YAML node as JSON; path is the key path inside the camera ("" at its top), pre the
  * camera's own prefix for messages ("cameras[2]"). NULL with err set on failure. */
 static json_t *node_json(conv *cv, yaml_node_t *n, const char *pre, const char *path, int depth) {
-    if (depth > MAX_DEPTH) {
-        seterr(cv->err, cv->errlen, "%s:%d: %s.%s: nested too deeply", cv->name, line_of(n), pre, path);
+    if (depth > MAX_DEPTH || ++cv->nodes > MAX_NODES) {
+        seterr(cv->err, cv->errlen, "%s:%d: %s.%s: %s", cv->name, line_of(n), pre, path,
+               depth > MAX_DEPTH ? "nested too deeply" : "too large for a camera definition");
         return NULL;
     }
     char sub[160];
@@ -249,7 +254,7 @@ static int cameras_of(yaml_document_t *doc, yaml_node_t *root, const char *name,
             goto fail;
         }
         os->n = 0;
-        conv cv = { doc, name, os, err, errlen };
+        conv cv = { doc, name, os, 0, err, errlen };
         json_t *obj = node_json(&cv, cn, pre, "", 0);
         if (!obj) goto fail;
         int rc = it_camdef_from_json(obj, 0, &list[n], why, sizeof why);
