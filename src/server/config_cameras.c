@@ -345,7 +345,8 @@ static json_t *env_value(const char *v, int is_classes) {
     const char *p = v + bracket, *end = v + len - bracket;
     while (a && p < end) {
         while (p < end && isspace((unsigned char)*p)) p++;
-        const char *q = memchr(p, ',', (size_t)(end - p));
+        size_t left = strnlen(p, (size_t)(end - p)); /* == end - p; GCC then sees it bounded */
+        const char *q = memchr(p, ',', left);
         const char *ie = q ? q : end;
         while (ie > p && isspace((unsigned char)ie[-1])) ie--;
         if (ie == p && !q) break; /* "[]" or a trailing space */
