@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run every libFuzzer target in BUILD/fuzz for SECONDS each, seeded with small inputs:
-# the ONNX node-test models for the model loader, nothing for the image decoder.
+# the ONNX node-test models for the model loader, nothing for the image decoder, a
+# configuration and camera definitions for the configuration reader.
 # A crash leaves its input in the work folder and fails the run.
 set -eu
 BUILD=$1
@@ -27,6 +28,12 @@ for fz in "$BUILD"/fuzz/fuzz_*; do
     printf '\000--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n\377\330\r\n--X\r\n--XyZ\r\nContent-Disposition: form-data; name="conf"\r\n\r\n0.5\r\n--XyZ--\r\n' >"$WORK/$name/multipart"
     printf '\001{"id":"r1","parameters":{"detections":true,"priority":"urgent","conf":0.3},"inputs":[{"name":"images","datatype":"FP32","shape":[1,2,2],"data":[[0,0.5],[1,2]]}],"outputs":[{"name":"output0","parameters":{"binary_data":true}}]}' >"$WORK/$name/kserve_json"
     printf '\002\134\000{"inputs":[{"name":"u","datatype":"UINT8","shape":[4],"parameters":{"binary_data_size":4}}]}\001\002\003\004' >"$WORK/$name/kserve_binary"
+  fi
+  if [ "$name" = fuzz_config ]; then
+    # Byte 0 picks the parser (0 YAML configuration with cameras, 1 camera JSON, 2 camera JSON patch).
+    printf '\000server:\n  port: 9000\nstorage: {dir: /tmp/x}\ncameras:\n  - id: gate_1\n    url: rtsp://u:p@cam/s\n    priority: high\n    enabled: false\n    detect: {fps: 2.5, classes: [0, 2], model: "m", conf: 0.4}\n  - {id: lobby, url: /v/a.mp4, loop: true, decode_skip: nonref}\n' >"$WORK/$name/yaml"
+    printf '\001{"id":"gate_1","url":"rtsp://admin:pw@10.0.0.5/s","enabled":false,"priority":"critical","transport":"udp","loop":false,"realtime":false,"hwaccel":"vaapi","stall_timeout_s":2.5,"decode_skip":"keyframes","detect":{"fps":10,"model":"a","conf":0.3,"classes":[0,2,7],"fallback_model":"b"}}' >"$WORK/$name/create"
+    printf '\002{"detect":{"fps":0.5,"conf":null,"classes":[]},"enabled":true,"id":"cam"}' >"$WORK/$name/patch"
   fi
   echo "fuzzing $name for ${SECONDS_EACH}s"
   "$fz" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \

@@ -514,7 +514,7 @@ static void test_dump_usage(void) {
     CHECK(strstr(buf, "fp32|fp16|bf16|int8|auto") != NULL);
     int lines = 0;
     for (char *p = buf; *p; p++) lines += *p == '\n';
-    CHECK(lines == 46); /* one per setting */
+    CHECK(lines == 47); /* one per setting */
     free(buf);
 }
 

@@ -75,7 +75,13 @@ static int check_file(const char *path) {
     srv_config c;
     char err[2048];
     srv_config_defaults(&c);
-    if (srv_config_load_file(&c, path, err, sizeof err) || srv_config_load_env(&c, environ, err, sizeof err)) {
+    it_camdef *cams = NULL;
+    int n_cams = 0;
+    int bad = srv_config_load_file(&c, path, err, sizeof err) || srv_config_load_env(&c, environ, err, sizeof err) ||
+              srv_cameras_load_file(path, &cams, &n_cams, err, sizeof err) ||
+              srv_cameras_load_env(&cams, &n_cams, environ, err, sizeof err);
+    free(cams);
+    if (bad) {
         fprintf(stderr, "itscam config: %s\n", err);
         return 1;
     }

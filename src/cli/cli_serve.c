@@ -12,10 +12,12 @@ extern char **environ;
 
 void cli_serve_usage(FILE *f) {
     fprintf(f, "usage: itscam serve (--model FILE | --models DIR) [--config FILE] [--strategy NAME]\n"
-               "                    [--port N] [--host ADDR] [SETTING FLAGS] [--print-config]\n\n"
+               "                    [--port N] [--host ADDR] [--camera ID=URL]... [SETTING FLAGS]\n"
+               "                    [--print-config]\n\n"
                "Serves KServe v2 (/v2/...), the detection API (/v1/detect, /v1/detect/batch), /metrics,\n"
                "/health and /ready. Settings come from the defaults, then --strategy, then the YAML\n"
-               "file, then ITSCAM__SECTION__KEY environment variables, then flags.\n"
+               "file, then ITSCAM__SECTION__KEY environment variables, then flags. Cameras come from\n"
+               "the file's cameras: list, ITSCAM__CAMERAS__ID__KEY variables and --camera ID=URL.\n"
                "SIGTERM drains requests in flight and exits; SIGHUP reloads models and tokens.\n\n"
                "settings:\n");
     srv_config_usage(f);
@@ -52,11 +54,27 @@ int cli_serve(int argc, char **argv) {
         fprintf(stderr, "itscam serve: %s\n", err);
         return 2;
     }
-    if (srv_config_load_env(&cfg, environ, err, sizeof err) != 0) {
+    /* Cameras: the file's list, then ITSCAM__CAMERAS__ variables, then --camera flags. */
+    it_camdef *cams = NULL;
+    int n_cams = 0;
+    if ((config_path && srv_cameras_load_file(config_path, &cams, &n_cams, err, sizeof err) != 0) ||
+        srv_config_load_env(&cfg, environ, err, sizeof err) != 0 ||
+        srv_cameras_load_env(&cams, &n_cams, environ, err, sizeof err) != 0) {
         fprintf(stderr, "itscam serve: %s\n", err);
+        free(cams);
         return 2;
     }
     for (int i = 1; i < argc;) {
+        if (!strcmp(argv[i], "--camera") || !strncmp(argv[i], "--camera=", 9)) {
+            const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[i + 1] : "";
+            if (srv_cameras_flag(&cams, &n_cams, v, err, sizeof err) != 0) {
+                fprintf(stderr, "itscam serve: %s\n", err);
+                free(cams);
+                return 2;
+            }
+            i += argv[i][8] == '=' ? 1 : 2;
+            continue;
+        }
         if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--strategy")) {
             i += 2;
             continue;
@@ -79,12 +97,23 @@ int cli_serve(int argc, char **argv) {
             return 2;
         }
         fprintf(stderr, "itscam serve: unknown option '%s' (itscam serve --help lists them)\n", argv[i]);
+        free(cams);
         return 2;
     }
     if (print_config) {
         srv_config_dump(stdout, &cfg);
+        for (int k = 0; k < n_cams; k++) { /* one line of JSON per camera, URL redacted */
+            json_t *j = it_camdef_to_json(&cams[k], 1);
+            char *t = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+            if (t) printf("cameras[%d] = %s\n", k, t);
+            free(t);
+            json_decref(j);
+        }
+        free(cams);
         return 0;
     }
+    /* The camera pipeline is not wired into the server yet: the list is only checked. */
+    free(cams);
     char note[512];
     if (srv_config_validate(&cfg, note, sizeof note, err, sizeof err) != 0) {
         fprintf(stderr, "itscam serve: %s\n", err);

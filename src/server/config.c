@@ -1,6 +1,7 @@
 /* Server configuration: one table of settings drives defaults, the YAML reader, the
  * environment, the flags, the dump, --help and the strategy files, so they cannot drift. */
 #include "server/config.h"
+#include "server/config_yaml.h"
 
 #include "itscam/itscam.h"
 
@@ -155,6 +156,9 @@ static const setting settings[] = {
 
     { "logging", "level", STR(log_level), 1, 0, "info", "log-level", log_levels,
       "error, warn, info or debug" },
+
+    { "storage", "dir", STR(storage_dir), 1, 0, "./itscam-data", NULL, NULL,
+      "folder of the embedded database (itscam.db: cameras changed through the API); created with mode 0700" },
 };
 #define N_SETTINGS (sizeof settings / sizeof *settings)
 
@@ -169,6 +173,7 @@ static const struct {
     { "breaker", "the GPU backend's circuit breaker: when the CPU takes over and when the GPU is tried again" },
     { "metrics", "Prometheus metrics at /metrics" },
     { "logging", "log verbosity" },
+    { "storage", "where the server keeps its state" },
 };
 #define N_SECTIONS (sizeof sections / sizeof *sections)
 
@@ -290,11 +295,12 @@ static void unknown_section(char *err, size_t errlen, const char *origin, const 
         int d = edit_distance(name, sections[i].name);
         if (d < best_d) best_d = d, best = sections[i].name;
     }
+    if (edit_distance(name, SRV_CAMERAS_KEY) < best_d) best = SRV_CAMERAS_KEY;
     if (best)
         seterr(err, errlen, "%s: unknown section '%s'; did you mean '%s'?", origin, name, best);
     else
         seterr(err, errlen, "%s: unknown section '%s' (sections: server, models, batching, detection, "
-                            "metrics, logging)", origin, name);
+                            "breaker, metrics, logging, storage, cameras)", origin, name);
 }
 
 /* ---- parsing values ---- */
@@ -696,6 +702,8 @@ static int yaml_section(yaml_ctx *y, yaml_node_t *kn, yaml_node_t *vn) {
     }
     const char *name = scalar_text(y, kn, "section");
     if (!name) return -1;
+    /* The camera list is not a section of settings: srv_cameras_load_string reads it. */
+    if (!strcmp(name, SRV_CAMERAS_KEY)) return 0;
     size_t si;
     for (si = 0; si < N_SECTIONS; si++)
         if (!strcmp(sections[si].name, name)) break;
@@ -729,7 +737,7 @@ static int yaml_section(yaml_ctx *y, yaml_node_t *kn, yaml_node_t *vn) {
     return 0;
 }
 
-static void yaml_syntax_error(const yaml_parser_t *p, const char *path, char *err, size_t errlen) {
+void srv_yaml_syntax_error(const yaml_parser_t *p, const char *path, char *err, size_t errlen) {
     const char *problem = p->problem ? p->problem : "unknown error";
     switch (p->error) {
     case YAML_MEMORY_ERROR: seterr(err, errlen, "%s: out of memory while parsing YAML", path); break;
@@ -746,8 +754,7 @@ static void yaml_syntax_error(const yaml_parser_t *p, const char *path, char *er
     }
 }
 
-/* Read the whole file, at most MAX_FILE_BYTES; *out is malloc'd and NUL-terminated. */
-static int read_bounded(const char *path, char **out, size_t *len, char *err, size_t errlen) {
+int srv_read_bounded(const char *path, char **out, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         seterr(err, errlen, "%s: %s", path, strerror(errno));
@@ -782,10 +789,16 @@ static int read_bounded(const char *path, char **out, size_t *len, char *err, si
 int srv_config_load_file(srv_config *c, const char *path, char *err, size_t errlen) {
     char *text;
     size_t len;
-    if (read_bounded(path, &text, &len, err, errlen)) return -1;
+    if (srv_read_bounded(path, &text, &len, err, errlen)) return -1;
+    int rc = srv_config_load_string(c, text, len, path, err, errlen);
+    free(text);
+    return rc;
+}
+
+int srv_config_load_string(srv_config *c, const char *text, size_t len, const char *path, char *err,
+                           size_t errlen) {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
-        free(text);
         seterr(err, errlen, "%s: out of memory", path);
         return -1;
     }
@@ -793,7 +806,7 @@ int srv_config_load_file(srv_config *c, const char *path, char *err, size_t errl
     yaml_document_t doc;
     int rc = -1;
     if (!yaml_parser_load(&parser, &doc)) { /* libyaml frees doc on failure */
-        yaml_syntax_error(&parser, path, err, errlen);
+        srv_yaml_syntax_error(&parser, path, err, errlen);
         goto out;
     }
     /* Work on a copy so a file that fails halfway leaves c as it was. */
@@ -828,7 +841,7 @@ int srv_config_load_file(srv_config *c, const char *path, char *err, size_t errl
     /* A second document would be silently ignored by a reader that stops at the first;
      * loading it also surfaces syntax errors after the first. */
     if (!yaml_parser_load(&parser, &doc)) {
-        yaml_syntax_error(&parser, path, err, errlen);
+        srv_yaml_syntax_error(&parser, path, err, errlen);
         goto out;
     }
     root = yaml_document_get_root_node(&doc);
@@ -843,7 +856,6 @@ int srv_config_load_file(srv_config *c, const char *path, char *err, size_t errl
     rc = 0;
 out:
     yaml_parser_delete(&parser);
-    free(text);
     return rc;
 }
 
@@ -856,6 +868,7 @@ int srv_config_load_env(srv_config *c, char **envp, char *err, size_t errlen) {
     srv_config tmp = *c;
     for (char **e = envp; *e; e++) {
         if (strncasecmp(*e, prefix, plen)) continue; /* ITSCAM_SHARED and friends are not settings */
+        if (!strncasecmp(*e, SRV_CAMERAS_ENV, strlen(SRV_CAMERAS_ENV))) continue; /* srv_cameras_load_env */
         const char *eq = strchr(*e, '=');
         size_t nlen = eq ? (size_t)(eq - *e) : strlen(*e);
         char name[MAX_NAME];

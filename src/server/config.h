@@ -6,6 +6,7 @@
 #define ITSCAM_SERVER_CONFIG_H
 
 #include "sched/sched.h" /* the priority levels and their names (it_sched_prio_*) */
+#include "stream/camdef.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -67,6 +68,8 @@ typedef struct srv_config {
     int max_series_per_family;  /* 1000: label sets per metric family; more fold into "_overflow" */
     /* logging: */
     char log_level[8];          /* "error" | "warn" | "info" | "debug" */
+    /* storage: */
+    char storage_dir[SRV_PATH_MAX]; /* "./itscam-data": the embedded database (src/sinks/store.h) */
 } srv_config;
 
 void srv_config_defaults(srv_config *c);
@@ -81,9 +84,15 @@ int srv_config_set(srv_config *c, const char *section, const char *key, const ch
  * (for preferred_batch) a sequence of integers. Unknown sections or keys and bad values
  * fail with "FILE:LINE: section.key: reason". Returns 0 or -1. */
 int srv_config_load_file(srv_config *c, const char *path, char *err, size_t errlen);
+/* The same from text in memory (len bytes, NUL not needed); `name` stands for the file
+ * name in messages. The top-level key `cameras:` is skipped here: srv_cameras_load_string
+ * reads it. */
+int srv_config_load_string(srv_config *c, const char *text, size_t len, const char *name, char *err,
+                           size_t errlen);
 
 /* Apply every ITSCAM__SECTION__KEY variable of envp (case-insensitive section and key);
- * an unknown ITSCAM__ variable is an error. Returns 0 or -1. */
+ * an unknown ITSCAM__ variable is an error, except ITSCAM__CAMERAS__* (srv_cameras_load_env
+ * reads those). Returns 0 or -1. */
 int srv_config_load_env(srv_config *c, char **envp, char *err, size_t errlen);
 
 /* Try to consume one flag at argv[*i]: "--section.key VALUE", "--section.key=VALUE" or
@@ -113,6 +122,29 @@ int srv_config_apply_strategy(srv_config *c, const char *strategy, char *err, si
 void srv_config_dump(FILE *f, const srv_config *c);
 /* One line per setting for --help: flag, env variable, default, help. */
 void srv_config_usage(FILE *f);
+
+/* ---- cameras (config_cameras.c) ----
+ * Cameras are not part of srv_config (which is copied by value): they are a list the
+ * caller owns, an array of it_camdef from malloc (free it with free()), at most IT_CAM_MAX.
+ * Sources, each changing what the one before gave:
+ *   YAML:  cameras: a sequence of mappings with the keys of it_camdef_from_json
+ *          (id, url, enabled, priority, ..., detect: {fps, model, conf, classes, ...});
+ *          plain scalars are typed (true/false, integers, floats), quoted ones stay strings.
+ *   env:   ITSCAM__CAMERAS__<ID>__<KEY>[__<SUBKEY>]=VALUE, the ID case-insensitive (read in
+ *          lower case; an id holding "__" cannot be named this way). Changes the camera with
+ *          that id, or creates one (then a URL is required). VALUE is typed as a plain YAML
+ *          scalar; detect.classes takes "0,2,5" or "[0, 2, 5]".
+ *   flag:  --camera ID=URL (repeatable): the camera's URL, created with defaults when new.
+ * All return 0, or -1 with the list unchanged and the reason in err. */
+int srv_cameras_load_file(const char *path, it_camdef **out, int *n, char *err, size_t errlen);
+/* The same from text (see srv_config_load_string); *out is NULL and *n 0 when there is no
+ * cameras: key. Errors read "NAME:LINE: cameras[2].detect.fps: must be ..."; duplicate
+ * ids fail. */
+int srv_cameras_load_string(const char *text, size_t len, const char *name, it_camdef **out, int *n,
+                            char *err, size_t errlen);
+int srv_cameras_load_env(it_camdef **list, int *n, char **envp, char *err, size_t errlen);
+/* arg is "ID=URL" (what follows --camera). */
+int srv_cameras_flag(it_camdef **list, int *n, const char *arg, char *err, size_t errlen);
 
 /* Note on srv_config_flag: when it returns 1, *i is the index of the first argument it
  * did not consume (i + 1 for "--key=VALUE", i + 2 for "--key VALUE"), so a caller loop
