@@ -387,6 +387,28 @@ static void test_python(it_bus *bus) {
     CHECKF(!strcmp(line, "{\"from\":\"itscam\"}\n"), "python got '%s'", line);
 }
 
+/* The streams in /metrics: the bus's counters, open streams, ended streams by route. */
+static void test_metrics(const char *tmp) {
+    char body[512], hdr[512];
+    snprintf(body, sizeof body, "%s/metrics", tmp);
+    snprintf(hdr, sizeof hdr, "%s/hdr", tmp);
+    CHECK(curl_get("/metrics", body, hdr) == 200);
+    uint8_t *b = NULL;
+    size_t n = 0;
+    CHECK(it_read_file(body, &b, &n, 1 << 24) == ITSCAM_OK);
+    char *t = b ? it_strndup((const char *)b, n) : NULL;
+    it_free(b);
+    const char *p;
+    double v = -1;
+    static const char dropped[] = "\nitscam_events_dropped_total ", published[] = "\nitscam_events_published_total ";
+    CHECK(t && (p = strstr(t, dropped)) && sscanf(p + strlen(dropped), "%lf", &v) == 1 && v > 0);
+    CHECK(t && (p = strstr(t, published)) && sscanf(p + strlen(published), "%lf", &v) == 1 && v > 3000);
+    CHECK(t && strstr(t, "\nitscam_streams_open "));
+    CHECK(t && strstr(t, "route=\"/v1/events/stream\""));
+    CHECK(t && strstr(t, "route=\"/v1/cameras/{camera}/mjpeg\""));
+    it_free(t);
+}
+
 int main(void) {
     if (system("curl --version >/dev/null 2>&1") != 0) SKIP("the curl binary is absent");
     srv_config cfg;
@@ -435,6 +457,7 @@ int main(void) {
     STEP(test_events(bus));
     STEP(test_heartbeat());
     STEP(test_python(bus));
+    STEP(test_metrics(tmp));
 
     /* stop with streams open: they end at once instead of holding the drain */
     client a, b;

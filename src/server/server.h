@@ -26,9 +26,10 @@ typedef struct srv_metrics {
         *inference_seconds, *postprocess_seconds, *batch_size, *queue_depth, *inflight, *sla_violations,
         *sla_seconds, *rejected, *cpu_seconds, *rss_bytes, *decode_budget, *decode_in_use, *connections_open, *connections_dropped, *start_time, *build_info, *model_ready,
         *breaker_state, *breaker_forced, *breaker_transitions, *backend_failures, *fallback_runs,
-        *reloads;
+        *reloads, *streams_open, *events_published, *events_dropped;
     itscam_breaker_info breaker_last; /* counters already exported, to add only the change */
     long long conn_dropped_last[4];   /* the guard's drop counts already exported, likewise */
+    uint64_t events_published_last, events_dropped_last; /* the bus's, likewise */
     double sla_s;
 } srv_metrics;
 
