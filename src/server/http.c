@@ -42,6 +42,9 @@ static const http_route routes[] = {
     { HTTP_GET,  "/v1/backend",                                 api_backend_get,  0, 1, NULL },
     { HTTP_POST, "/v1/backend",                                 api_backend_set,  0, 1, NULL },
     { HTTP_GET,  "/metrics",                                    api_metrics,      0, 1, NULL, HTTP_RESERVED },
+    { HTTP_GET,  "/v1/cameras/{camera}/snapshot.jpg",           api_snapshot,     0, 1, NULL },
+    { HTTP_GET,  "/v1/cameras/{camera}/mjpeg",                  api_mjpeg,        0, 1, NULL, HTTP_STREAM },
+    { HTTP_GET,  "/v1/events/stream",                           api_events,       0, 1, NULL, HTTP_STREAM },
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -49,9 +52,18 @@ static const http_route routes[] = {
  * Matching
  * --------------------------------------------------------------------------------- */
 
-/* Match url against a pattern segment by segment; "{model}" is copied into model (which
- * must hold it), "{version}" matches any non-empty segment. 1 on a match. */
-static int match(const char *pattern, const char *url, char *model, size_t mlen) {
+/* A camera id in a URL: [a-z0-9_-]{1,64} (config ids are the same). */
+static int camera_id_ok(const char *u, size_t n) {
+    if (n < 1 || n > IT_FRAMES_ID_MAX) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((u[i] >= 'a' && u[i] <= 'z') || (u[i] >= '0' && u[i] <= '9') || u[i] == '_' || u[i] == '-')) return 0;
+    return 1;
+}
+
+/* Match url against a pattern segment by segment; "{model}" and "{camera}" are copied
+ * into cap (a camera id must be [a-z0-9_-]{1,64} to match), "{version}" matches any
+ * non-empty segment. 1 on a match. */
+static int match(const char *pattern, const char *url, http_captures *cap) {
     const char *p = pattern, *u = url;
     while (*p && *u) {
         if (*p != '/' || *u != '/') return 0;
@@ -61,9 +73,13 @@ static int match(const char *pattern, const char *url, char *model, size_t mlen)
         if (pn > 2 && p[0] == '{') {
             if (un == 0) return 0;
             if (!strncmp(p, "{model}", pn)) {
-                if (un >= mlen) return 0;
-                memcpy(model, u, un);
-                model[un] = 0;
+                if (un >= sizeof cap->model) return 0;
+                memcpy(cap->model, u, un);
+                cap->model[un] = 0;
+            } else if (!strncmp(p, "{camera}", pn)) {
+                if (!camera_id_ok(u, un)) return 0;
+                memcpy(cap->camera, u, un);
+                cap->camera[un] = 0;
             }
         } else if (pn != un || strncmp(p, u, pn)) {
             return 0;
@@ -81,17 +97,17 @@ static unsigned method_bit(const char *method) {
 }
 
 /* The row for method and url. NULL: *allow gets the methods the url takes (0: no such
- * path). The captured model name goes to model. */
-static const http_route *find_route(const char *method, const char *url, char *model, size_t mlen,
-                                    unsigned *allow, const http_route **path_row) {
+ * path). The captured model name and camera id go to cap. */
+static const http_route *find_route(const char *method, const char *url, http_captures *cap, unsigned *allow,
+                                    const http_route **path_row) {
     unsigned want = method_bit(method);
     *allow = 0;
     *path_row = NULL;
     for (size_t i = 0; i < N_ROUTES; i++) {
-        char m[128] = "";
-        if (!match(routes[i].pattern, url, m, sizeof m)) continue;
+        http_captures c = { "", "" };
+        if (!match(routes[i].pattern, url, &c)) continue;
         if (routes[i].methods & want) {
-            snprintf(model, mlen, "%s", m);
+            *cap = c;
             return &routes[i];
         }
         if (!*path_row) *path_row = &routes[i];
@@ -118,6 +134,10 @@ enum MHD_Result http_respond_raw(http_req *r, int code, const char *ctype, char 
     }
     if (ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (h1) MHD_add_response_header(resp, h1, v1);
+    return http_respond_with(r, code, resp);
+}
+
+enum MHD_Result http_respond_with(http_req *r, int code, struct MHD_Response *resp) {
     if (r->close || atomic_load(&r->s->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (code == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"itscam\"");
     enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)code, resp);
@@ -401,12 +421,13 @@ void http_stream_wrote(http_req *r) {
 static enum MHD_Result on_headers(http_req *r, const char *url, const char *method, const char *version) {
     srv_server *s = r->s;
     struct MHD_Connection *c = r->conn;
-    char name[128] = "";
+    http_captures cap = { "", "" };
+    char *name = cap.model;
     unsigned allow;
     const http_route *path_row;
     enum MHD_Result ret;
     if (refuse_framing(r, version, &ret)) return ret;
-    r->route = find_route(method, url, name, sizeof name, &allow, &path_row);
+    r->route = find_route(method, url, &cap, &allow, &path_row);
     if (!r->route) {
         /* With tokens configured, only the health routes answer without one: an unknown
          * path or a wrong method tells an unauthenticated client nothing about the routes. */
@@ -420,13 +441,14 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
         return http_respond_error_h(r, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW, allow_s);
     }
     r->route_label = label_of(r->route);
+    snprintf(r->camera, sizeof r->camera, "%s", cap.camera);
     if (refuse_slots(r, &ret)) return ret;
     if (r->route->needs_auth && !srv_auth_ok(s, c))
         return http_respond_error(r, 401, "a valid bearer token is required (Authorization: Bearer TOKEN)");
     if (r->route->needs_model) {
         if (!strstr(r->route->pattern, "{model}")) {
             const char *m = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");
-            snprintf(name, sizeof name, "%s", m ? m : "");
+            snprintf(name, sizeof cap.model, "%s", m ? m : "");
         }
         /* The model label is set only once the name is a served model's, so that clients
          * cannot grow the metrics with names of their own. */

@@ -13,6 +13,8 @@
 #include "server/guard.h"
 #include "server/reqparse.h"
 #include "server/server.h"
+#include "sinks/bus.h"
+#include "sinks/frames.h"
 #include "vision/image.h"
 
 #include <jansson.h>
@@ -49,6 +51,11 @@ struct srv_server {
     double cpu_last;
     double start_unix;
     srv_guard *guard;           /* slow-client deadlines, reserved slots, stream count */
+    /* Live camera output (api_live.c): the event bus and the newest frames the camera
+     * pipeline feeds, and the SSE/MJPEG streams reading them. */
+    it_bus *bus;
+    it_frames *frames;
+    struct srv_live *live;
 };
 
 typedef struct http_req http_req;
@@ -66,7 +73,8 @@ typedef struct srv_job {
  * method check (405 with Allow), authentication, the model lookup and the metrics label
  * all read it.
  *
- * pattern: literal segments, "{model}" (a served model's name, captured) and
+ * pattern: literal segments, "{model}" (a served model's name, captured),
+ * "{camera}" (a camera id, [a-z0-9_-]{1,64}, captured into r->camera) and
  * "{version}" (any one segment: a model has one version). A model route without
  * "{model}" takes ?model= (default: the first model).
  *
@@ -99,12 +107,19 @@ typedef struct http_route {
     unsigned flags;         /* HTTP_RESERVED, HTTP_STREAM */
 } http_route;
 
+/* What a route's pattern captured from the URL. */
+typedef struct http_captures {
+    char model[128];
+    char camera[IT_FRAMES_ID_MAX + 1];
+} http_captures;
+
 struct http_req {
     srv_server *s;
     struct MHD_Connection *conn;
     const http_route *route;    /* NULL until a route matched */
     const char *route_label;    /* static: a row's label, or "other" */
     char model_name[128];       /* "" or a served model's name (the metrics label) */
+    char camera[IT_FRAMES_ID_MAX + 1]; /* the {camera} of the route, or "" */
     double t0;
     uint8_t *body;
     size_t len, cap;
@@ -138,6 +153,8 @@ struct http_req {
 enum MHD_Result http_respond_raw(http_req *r, int code, const char *ctype, char *body, size_t len,
                                  const char *h1, const char *v1);
 /* Takes the reference to j. */
+/* Queue resp (the caller's reference is taken) with the common headers, and record. */
+enum MHD_Result http_respond_with(http_req *r, int code, struct MHD_Response *resp);
 enum MHD_Result http_respond_json(http_req *r, int code, json_t *j);
 enum MHD_Result http_respond_error_h(http_req *r, int code, const char *msg, const char *h, const char *v);
 enum MHD_Result http_respond_error(http_req *r, int code, const char *fmt, ...)
@@ -212,5 +229,16 @@ enum MHD_Result api_reload(http_req *r);
 int srv_server_reload_async(srv_server *s, http_req *r, http_handler finish);
 enum MHD_Result api_backend_get(http_req *r);
 enum MHD_Result api_backend_set(http_req *r);
+/* api_live.c: camera snapshots, MJPEG and the event stream (SSE). */
+enum MHD_Result api_snapshot(http_req *r);
+enum MHD_Result api_mjpeg(http_req *r);
+enum MHD_Result api_events(http_req *r);
+/* Create s->bus, s->frames and the streams' timer thread. 0 or -1 with err. */
+int srv_live_start(srv_server *s, char *err, size_t errlen);
+/* End every open stream (each finishes the part it is writing) and refuse new ones:
+ * called when the server starts draining. */
+void srv_live_end_streams(srv_server *s);
+/* Stop the timer and free the bus and the frames; after the daemon stopped. */
+void srv_live_free(srv_server *s);
 
 #endif

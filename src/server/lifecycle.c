@@ -32,6 +32,7 @@ static char *slurp(const char *path, char *err, size_t n) {
 
 static void free_server(srv_server *s) {
     srv_guard_stop(s->guard); /* after the daemon: every connection is closed */
+    srv_live_free(s);         /* likewise: no stream reads the bus or the frames */
     srv_registry_release(s->reg);
     srv_metrics_free(&s->mx);
     it_free(s->tls_key);
@@ -145,7 +146,7 @@ srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen) {
     }
     srv_metrics_collect_on(s);
     if (configure_breaker(cfg, err, errlen) != 0 || srv_auth_load(s, err, errlen) != 0 ||
-        listen_http(s, err, errlen) != 0) {
+        srv_live_start(s, err, errlen) != 0 || listen_http(s, err, errlen) != 0) {
         free_server(s);
         return NULL;
     }
@@ -188,6 +189,14 @@ int srv_server_load(srv_server *s, char *err, size_t errlen) {
 
 int srv_server_port(const srv_server *s) {
     return s->port;
+}
+
+it_bus *srv_server_bus(srv_server *s) {
+    return s->bus;
+}
+
+it_frames *srv_server_frames(srv_server *s) {
+    return s->frames;
 }
 
 /* ---- reload ----------------------------------------------------------------------
@@ -317,6 +326,7 @@ void srv_server_stop(srv_server *s) {
     atomic_store(&s->draining, 1);
     MHD_socket ls = MHD_quiesce_daemon(s->d);
     if (ls != MHD_INVALID_SOCKET) close(ls);
+    srv_live_end_streams(s); /* streams never end by themselves: they count as in flight */
     wait_idle(s, it_now_ms() + s->cfg.drain_timeout_s * 1e3);
     /* Past the drain timeout, jobs still queued are answered 503 at once (which resumes
      * their connections: the daemon must not stop with a connection suspended); batches

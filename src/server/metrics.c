@@ -98,7 +98,14 @@ int srv_metrics_init(srv_metrics *m, const srv_config *cfg) {
     m->reloads = prom_register(m->reg, PROM_COUNTER, "itscam_model_reloads_total",
                                "Model reloads run (result ok or error); reload requests made while one runs share it",
                                result_l, NULL, 0);
-    if (!m->reloads || !m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
+    m->streams_open = prom_register(m->reg, PROM_GAUGE, "itscam_streams_open",
+                                    "Streaming responses (MJPEG, Server-Sent Events) open now", NULL, NULL, 0);
+    m->events_published = prom_register(m->reg, PROM_COUNTER, "itscam_events_published_total",
+                                        "Events published on the event bus", NULL, NULL, 0);
+    m->events_dropped = prom_register(m->reg, PROM_COUNTER, "itscam_events_dropped_total",
+                                      "Events dropped from a subscriber's full queue (a client that reads too slowly)",
+                                      NULL, NULL, 0);
+    if (!m->streams_open || !m->events_published || !m->events_dropped || !m->reloads || !m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
         !m->fallback_runs || !m->requests || !m->request_seconds || !m->queue_seconds || !m->decode_seconds || !m->preprocess_seconds ||
         !m->inference_seconds || !m->postprocess_seconds || !m->batch_size || !m->queue_depth || !m->inflight ||
         !m->sla_violations || !m->sla_seconds || !m->rejected || !m->cpu_seconds || !m->rss_bytes || !m->decode_budget || !m->decode_in_use || !m->connections_open || !m->connections_dropped ||
@@ -165,6 +172,7 @@ static void collect_process(srv_server *s) {
         srv_guard_stats gs;
         srv_guard_stats_get(s->guard, &gs);
         prom_set(s->mx.connections_open, NULL, gs.open);
+        prom_set(s->mx.streams_open, NULL, gs.streams);
         static const char *const reasons[4] = { "header_timeout", "body_rate", "stream_send_timeout", "shed" };
         long long now[4] = { gs.dropped_headers, gs.dropped_body, gs.dropped_stream, gs.shed };
         for (int i = 0; i < 4; i++) {
@@ -172,6 +180,14 @@ static void collect_process(srv_server *s) {
             prom_inc(s->mx.connections_dropped, lv, (double)(now[i] - s->mx.conn_dropped_last[i]));
             s->mx.conn_dropped_last[i] = now[i];
         }
+    }
+    if (s->bus) {
+        it_bus_stats bs;
+        it_bus_stats_get(s->bus, &bs);
+        prom_inc(s->mx.events_published, NULL, (double)(bs.published - s->mx.events_published_last));
+        prom_inc(s->mx.events_dropped, NULL, (double)(bs.dropped - s->mx.events_dropped_last));
+        s->mx.events_published_last = bs.published;
+        s->mx.events_dropped_last = bs.dropped;
     }
     prom_set(s->mx.decode_budget, NULL, (double)s->adm.budget);
     prom_set(s->mx.decode_in_use, NULL, (double)srv_admission_in_use(&s->adm));

@@ -14,6 +14,8 @@
 #include "sched/sched.h"
 #include "server/config.h"
 #include "server/prom.h"
+#include "sinks/bus.h"
+#include "sinks/frames.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,9 +26,10 @@ typedef struct srv_metrics {
         *inference_seconds, *postprocess_seconds, *batch_size, *queue_depth, *inflight, *sla_violations,
         *sla_seconds, *rejected, *cpu_seconds, *rss_bytes, *decode_budget, *decode_in_use, *connections_open, *connections_dropped, *start_time, *build_info, *model_ready,
         *breaker_state, *breaker_forced, *breaker_transitions, *backend_failures, *fallback_runs,
-        *reloads;
+        *reloads, *streams_open, *events_published, *events_dropped;
     itscam_breaker_info breaker_last; /* counters already exported, to add only the change */
     long long conn_dropped_last[4];   /* the guard's drop counts already exported, likewise */
+    uint64_t events_published_last, events_dropped_last; /* the bus's, likewise */
     double sla_s;
 } srv_metrics;
 
@@ -94,6 +97,12 @@ int srv_server_port(const srv_server *s);
 /* Reload the models (SIGHUP): new requests go to the new models once they are warm,
  * requests in flight finish on the old ones. 0 or -1 with err (the old models stay). */
 int srv_server_reload(srv_server *s, char *err, size_t errlen);
+/* The live outputs the camera pipeline feeds and the HTTP streams read: the event bus
+ * (GET /v1/events/stream) and the newest frame per camera (snapshot.jpg, mjpeg). Valid
+ * from srv_server_start until srv_server_stop, which ends the streams first; whoever
+ * publishes or puts must stop before srv_server_stop. Thread-safe (bus.h, frames.h). */
+it_bus *srv_server_bus(srv_server *s);
+it_frames *srv_server_frames(srv_server *s);
 /* Stop accepting, let requests in flight finish (up to drain_timeout_s), stop. */
 void srv_server_stop(srv_server *s);
 
