@@ -65,9 +65,10 @@ static void *fake_main(void *arg) {
     return NULL;
 }
 
-static it_sched_submit_status fake_submit(void *ctx, const char *model, it_sched_job *j) {
+static it_sched_submit_status fake_submit(void *ctx, const char *model, it_sched_job *j, void **token) {
     fake *f = ctx;
     (void)model;
+    (void)token;
     it_sched_job *replaced = NULL;
     pthread_mutex_lock(&f->mu);
     if (f->n >= 256) {

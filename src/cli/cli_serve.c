@@ -94,6 +94,7 @@ int cli_serve(int argc, char **argv) {
         if (rc == 1) continue;
         if (rc < 0) {
             fprintf(stderr, "itscam serve: %s\n", err);
+            free(cams);
             return 2;
         }
         fprintf(stderr, "itscam serve: unknown option '%s' (itscam serve --help lists them)\n", argv[i]);
@@ -112,11 +113,10 @@ int cli_serve(int argc, char **argv) {
         free(cams);
         return 0;
     }
-    /* The camera pipeline is not wired into the server yet: the list is only checked. */
-    free(cams);
     char note[512];
     if (srv_config_validate(&cfg, note, sizeof note, err, sizeof err) != 0) {
         fprintf(stderr, "itscam serve: %s\n", err);
+        free(cams);
         return 2;
     }
     if (note[0]) fprintf(stderr, "itscam serve: note: %s\n", note);
@@ -138,17 +138,20 @@ int cli_serve(int argc, char **argv) {
     srv_server *s = srv_server_start(&cfg, err, sizeof err);
     if (!s) {
         fprintf(stderr, "itscam serve: %s\n", err);
+        free(cams);
         return 1;
     }
     fprintf(stderr, "itscam serve: listening on %s://%s:%d\n", cfg.tls_cert[0] ? "https" : "http", cfg.host,
             srv_server_port(s));
     fprintf(stderr, "itscam serve: loading %s and warming up\n", cfg.model[0] ? cfg.model : cfg.models_dir);
     fflush(stderr);
-    if (srv_server_load(s, err, sizeof err) != 0) {
+    if (srv_server_load(s, err, sizeof err) != 0 || srv_cameras_start(s, cams, n_cams, err, sizeof err) != 0) {
         fprintf(stderr, "itscam serve: %s\n", err);
         srv_server_stop(s);
+        free(cams);
         return 1;
     }
+    free(cams);
     fprintf(stderr, "itscam serve: ready\n");
     fflush(stderr);
     for (;;) {

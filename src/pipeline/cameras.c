@@ -47,6 +47,7 @@ typedef struct cam_job {
     it_sched_job sj;
     cam *c;
     int buf;
+    void *token;          /* the submitter's (it_cam_infer.release) */
     int64_t index;
     double captured_at;   /* wall ms */
     uint8_t thumb[IT_QUALITY_W * IT_QUALITY_HMAX];
@@ -171,8 +172,8 @@ static int sched_prio(int cam_prio) {
 
 static void publish(it_cams *cs, const char *camera, const char *type, json_t *data) {
     if (!data) return;
-    if (cs->p.bus) it_bus_publish_json(cs->p.bus, camera, type, data);
-    else json_decref(data);
+    if (cs->p.bus) it_bus_publish_json(cs->p.bus, camera, type, data, NULL);
+    json_decref(data);
 }
 
 static json_t *dets_json(const itscam_detection *d, int n) {
@@ -237,7 +238,7 @@ static void deliver(cam *c, const it_image *img, const itscam_detection *d, int 
     record_latency(c, lat);
     pthread_mutex_unlock(&c->mu);
     if (cs->p.observer.frame_done) cs->p.observer.frame_done(cs->p.observer.ctx, c->def.id, lat);
-    if (cs->p.frames) it_frames_put(cs->p.frames, c->def.id, img, d, n, index, captured_at);
+    if (cs->p.frames) it_frames_put(cs->p.frames, c->def.id, img, d, n, index, captured_at / 1e3);
     if (cs->p.bus) {
         json_t *o = json_pack("{s:s,s:I,s:f,s:f,s:i,s:i,s:b,s:o}", "camera", c->def.id, "frame", (json_int_t)index,
                               "captured_at", captured_at / 1e3, "latency_ms", round(lat * 100) / 100, "width",
@@ -296,6 +297,8 @@ static void finish_job(cam *c, int b) {
     }
     }
     itscam_result_clear(&j->res);
+    if (cj->token && cs->p.infer.release) cs->p.infer.release(cs->p.infer.ctx, cj->token);
+    cj->token = NULL;
     pthread_mutex_lock(&c->mu);
     c->busy[b] = 0;
     c->outstanding--;
@@ -378,7 +381,7 @@ static void submit_frame(cam *c, int b, const it_frame_meta *meta) {
     pthread_mutex_lock(&c->mu);
     c->submitted++;
     pthread_mutex_unlock(&c->mu);
-    it_sched_submit_status st = cs->p.infer.submit(cs->p.infer.ctx, model, j);
+    it_sched_submit_status st = cs->p.infer.submit(cs->p.infer.ctx, model, j, &cj->token);
     if (st != IT_SCHED_QUEUED) finish_job(c, b);
 }
 
@@ -736,7 +739,7 @@ itscam_status it_cams_put(it_cams *cs, const it_camdef *def) {
     } else {
         c->next = *pp;
         cs->n++;
-        if (cs->p.frames) it_frames_add_camera(cs->p.frames, def->id);
+        if (cs->p.frames) it_frames_add_camera(cs->p.frames, def->id, NULL, 0);
     }
     *pp = c;
     reap(cs);

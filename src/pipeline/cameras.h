@@ -50,8 +50,12 @@ typedef struct it_cam_infer {
     void *ctx;
     /* Queue j on the model named `model` ("" = the default model). As it_sched_submit:
      * j->done is called only when IT_SCHED_QUEUED is returned; otherwise the job's
-     * outcome and message say why. */
-    it_sched_submit_status (*submit)(void *ctx, const char *model, it_sched_job *j);
+     * outcome and message say why. *token (NULL before the call) may carry what the
+     * submitter must release once the result was handled (a model reference). */
+    it_sched_submit_status (*submit)(void *ctx, const char *model, it_sched_job *j, void **token);
+    /* Optional: called with a non-NULL token after the job's result was handled, on the
+     * camera's thread, whether the job was queued or not. */
+    void (*release)(void *ctx, void *token);
 } it_cam_infer;
 
 /* Metrics hooks (optional), called from camera threads and the controller. */

@@ -42,6 +42,11 @@ static const http_route routes[] = {
     { HTTP_GET,  "/v1/backend",                                 api_backend_get,  0, 1, NULL },
     { HTTP_POST, "/v1/backend",                                 api_backend_set,  0, 1, NULL },
     { HTTP_GET,  "/metrics",                                    api_metrics,      0, 1, NULL, HTTP_RESERVED },
+    { HTTP_GET,  "/v1/cameras",                                 api_cameras_list, 0, 1, NULL },
+    { HTTP_POST, "/v1/cameras",                                 api_camera_create,0, 1, NULL },
+    { HTTP_GET,  "/v1/cameras/{camera}",                        api_camera_get,   0, 1, NULL },
+    { HTTP_PATCH, "/v1/cameras/{camera}",                       api_camera_patch, 0, 1, NULL },
+    { HTTP_DELETE, "/v1/cameras/{camera}",                      api_camera_delete,0, 1, NULL },
     { HTTP_GET,  "/v1/cameras/{camera}/snapshot.jpg",           api_snapshot,     0, 1, NULL },
     { HTTP_GET,  "/v1/cameras/{camera}/mjpeg",                  api_mjpeg,        0, 1, NULL, HTTP_STREAM },
     { HTTP_GET,  "/v1/events/stream",                           api_events,       0, 1, NULL, HTTP_STREAM },
@@ -93,6 +98,8 @@ static int match(const char *pattern, const char *url, http_captures *cap) {
 static unsigned method_bit(const char *method) {
     if (!strcmp(method, "GET") || !strcmp(method, "HEAD")) return HTTP_GET;
     if (!strcmp(method, "POST")) return HTTP_POST;
+    if (!strcmp(method, "PATCH")) return HTTP_PATCH;
+    if (!strcmp(method, "DELETE")) return HTTP_DELETE;
     return 0;
 }
 
@@ -274,8 +281,7 @@ int http_jobs_failed(http_req *r, enum MHD_Result *ret) {
  * The access handler
  * --------------------------------------------------------------------------------- */
 
-/* Look a model up and take a reference; "" picks the only (or first) model. */
-static srv_model *find_model(srv_server *s, const char *name) {
+srv_model *srv_server_model(srv_server *s, const char *name) {
     srv_model *m = NULL;
     pthread_rwlock_rdlock(&s->reg_lock);
     srv_registry *reg = s->reg;
@@ -435,9 +441,12 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
             return http_respond_error(r, 401, "a valid bearer token is required (Authorization: Bearer TOKEN)");
         if (!path_row) return http_respond_error(r, 404, "no route %s %s", method, url);
         r->route_label = label_of(path_row);
-        char allow_s[16];
-        snprintf(allow_s, sizeof allow_s, "%s%s%s", allow & HTTP_GET ? "GET" : "",
-                 allow == (HTTP_GET | HTTP_POST) ? ", " : "", allow & HTTP_POST ? "POST" : "");
+        char allow_s[40] = "";
+        static const char *const names[] = { "GET", "POST", "PATCH", "DELETE" };
+        for (int b = 0; b < 4; b++)
+            if (allow & (1u << b))
+                snprintf(allow_s + strlen(allow_s), sizeof allow_s - strlen(allow_s), "%s%s", allow_s[0] ? ", " : "",
+                         names[b]);
         return http_respond_error_h(r, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW, allow_s);
     }
     r->route_label = label_of(r->route);
@@ -454,7 +463,7 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
          * cannot grow the metrics with names of their own. */
         if (!atomic_load(&s->ready))
             return http_respond_error_h(r, 503, "the models are loading; retry shortly", MHD_HTTP_HEADER_RETRY_AFTER, "1");
-        r->model = find_model(s, name);
+        r->model = srv_server_model(s, name);
         if (!r->model && atomic_load(&s->draining))
             return http_respond_error_h(r, 503, "the server is shutting down", MHD_HTTP_HEADER_RETRY_AFTER, "1");
         if (!r->model) return http_respond_error(r, 404, "unknown model '%s': GET /v1/models lists them", name);

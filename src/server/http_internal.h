@@ -13,7 +13,9 @@
 #include "server/guard.h"
 #include "server/reqparse.h"
 #include "server/server.h"
+#include "pipeline/cameras.h"
 #include "sinks/bus.h"
+#include "sinks/store.h"
 #include "sinks/frames.h"
 #include "vision/image.h"
 
@@ -56,6 +58,11 @@ struct srv_server {
     it_bus *bus;
     it_frames *frames;
     struct srv_live *live;
+    /* Cameras (cameras.c): the pipeline and the store its API changes are written to.
+     * cam_mu serialises API changes and guards the two pointers. */
+    pthread_mutex_t cam_mu;
+    it_cams *cams;
+    it_store *store;
 };
 
 typedef struct http_req http_req;
@@ -94,7 +101,7 @@ typedef struct srv_job {
  * normal connection slot is taken, from the server.reserved_connections slots, so that
  * an orchestrator's probes get through to a busy server; every other route then gets 503
  * with Retry-After and Connection: close. */
-enum { HTTP_GET = 1, HTTP_POST = 2 };  /* a GET route also answers HEAD */
+enum { HTTP_GET = 1, HTTP_POST = 2, HTTP_PATCH = 4, HTTP_DELETE = 8 };  /* a GET route also answers HEAD */
 enum { HTTP_RESERVED = 1, HTTP_STREAM = 2 };
 typedef struct http_route {
     unsigned methods;       /* HTTP_GET | HTTP_POST */
@@ -205,7 +212,23 @@ void http_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
  * debug level, and the one answer to a request it cannot parse (guard.h). */
 void http_log(void *cls, const char *fmt, va_list ap);
 
+/* Look a served model up and take a reference (srv_model_unref it); "" picks the
+ * first model. NULL when there is none of that name (or none loaded yet). */
+srv_model *srv_server_model(srv_server *s, const char *name);
+
+/* ---- cameras (cameras.c) ---- */
+/* Stop every camera (waiting for their jobs) and close the store; before the models go. */
+void srv_cameras_stop(srv_server *s);
+/* The itscam_camera_* series, at scrape time. */
+void srv_cameras_collect(srv_server *s);
+
 /* ---- handlers: one per route row ---- */
+/* cameras.c */
+enum MHD_Result api_cameras_list(http_req *r);
+enum MHD_Result api_camera_create(http_req *r);
+enum MHD_Result api_camera_get(http_req *r);
+enum MHD_Result api_camera_patch(http_req *r);
+enum MHD_Result api_camera_delete(http_req *r);
 /* api_health.c */
 enum MHD_Result api_server_meta(http_req *r);
 enum MHD_Result api_live(http_req *r);

@@ -38,6 +38,7 @@ static void free_server(srv_server *s) {
     it_free(s->tls_key);
     it_free(s->tls_cert);
     pthread_rwlock_destroy(&s->reg_lock);
+    pthread_mutex_destroy(&s->cam_mu);
     pthread_mutex_destroy(&s->reload_mu);
     pthread_cond_destroy(&s->reload_cv);
     it_free(s->reload_waiters);
@@ -133,6 +134,7 @@ srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen) {
     }
     s->cfg = *cfg;
     pthread_rwlock_init(&s->reg_lock, NULL);
+    pthread_mutex_init(&s->cam_mu, NULL);
     pthread_mutex_init(&s->reload_mu, NULL);
     pthread_cond_init(&s->reload_cv, NULL);
     srv_admission_init(&s->adm, cfg->decode_budget_bytes);
@@ -328,6 +330,7 @@ void srv_server_stop(srv_server *s) {
     if (ls != MHD_INVALID_SOCKET) close(ls);
     srv_live_end_streams(s); /* streams never end by themselves: they count as in flight */
     wait_idle(s, it_now_ms() + s->cfg.drain_timeout_s * 1e3);
+    srv_cameras_stop(s); /* its jobs hold model references: before the models go */
     /* Past the drain timeout, jobs still queued are answered 503 at once (which resumes
      * their connections: the daemon must not stop with a connection suspended); batches
      * already running finish. */

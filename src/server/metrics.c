@@ -234,6 +234,7 @@ static void collect(prom_registry *reg, void *user) {
     pthread_mutex_lock(&mu);
     collect_process(s);
     collect_breaker(s);
+    srv_cameras_collect(s);
     pthread_mutex_unlock(&mu);
 }
 

@@ -14,6 +14,7 @@
 #include "sched/sched.h"
 #include "server/config.h"
 #include "server/prom.h"
+#include "stream/camdef.h"
 #include "sinks/bus.h"
 #include "sinks/frames.h"
 
@@ -26,7 +27,9 @@ typedef struct srv_metrics {
         *inference_seconds, *postprocess_seconds, *batch_size, *queue_depth, *inflight, *sla_violations,
         *sla_seconds, *rejected, *cpu_seconds, *rss_bytes, *decode_budget, *decode_in_use, *connections_open, *connections_dropped, *start_time, *build_info, *model_ready,
         *breaker_state, *breaker_forced, *breaker_transitions, *backend_failures, *fallback_runs,
-        *reloads, *streams_open, *events_published, *events_dropped;
+        *reloads, *streams_open, *events_published, *events_dropped, *camera_state, *camera_fps, *camera_dropped,
+        *camera_frames, *camera_reconnects, *camera_cache_hits, *camera_quality, *camera_shed_level, *camera_latency,
+        *shed_step, *shed_changes;
     itscam_breaker_info breaker_last; /* counters already exported, to add only the change */
     long long conn_dropped_last[4];   /* the guard's drop counts already exported, likewise */
     uint64_t events_published_last, events_dropped_last; /* the bus's, likewise */
@@ -92,6 +95,10 @@ typedef struct srv_server srv_server;
 srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen);
 /* Load and warm up the configured models, then report ready. 0 or -1 with err. */
 int srv_server_load(srv_server *s, char *err, size_t errlen);
+/* Open the store under storage.dir, merge the configured cameras with the stored ones
+ * (the rule is in sinks/store.h) and start them; after srv_server_load. A camera that
+ * cannot start is logged and skipped. 0, or -1 with err (the store cannot open). */
+int srv_cameras_start(srv_server *s, const it_camdef *cams, int n, char *err, size_t errlen);
 /* The port actually bound (useful with port 0). */
 int srv_server_port(const srv_server *s);
 /* Reload the models (SIGHUP): new requests go to the new models once they are warm,
