@@ -285,7 +285,7 @@ typedef struct viewer {
 static void *viewer_main(void *arg) {
     viewer *v = arg;
     while (!atomic_load(&encoders_go)) usleep(100);
-    it_frames_jpeg(v->f, "cam1", 240, 70, 1, -1, &v->got);
+    it_frames_jpeg(v->f, "cam1", 240, 70, 1, 0, &v->got);
     return NULL;
 }
 
@@ -296,11 +296,11 @@ static void test_frames(void) {
     fill(&img, 0);
     it_jpeg *j = NULL;
     CHECK(it_frames_put(f, "cam1", &img, NULL, 0, 1, 1.0) == ITSCAM_ERR_NOT_FOUND);
-    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, -1, &j) == IT_FRAMES_UNKNOWN_CAMERA);
+    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, 0, &j) == IT_FRAMES_UNKNOWN_CAMERA);
     const char *names[] = { "person", "bicycle", "car" };
     CHECK_OK(it_frames_add_camera(f, "cam1", names, 3));
     CHECK(it_frames_has(f, "cam1") && !it_frames_has(f, "cam2"));
-    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, -1, &j) == IT_FRAMES_NO_FRAME);
+    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, 0, &j) == IT_FRAMES_NO_FRAME);
 
     atomic_int woke = 0;
     it_frames_watch *w = it_frames_watch_add(f, "cam1", count_wake, &woke);
@@ -309,26 +309,26 @@ static void test_frames(void) {
     CHECK_OK(it_frames_put(f, "cam1", &img, dets, 2, 7, 1700000000.5));
     CHECK(atomic_load(&woke) == 1);
 
-    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, -1, &j) == IT_FRAMES_OK);
+    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, 0, &j) == IT_FRAMES_OK);
     int dw, dh;
     decoded_size(j, &dw, &dh);
     CHECK(j && j->frame_index == 7 && j->captured_at == 1700000000.5 && dw == 640 && dh == 480);
     it_jpeg *j2 = NULL;
-    CHECK(it_frames_jpeg(f, "cam1", 480, 80, 0, -1, &j2) == IT_FRAMES_OK); /* native height: the same key */
+    CHECK(it_frames_jpeg(f, "cam1", 480, 80, 0, 0, &j2) == IT_FRAMES_OK); /* native height: the same key */
     CHECK(j2 == j);
     it_jpeg_unref(j2);
-    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, 7, &j2) == IT_FRAMES_NOT_NEWER);
-    CHECK(it_frames_jpeg(f, "cam1", 120, 80, 0, -1, &j2) == IT_FRAMES_OK);
+    CHECK(j->seq == 1 && it_frames_jpeg(f, "cam1", 0, 80, 0, j->seq, &j2) == IT_FRAMES_NOT_NEWER);
+    CHECK(it_frames_jpeg(f, "cam1", 120, 80, 0, 0, &j2) == IT_FRAMES_OK);
     decoded_size(j2, &dw, &dh);
     CHECK(dw == 160 && dh == 120 && j2->width == 160);
     it_jpeg_unref(j2);
     /* annotated: drawn on a copy; the plain encoding of the same frame is unchanged */
     it_jpeg *ja = NULL;
-    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 1, -1, &ja) == IT_FRAMES_OK);
+    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 1, 0, &ja) == IT_FRAMES_OK);
     CHECK(ja && ja != j && (ja->len != j->len || memcmp(ja->data, j->data, j->len)));
     it_frames_stats st0, st1;
     it_frames_stats_get(f, &st0);
-    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, -1, &j2) == IT_FRAMES_OK && j2 == j);
+    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, 0, &j2) == IT_FRAMES_OK && j2 == j);
     it_jpeg_unref(j2);
     it_frames_stats_get(f, &st1);
     CHECK(st1.encodes == st0.encodes && st1.cache_hits == st0.cache_hits + 1);
@@ -336,7 +336,7 @@ static void test_frames(void) {
 
     /* more keys than slots: still right, just re-encoded */
     for (int q = 50; q < 50 + IT_FRAMES_MAX_KEYS + 3; q++) {
-        CHECK(it_frames_jpeg(f, "cam1", 0, q, 0, -1, &j2) == IT_FRAMES_OK);
+        CHECK(it_frames_jpeg(f, "cam1", 0, q, 0, 0, &j2) == IT_FRAMES_OK);
         it_jpeg_unref(j2);
     }
 
@@ -346,6 +346,10 @@ static void test_frames(void) {
     for (int i = 0; i < 20; i++) CHECK_OK(it_frames_put(f, "cam1", &img, dets, 2, 11 + i, 2.0));
     CHECKF(it_alloc_count() == a0, "%llu allocations for 20 puts", (unsigned long long)(it_alloc_count() - a0));
     CHECK(atomic_load(&woke) == 1 + 23);
+    /* the sequence rises even when the pipeline's index restarts */
+    CHECK_OK(it_frames_put(f, "cam1", &img, NULL, 0, 0, 2.0));
+    CHECK(it_frames_jpeg(f, "cam1", 120, 80, 0, j->seq, &j2) == IT_FRAMES_OK && j2->frame_index == 0 && j2->seq == 25);
+    it_jpeg_unref(j2);
     /* a held encoding outlives later frames */
     CHECK(j->frame_index == 7 && j->data[0] == 0xFF && j->data[1] == 0xD8);
 
@@ -374,7 +378,7 @@ static void test_frames(void) {
     it_frames_remove_camera(f, "cam1");
     CHECK(atomic_load(&woke) == before + 1);
     CHECK(!it_frames_has(f, "cam1"));
-    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, -1, &j2) == IT_FRAMES_UNKNOWN_CAMERA);
+    CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, 0, &j2) == IT_FRAMES_UNKNOWN_CAMERA);
     CHECK(j->len > 100 && j->data[j->len - 2] == 0xFF && j->data[j->len - 1] == 0xD9);
     it_jpeg_unref(j);
     it_frames_watch_remove(f, w);
@@ -391,7 +395,7 @@ static void test_frames(void) {
         if (it_read_file(path, &bytes, &len, 1 << 24) == ITSCAM_OK && it_image_decode(bytes, len, 1 << 24, &bus) == ITSCAM_OK) {
             CHECK_OK(it_frames_add_camera(f, "bus", NULL, 0));
             CHECK_OK(it_frames_put(f, "bus", &bus, dets, 2, 1, 1.0));
-            CHECK(it_frames_jpeg(f, "bus", 360, 85, 1, -1, &j2) == IT_FRAMES_OK);
+            CHECK(it_frames_jpeg(f, "bus", 360, 85, 1, 0, &j2) == IT_FRAMES_OK);
             decoded_size(j2, &dw, &dh);
             CHECKF(dw == 270 && dh == 360, "%dx%d", dw, dh);
             it_jpeg_unref(j2);

@@ -65,7 +65,7 @@ typedef struct live_stream {
     it_frames_watch *watch;
     int height, quality, annotate;
     double interval_ms, last_part;
-    int64_t last_index;
+    uint64_t last_seq;               /* the store's sequence of the last frame sent */
     it_jpeg *last_jpg;               /* the last part sent, repeated as the heartbeat */
 } live_stream;
 
@@ -267,10 +267,10 @@ static int mjpeg_next(live_stream *st) {
     }
     it_jpeg *j = NULL;
     it_frames_status fs =
-        it_frames_jpeg(st->s->frames, st->camera, st->height, st->quality, st->annotate, st->last_index, &j);
+        it_frames_jpeg(st->s->frames, st->camera, st->height, st->quality, st->annotate, st->last_seq, &j);
     switch (fs) {
     case IT_FRAMES_OK:
-        st->last_index = j->frame_index;
+        st->last_seq = j->seq;
         st->last_part = now;
         mjpeg_part(st, j);
         return 1;
@@ -401,7 +401,7 @@ enum MHD_Result api_snapshot(http_req *r) {
     enum MHD_Result ret;
     if (view_query(r, &a, &ret)) return ret;
     it_jpeg *j;
-    switch (it_frames_jpeg(r->s->frames, r->camera, a.height, a.quality, a.annotate, -1, &j)) {
+    switch (it_frames_jpeg(r->s->frames, r->camera, a.height, a.quality, a.annotate, 0, &j)) {
     case IT_FRAMES_OK:
         break;
     case IT_FRAMES_UNKNOWN_CAMERA:
@@ -458,7 +458,6 @@ static live_stream *stream_new(http_req *r, int kind) {
     st->kind = kind;
     st->label = r->route_label;
     st->t0 = r->t0;
-    st->last_index = -1;
     st->last_write = it_now_ms();
     snprintf(st->camera, sizeof st->camera, "%s", r->camera);
     pthread_mutex_init(&st->mu, NULL);
@@ -483,7 +482,7 @@ enum MHD_Result api_mjpeg(http_req *r) {
     /* A camera without a frame yet is answered like the snapshot: a stream that cannot
      * send anything would only be dropped by the send timeout. */
     it_jpeg *j;
-    switch (it_frames_jpeg(r->s->frames, r->camera, a.height, a.quality, a.annotate, -1, &j)) {
+    switch (it_frames_jpeg(r->s->frames, r->camera, a.height, a.quality, a.annotate, 0, &j)) {
     case IT_FRAMES_OK:
         break;
     case IT_FRAMES_UNKNOWN_CAMERA:
@@ -505,7 +504,7 @@ enum MHD_Result api_mjpeg(http_req *r) {
     st->annotate = a.annotate;
     st->interval_ms = 1e3 / a.fps;
     /* The first part goes out at once. */
-    st->last_index = j->frame_index;
+    st->last_seq = j->seq;
     st->last_part = it_now_ms();
     mjpeg_part(st, j);
     if (!(st->watch = it_frames_watch_add(r->s->frames, r->camera, stream_wake, st))) {

@@ -381,6 +381,7 @@ static it_jpeg *encode(const frame *fr, int height, int quality, int annotate) {
     j->width = tw;
     j->height = th;
     j->frame_index = fr->index;
+    j->seq = fr->gen;
     j->captured_at = fr->captured_at;
     atomic_init(&j->refs, 1);
 done:
@@ -411,7 +412,7 @@ static void camera_leave(camera *c) {
 }
 
 it_frames_status it_frames_jpeg(it_frames *f, const char *id, int height, int quality, int annotate,
-                                int64_t newer_than, it_jpeg **out) {
+                                uint64_t after_seq, it_jpeg **out) {
     *out = NULL;
     if (!f || !id || height < 0 || height > IT_FRAMES_MAX_HEIGHT || quality < 1 || quality > 100) {
         it_err(ITSCAM_ERR_INVALID_ARG, "frames: bad height %d or quality %d", height, quality);
@@ -431,7 +432,7 @@ it_frames_status it_frames_jpeg(it_frames *f, const char *id, int height, int qu
             pthread_mutex_unlock(&f->mu);
             return IT_FRAMES_NO_FRAME;
         }
-        if (fr->index <= newer_than) {
+        if (fr->gen <= after_seq) {
             pthread_mutex_unlock(&f->mu);
             return IT_FRAMES_NOT_NEWER;
         }

@@ -31,7 +31,7 @@ typedef enum it_frames_status {
     IT_FRAMES_OK = 0,
     IT_FRAMES_UNKNOWN_CAMERA = 1, /* no camera of that id */
     IT_FRAMES_NO_FRAME = 2,       /* the camera has produced no frame yet */
-    IT_FRAMES_NOT_NEWER = 3,      /* the newest frame is not newer than asked */
+    IT_FRAMES_NOT_NEWER = 3,      /* the newest frame is the one the caller has */
     IT_FRAMES_ERROR = 4           /* bad argument, out of memory or encoding failed (it_err) */
 } it_frames_status;
 
@@ -41,8 +41,10 @@ typedef struct it_jpeg {
     uint8_t *data;
     size_t len;
     int width, height;
-    int64_t frame_index;
+    int64_t frame_index;   /* as put by the pipeline */
     double captured_at;    /* as put: seconds since the Unix epoch */
+    uint64_t seq;          /* the camera's put counter: 1, 2, 3... (rises even when the
+                            * pipeline's frame index restarts) */
     atomic_int refs;
 } it_jpeg;
 void it_jpeg_ref(it_jpeg *j);
@@ -77,10 +79,11 @@ itscam_status it_frames_put(it_frames *f, const char *id, const it_image *bgr, c
 /* The viewer's side: the newest frame of camera `id` as JPEG, scaled to `height` pixels
  * keeping the aspect ratio (0, or a height at or above the frame's: native size, never
  * upscaled), quality 1..100, with the detections drawn when annotate is non-zero. Only a
- * frame with an index above newer_than is returned (-1: any). On IT_FRAMES_OK *out holds
+ * frame put after the one whose it_jpeg.seq is after_seq is returned (0: any). On
+ * IT_FRAMES_OK *out holds
  * a reference (it_jpeg_unref). May block while another thread encodes the same key. */
 it_frames_status it_frames_jpeg(it_frames *f, const char *id, int height, int quality, int annotate,
-                                int64_t newer_than, it_jpeg **out);
+                                uint64_t after_seq, it_jpeg **out);
 
 /* Call wake(arg) after every put for camera `id`, and when the camera is removed (on the
  * putting or removing thread, outside the store lock; it must not call
