@@ -154,12 +154,12 @@ void srv_cameras_collect(srv_server *s) {
         uint64_t drops[] = { c->skipped, c->stale, c->queue_full, c->failed };
         for (int k = 0; k < 4; k++) {
             const char *lv[] = { id, reasons[k] };
-            prom_set(m->camera_dropped, lv, (double)drops[k]);
+            prom_set_total(m->camera_dropped, lv, (double)drops[k]);
         }
         const char *lv[] = { id };
-        prom_set(m->camera_frames, lv, (double)c->detected);
-        prom_set(m->camera_reconnects, lv, (double)c->reconnects);
-        prom_set(m->camera_cache_hits, lv, (double)c->cache_hits);
+        prom_set_total(m->camera_frames, lv, (double)c->detected);
+        prom_set_total(m->camera_reconnects, lv, (double)c->reconnects);
+        prom_set_total(m->camera_cache_hits, lv, (double)c->cache_hits);
         prom_set(m->camera_quality, lv, c->quality.score);
         prom_set(m->camera_shed_level, lv, c->shed_level);
     }

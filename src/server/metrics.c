@@ -105,6 +105,43 @@ int srv_metrics_init(srv_metrics *m, const srv_config *cfg) {
     m->events_dropped = prom_register(m->reg, PROM_COUNTER, "itscam_events_dropped_total",
                                       "Events dropped from a subscriber's full queue (a client that reads too slowly)",
                                       NULL, NULL, 0);
+    static const char *const cam[] = { "camera", NULL };
+    static const char *const cam_state[] = { "camera", "state", NULL };
+    static const char *const cam_kind[] = { "camera", "kind", NULL };
+    static const char *const cam_reason[] = { "camera", "reason", NULL };
+    m->camera_state = prom_register(m->reg, PROM_GAUGE, "itscam_camera_state",
+                                    "1 for the state the camera is in (starting, streaming, stalled, reconnecting, "
+                                    "failed, ended, disabled)", cam_state, NULL, 0);
+    m->camera_fps = prom_register(m->reg, PROM_GAUGE, "itscam_camera_fps",
+                                  "Frames per second over the last window: input, decoded, detected, target", cam_kind,
+                                  NULL, 0);
+    m->camera_dropped = prom_register(m->reg, PROM_COUNTER, "itscam_camera_dropped_frames_total",
+                                      "Frames not detected: skipped (over the detect fps), stale, queue_full, failed",
+                                      cam_reason, NULL, 0);
+    m->camera_frames = prom_register(m->reg, PROM_COUNTER, "itscam_camera_detected_frames_total",
+                                     "Frames detected (the result cache's included)", cam, NULL, 0);
+    m->camera_reconnects = prom_register(m->reg, PROM_COUNTER, "itscam_camera_reconnects_total",
+                                         "Times the camera's stream was opened again", cam, NULL, 0);
+    m->camera_cache_hits = prom_register(m->reg, PROM_COUNTER, "itscam_camera_result_cache_hits_total",
+                                         "Frames identical to the previous one that reused its result", cam, NULL, 0);
+    m->camera_quality = prom_register(m->reg, PROM_GAUGE, "itscam_camera_quality_score",
+                                      "Picture quality, 0 (useless) to 1 (good)", cam, NULL, 0);
+    m->camera_shed_level = prom_register(m->reg, PROM_GAUGE, "itscam_camera_shed_level",
+                                         "Load shedding level: 0 full detect fps, 1 half, 2 a quarter, 3 a quarter on "
+                                         "the fallback model", cam, NULL, 0);
+    m->camera_latency = prom_register(m->reg, PROM_HISTOGRAM, "itscam_camera_latency_seconds",
+                                      "Capture (packet read) to result, per detected frame", cam, lb, nlb);
+    m->shed_step = prom_register(m->reg, PROM_GAUGE, "itscam_shed_step",
+                                 "The load shedding step (0..9): low cameras degrade first, then normal, then high",
+                                 NULL, NULL, 0);
+    m->shed_changes = prom_register(m->reg, PROM_COUNTER, "itscam_shed_changes_total", "Load shedding step changes",
+                                    NULL, NULL, 0);
+    if (!m->camera_state || !m->camera_fps || !m->camera_dropped || !m->camera_frames || !m->camera_reconnects ||
+        !m->camera_cache_hits || !m->camera_quality || !m->camera_shed_level || !m->camera_latency || !m->shed_step ||
+        !m->shed_changes) {
+        srv_metrics_free(m);
+        return -1;
+    }
     if (!m->streams_open || !m->events_published || !m->events_dropped || !m->reloads || !m->breaker_state || !m->breaker_forced || !m->breaker_transitions || !m->backend_failures ||
         !m->fallback_runs || !m->requests || !m->request_seconds || !m->queue_seconds || !m->decode_seconds || !m->preprocess_seconds ||
         !m->inference_seconds || !m->postprocess_seconds || !m->batch_size || !m->queue_depth || !m->inflight ||

@@ -300,12 +300,13 @@ void prom_on_collect(prom_registry *r, prom_collect_fn fn, void *user) {
     pthread_mutex_unlock(&r->mu);
 }
 
-enum { OP_INC, OP_SET, OP_OBSERVE };
+enum { OP_INC, OP_SET, OP_OBSERVE, OP_TOTAL };
 
 static void update(prom_family *f, const char *const *lv, int op, double v) {
     if (!f) return;
     int ok = (op == OP_INC && (f->type == PROM_GAUGE || (f->type == PROM_COUNTER && !(v < 0)))) ||
-             (op == OP_SET && f->type == PROM_GAUGE) || (op == OP_OBSERVE && f->type == PROM_HISTOGRAM);
+             (op == OP_SET && f->type == PROM_GAUGE) || (op == OP_OBSERVE && f->type == PROM_HISTOGRAM) ||
+             (op == OP_TOTAL && f->type == PROM_COUNTER && !(v < 0));
     if (f->n_labels > 0 && !lv) ok = 0;
     int folded = 0;
     if (ok) {
@@ -321,7 +322,7 @@ static void update(prom_family *f, const char *const *lv, int op, double v) {
         }
         if (s) {
             if (op == OP_INC) s->value += v;
-            else if (op == OP_SET) s->value = v;
+            else if (op == OP_SET || op == OP_TOTAL) s->value = v;
             else {
                 int b = 0;
                 while (b < f->n_bounds && !(v <= f->bounds[b])) b++;
@@ -343,6 +344,9 @@ static void update(prom_family *f, const char *const *lv, int op, double v) {
 
 void prom_inc(prom_family *f, const char *const *label_values, double v) { update(f, label_values, OP_INC, v); }
 void prom_set(prom_family *f, const char *const *label_values, double v) { update(f, label_values, OP_SET, v); }
+void prom_set_total(prom_family *f, const char *const *label_values, double v) {
+    update(f, label_values, OP_TOTAL, v);
+}
 void prom_observe(prom_family *f, const char *const *label_values, double v) {
     update(f, label_values, OP_OBSERVE, v);
 }

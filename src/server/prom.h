@@ -35,6 +35,9 @@ int prom_set_max_series(prom_registry *r, int max);
 void prom_inc(prom_family *f, const char *const *label_values, double v);     /* counter/gauge += v */
 void prom_set(prom_family *f, const char *const *label_values, double v);     /* gauge = v */
 void prom_observe(prom_family *f, const char *const *label_values, double v); /* histogram */
+/* counter = v, for a total kept elsewhere (a camera's frame counts) and copied at scrape
+ * time; the total restarts (a counter reset to Prometheus) when its owner does. */
+void prom_set_total(prom_family *f, const char *const *label_values, double v);
 
 /* Callback run at the start of every render, to refresh gauges (process CPU, memory,
  * queue depths). At most 8 per registry. */
