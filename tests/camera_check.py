@@ -171,6 +171,14 @@ cameras:
                      "itscam_camera_reconnects_total{", "itscam_camera_latency_seconds_bucket{",
                      "itscam_camera_quality_score{", "itscam_camera_shed_level{", "itscam_shed_step"):
             C.check(name in metrics, "metrics carry %s" % name)
+        out = subprocess.run([CLI, "performance", "status", "--url", srv.url("")], capture_output=True, text=True,
+                             timeout=60)
+        C.check(out.returncode == 0 and "CAMERA" in out.stdout and "api1" in out.stdout and "streaming" in out.stdout,
+                "performance status shows the camera table:\n%s%s" % (out.stdout, out.stderr))
+        out = subprocess.run([CLI, "performance", "status", "--url", srv.url(""), "--format", "json"],
+                             capture_output=True, text=True, timeout=60)
+        C.check(out.returncode == 0 and any(c["id"] == "api1" for c in json.loads(out.stdout).get("cameras", [])),
+                "performance status --format json carries the cameras")
     finally:
         srv.stop()
 

@@ -55,7 +55,8 @@ void cli_performance_usage(FILE *f) {
             "       itscam performance monitor   [--url URL] [--interval S] [--duration S] [--token T]\n"
             "       itscam performance benchmark [--url URL] [--concurrency LIST] [--duration S] [--warmup S]\n"
             "                                    [--images DIR] [--model NAME] [--priority P] [--token T] [--json]\n\n"
-            "status     one summary of a running server from /metrics, /v1/models and /v2/health/ready:\n"
+            "status     one summary of a running server from /metrics, /v1/models, /v1/cameras and\n"
+            "           /v2/health/ready (one row per camera when it has cameras):\n"
             "           readiness, uptime, and per model requests by status class, end-to-end latency\n"
             "           (mean and p50/p95/p99 estimated from the histogram as Prometheus'\n"
             "           histogram_quantile does), queue depth per priority, mean batch size, SLA\n"
@@ -635,6 +636,36 @@ static void models_from_api(model_list *m, const char *text, size_t len) {
     json_decref(root);
 }
 
+/* The cameras of /v1/cameras as a table (nothing when the server has none). */
+static void cameras_table(const json_t *root) {
+    const json_t *arr = json_object_get(root, "cameras");
+    if (!json_is_array(arr) || json_array_size(arr) == 0) return;
+    const json_t *shed = json_object_get(root, "shed");
+    printf("\n%-16s %-8s %-12s %5s %7s %7s %7s %7s %8s %8s %8s %7s %5s %s\n", "CAMERA", "PRIO", "STATE", "SHED",
+           "IN_FPS", "DEC_FPS", "DET_FPS", "TARGET", "P50_MS", "P95_MS", "P99_MS", "DROPPED", "QUAL", "NOTE");
+    size_t i;
+    json_t *c;
+    json_array_foreach(arr, i, c) {
+        const json_t *fps = json_object_get(c, "fps"), *lat = json_object_get(c, "latency_ms");
+        const json_t *dr = json_object_get(json_object_get(c, "frames"), "dropped"), *q = json_object_get(c, "quality");
+        double dropped = json_number_value(json_object_get(dr, "stale")) +
+                         json_number_value(json_object_get(dr, "queue_full"));
+        const char *note = json_string_value(json_object_get(c, "last_error"));
+        if ((!note || !*note) && json_is_true(json_object_get(q, "degraded")))
+            note = json_string_value(json_object_get(q, "reason"));
+        printf("%-16.16s %-8s %-12s %5d %7.2f %7.2f %7.2f %7.2f %8.1f %8.1f %8.1f %7.0f %5.2f %s\n",
+               json_string_value(json_object_get(c, "id")), json_string_value(json_object_get(c, "priority")),
+               json_string_value(json_object_get(c, "state")), (int)json_integer_value(json_object_get(c, "shed_level")),
+               json_number_value(json_object_get(fps, "input")), json_number_value(json_object_get(fps, "decoded")),
+               json_number_value(json_object_get(fps, "detected")), json_number_value(json_object_get(fps, "target")),
+               json_number_value(json_object_get(lat, "p50")), json_number_value(json_object_get(lat, "p95")),
+               json_number_value(json_object_get(lat, "p99")), dropped, json_number_value(json_object_get(q, "score")),
+               note ? note : "");
+    }
+    printf("cameras: fps over the last seconds; latency from capture to result; dropped = stale + queue full; "
+           "shed step %d\n", (int)json_integer_value(json_object_get(shed, "step")));
+}
+
 static int run_status(client *c, int detailed, int as_json) {
     char err[MAX_URL + 512];
     snapshot s;
@@ -671,14 +702,21 @@ static int run_status(client *c, int detailed, int as_json) {
         model_status_get(&s, models->e[i].name, &mst[i]);
         if (!isfinite(mst[i].ready)) mst[i].ready = models->e[i].api_ready;
     }
+    json_t *cams = NULL;
+    if (!http_get(c, "/v1/cameras", MAX_JSON_BYTES, &code, err, sizeof err) && code == 200 && c->body.p)
+        cams = json_loadb(c->body.p, c->body.len, 0, NULL);
     if (as_json) {
         json_t *root = status_json(&st, mst, models->n, detailed);
+        if (cams) json_object_set(root, "cameras", json_object_get(cams, "cameras"));
+        if (cams) json_object_set(root, "shed", json_object_get(cams, "shed"));
         json_dumpf(root, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
         json_decref(root);
     } else {
         status_table(&st, mst, models->n, detailed);
+        if (cams) cameras_table(cams);
     }
+    json_decref(cams);
     free(mst);
     free(models);
     snapshot_free(&s);
