@@ -182,9 +182,11 @@ static void test_basic(void) {
     CHECK(it_cams_count(c) == 2);
     sleep_ms(5000);
     it_cam_info ia = info(c, "front"), ib = info(c, "side");
-    printf("front: state %s decoded %llu detected %llu skipped %llu fps %.2f/%.2f/%.2f p95 %.1f ms\n",
+    printf("front: state %s decoded %llu detected %llu skipped %llu fps %.2f/%.2f/%.2f p95 %.1f ms; quality %.2f "
+           "(sharpness %.0f, brightness %.0f, contrast %.0f) in %.3f ms\n",
            it_source_state_name(ia.state), (unsigned long long)ia.decoded, (unsigned long long)ia.detected,
-           (unsigned long long)ia.skipped, ia.fps_decoded, ia.fps_detected, ia.fps_target, ia.lat_p95);
+           (unsigned long long)ia.skipped, ia.fps_decoded, ia.fps_detected, ia.fps_target, ia.lat_p95,
+           ia.quality.score, ia.quality.sharpness, ia.quality.brightness, ia.quality.contrast, ia.quality.ms);
     CHECK(ia.state == IT_SOURCE_STREAMING);
     CHECKF(ia.detected >= 12 && ia.detected <= 30, "front detected %llu frames in 5 s at 5 fps",
            (unsigned long long)ia.detected);

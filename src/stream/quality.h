@@ -37,7 +37,9 @@ typedef struct it_quality {
 typedef struct it_quality_state {
     uint8_t prev[IT_QUALITY_W * IT_QUALITY_HMAX];
     int pw, ph;
-    double same_since_ms;   /* when the picture stopped changing; 0 while it changes */
+    double same_since_ms;   /* when the picture stopped changing, while `unchanged` */
+    int unchanged;
+    double prev_ms;         /* when prev was measured */
 } it_quality_state;
 
 /* Measure img (BGR) at now_ms (any monotonic clock) into *out. */
