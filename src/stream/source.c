@@ -604,6 +604,8 @@ static void *reader_main(void *arg) {
         }
         int64_t before = s->next_index;
         s->last_pts_s = NAN;
+        /* A new session's timestamps start again near 0: the old ones would match them. */
+        for (int i = 0; i < CAPTURE_RING; i++) s->ring[i].pts = AV_NOPTS_VALUE, s->ring[i].wall = 0;
         run_end end = read_loop(s);
         close_input(s);
         if (end == RUN_STOP) break;
