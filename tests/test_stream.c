@@ -1,6 +1,7 @@
 /* Camera sources (src/stream): the shared videos as file cameras (frames, pacing, loop,
- * the newest-frame slot), sources that cannot play (missing, not media, no video,
- * truncated), and closes that must return at once while a connection hangs. */
+ * the newest-frame slot, conversion only of the frames taken, skip modes), sources that
+ * cannot play (missing, not media, no video, truncated, a missing v4l2 device, hardware
+ * decoding absent), and closes that must return at once while a connection hangs. */
 #include "check.h"
 #include "core/core.h"
 #include "stream/source.h"
@@ -20,12 +21,13 @@ static double wall_now(void) {
 
 /* Every log line, to prove that no credential reaches it. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static int log_leaks, log_lines;
+static int log_leaks, log_lines, log_hw_fallbacks;
 static void capture_log(int level, const char *msg, void *user) {
     (void)level;
     (void)user;
     pthread_mutex_lock(&log_mu);
     log_lines++;
+    if (strstr(msg, "hwaccel auto") && strstr(msg, "software")) log_hw_fallbacks++;
     if (strstr(msg, "s3cret")) {
         log_leaks++;
         fprintf(stderr, "credential in log: %s\n", msg);
@@ -400,14 +402,204 @@ static void test_live_faults(const char *jpeg) {
     it_free(cam.jpg);
 }
 
+/* Frames are converted only when taken: a consumer that takes one frame in many pays one
+ * conversion; a take without an image converts nothing; peek leaves the frame in place. */
+static void test_lazy_convert(const char *video) {
+    it_source_params p = it_source_default_params();
+    p.url = video;
+    p.realtime = 0;
+    p.lossless = 1;
+    it_source *s = NULL;
+    CHECK_OK(it_source_open(&p, &s));
+    it_image img = { 0 };
+    it_frame_meta m, peeked;
+    int taken = 0;
+    for (int i = 0; i < 40; i++) {
+        CHECK(it_source_peek(s, &peeked, 5000) == 1);
+        CHECK(it_source_peek(s, &peeked, 0) == 1 && peeked.index == i);  /* still there */
+        int convert = i % 10 == 0;
+        CHECK(it_source_take(s, convert ? &img : NULL, &m, 5000) == 1);
+        CHECKF(m.index == peeked.index && m.captured_at == peeked.captured_at, "took %lld after peeking %lld",
+               (long long)m.index, (long long)peeked.index);
+        taken += convert;
+    }
+    it_source_info info;
+    it_source_state(s, &info);
+    CHECKF(info.converted == (uint64_t)taken && info.decoded >= 40, "%llu converted of %llu decoded, %d taken",
+           (unsigned long long)info.converted, (unsigned long long)info.decoded, taken);
+    CHECK(img.width == info.width && img.height == info.height && img.data);
+    /* the picture is real: not all one value */
+    int lo = 255, hi = 0;
+    for (int y = 0; y < img.height; y += 7)
+        for (int x = 0; x < img.width * 3; x += 13) {
+            int v = img.data[(size_t)y * img.stride + x];
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+    CHECKF(hi - lo > 50, "converted frame spans %d..%d", lo, hi);
+    it_source_close(s);
+
+    /* Live-like (not lossless): a consumer at a fraction of the rate converts only what it takes. */
+    s = open_src(video, 0, 1);
+    for (int i = 0; i < 5; i++) {
+        CHECK(it_source_take(s, &img, &m, 5000));
+        usleep(40000);
+    }
+    it_source_state(s, &info);
+    CHECKF(info.converted == 5 && info.decoded > 10 && info.dropped > 0, "%llu converted, %llu decoded",
+           (unsigned long long)info.converted, (unsigned long long)info.decoded);
+    fprintf(stderr, "lazy conversion: 5 converted of %llu decoded\n", (unsigned long long)info.decoded);
+    it_source_close(s);
+    it_image_free(&img);
+}
+
+/* Decode a whole file in a skip mode; returns the frames decoded (the source must end). */
+static uint64_t decode_all(const char *video, it_skip_mode mode, uint64_t *skipped) {
+    it_source_params p = it_source_default_params();
+    p.url = video;
+    p.realtime = 0;
+    p.skip = mode;
+    it_source *s = NULL;
+    CHECK_OK(it_source_open(&p, &s));
+    it_source_info info = wait_state(s, IT_SOURCE_ENDED, 30000);
+    CHECKF(info.state == IT_SOURCE_ENDED, "skip %s: %s: %s", it_skip_name(mode), it_source_state_name(info.state),
+           info.last_error);
+    it_source_close(s);
+    if (skipped) *skipped = info.skipped_packets;
+    return info.decoded;
+}
+
+/* Skip modes: nonref decodes fewer frames where the stream has non-reference frames,
+ * keyframes only the key frames; both end the file normally (not "truncated"). Switching
+ * while running takes effect, and back to none decodes every frame again. */
+static void test_skip(const char *bframes_video, const char *video) {
+    it_skip_mode m;
+    CHECK(it_skip_parse("nonref", &m) == 0 && m == IT_SKIP_NONREF);
+    CHECK(it_skip_parse("keyframes", &m) == 0 && m == IT_SKIP_KEYFRAMES);
+    CHECK(it_skip_parse("all", &m) == -1 && !strcmp(it_skip_name(IT_SKIP_NONE), "none"));
+    uint64_t skipped = 0;
+    uint64_t all = decode_all(bframes_video, IT_SKIP_NONE, NULL);
+    uint64_t nonref = decode_all(bframes_video, IT_SKIP_NONREF, NULL);
+    uint64_t key = decode_all(bframes_video, IT_SKIP_KEYFRAMES, &skipped);
+    fprintf(stderr, "skip: %llu frames decoded, %llu with nonref, %llu with keyframes (%llu packets skipped)\n",
+            (unsigned long long)all, (unsigned long long)nonref, (unsigned long long)key,
+            (unsigned long long)skipped);
+    CHECK(all > 100 && nonref < all * 3 / 4 && nonref > all / 4);
+    CHECK(key >= 1 && key < all / 20 && key + skipped >= all - 2);
+
+    it_source_params p = it_source_default_params();
+    p.url = video;
+    p.realtime = 0;
+    p.loop = 1;
+    it_source *s = NULL;
+    CHECK_OK(it_source_open(&p, &s));
+    it_image img = { 0 };
+    it_frame_meta fm;
+    CHECK(it_source_take(s, &img, &fm, 5000));
+    it_source_set_skip(s, IT_SKIP_KEYFRAMES);
+    usleep(100000);
+    it_source_info a, b;
+    it_source_state(s, &a);
+    usleep(500000);
+    it_source_state(s, &b);
+    uint64_t dec_key = b.decoded - a.decoded, skip_key = b.skipped_packets - a.skipped_packets;
+    CHECKF(skip_key > 10 * (dec_key + 1) / 2 && b.state == IT_SOURCE_STREAMING,
+           "keyframes mode: %llu decoded, %llu skipped", (unsigned long long)dec_key, (unsigned long long)skip_key);
+    it_source_set_skip(s, IT_SKIP_NONE);
+    double end = it_now_ms() + 10000;
+    do {  /* back to every frame after the next key frame */
+        usleep(100000);
+        it_source_state(s, &a);
+        usleep(300000);
+        it_source_state(s, &b);
+    } while (b.skipped_packets != a.skipped_packets && it_now_ms() < end);
+    CHECKF(b.skipped_packets == a.skipped_packets && b.decoded > a.decoded + 10, "none again: %llu decoded",
+           (unsigned long long)(b.decoded - a.decoded));
+    CHECK(it_source_take(s, &img, &fm, 5000));
+    fprintf(stderr, "set_skip: keyframes %llu decoded / %llu skipped in 0.5 s, none again: %llu decoded in 0.3 s\n",
+            (unsigned long long)dec_key, (unsigned long long)skip_key, (unsigned long long)(b.decoded - a.decoded));
+    it_source_close(s);
+    it_image_free(&img);
+}
+
+/* No GPU and no VAAPI here: auto decodes in software and says so once per process, however
+ * many sources; an explicit vaapi or cuda without its device fails with reason decoder
+ * (where the hardware exists, it streams on it). Unknown names are refused at open. */
+static void test_hwaccel(const char *video) {
+    it_source_params p = it_source_default_params();
+    p.url = video;
+    p.realtime = 0;
+    p.loop = 1;
+    p.hwaccel = "auto";
+    it_source *a = NULL, *b = NULL;
+    CHECK_OK(it_source_open(&p, &a));
+    CHECK_OK(it_source_open(&p, &b));
+    it_image img = { 0 };
+    CHECK(it_source_take(a, &img, NULL, 5000) && it_source_take(b, &img, NULL, 5000));
+    it_source_info info;
+    it_source_state(a, &info);
+    fprintf(stderr, "hwaccel auto: decoding on %s\n", info.hwaccel);
+    it_source_close(a);
+    it_source_close(b);
+    if (!strcmp(info.hwaccel, "none")) {
+        CHECKF(log_hw_fallbacks == 1, "the software fallback was logged %d times", log_hw_fallbacks);
+        /* a second round of sources does not say it again */
+        CHECK_OK(it_source_open(&p, &a));
+        CHECK(it_source_take(a, &img, NULL, 5000));
+        it_source_close(a);
+        CHECKF(log_hw_fallbacks == 1, "the software fallback was logged %d times", log_hw_fallbacks);
+    }
+    const char *explicit[] = { "vaapi", "cuda" };
+    for (int i = 0; i < 2; i++) {
+        p.hwaccel = explicit[i];
+        p.loop = 0;
+        CHECK_OK(it_source_open(&p, &a));
+        double end = it_now_ms() + 10000;
+        do {
+            usleep(10000);
+            it_source_state(a, &info);
+        } while (info.state == IT_SOURCE_STARTING && it_now_ms() < end);
+        fprintf(stderr, "hwaccel %s: %s %s\n", explicit[i], it_source_state_name(info.state), info.last_error);
+        if (info.state == IT_SOURCE_FAILED)
+            CHECKF(info.reason == IT_REASON_DECODER && strstr(info.last_error, explicit[i]), "%s: %s", explicit[i],
+                   info.last_error);
+        else
+            CHECKF(info.state != IT_SOURCE_STARTING && !strcmp(info.hwaccel, explicit[i]), "%s: %s on %s",
+                   explicit[i], it_source_state_name(info.state), info.hwaccel);
+        CHECK(it_source_take(a, &img, NULL, 100) == (info.state == IT_SOURCE_FAILED ? 0 : 1));
+        it_source_close(a);
+    }
+    p.hwaccel = "opencl";
+    CHECK(it_source_open(&p, &a) == ITSCAM_ERR_INVALID_ARG && a == NULL);
+    it_image_free(&img);
+}
+
+/* A v4l2 device that is not there, and an RTSPS URL (accepted; nothing listens). */
+static void test_device_and_rtsps(void) {
+    const char *dev = "/dev/video9";
+    if (access(dev, F_OK) == 0) {
+        fprintf(stderr, "%s exists: not testing a missing device\n", dev);
+    } else {
+        it_source_info info = fails_with(dev, IT_REASON_NOT_FOUND);
+        CHECKF(strstr(info.last_error, "v4l2") || strstr(info.last_error, "No such"), "%s", info.last_error);
+    }
+    it_source_info info = fails_with("rtsps://admin:s3cret@127.0.0.1:1/x", IT_REASON_NETWORK);
+    CHECK(!strstr(info.last_error, "s3cret"));
+}
+
 int main(void) {
     itscam_log_set(capture_log, NULL, ITSCAM_LOG_DEBUG);
     test_redact();
     char v1[1024], v2[1024];
     const char *fast = shared_path(v1, sizeof v1, "videos/intersection_cctv.mp4");
     const char *small = shared_path(v2, sizeof v2, "videos/highway_tunnel_webcam.mp4");
-    int skip = !fast || !small;
+    char v3[1024];
+    const char *bframes = shared_path(v3, sizeof v3, "videos/highway_overpass_720p.mp4");
+    int skip = !fast || !small || !bframes;
     if (!skip) {
+        test_hwaccel(small);  /* first: the fallback message is once per process */
+        test_lazy_convert(small);
+        test_skip(bframes, small);
         test_frames(small);
         test_realtime(small);
         test_end_and_loop(fast);
@@ -417,6 +609,7 @@ int main(void) {
     char j[1024];
     if (shared_path(j, sizeof j, "images/bus.jpg")) test_live_faults(j);
     test_refused();
+    test_device_and_rtsps();
     test_hanging_server();
     CHECKF(log_leaks == 0, "%d log lines of %d carried a credential", log_leaks, log_lines);
     if (skip && !check_failures) SKIP("videos/*.mp4 not in %s", shared_dir());

@@ -9,11 +9,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 void cli_watch_usage(FILE *f) {
     fprintf(f,
-            "usage: itscam watch --model MODEL [options] URL|FILE\n\n"
+            "usage: itscam watch --model MODEL [options] URL|FILE\n"
+            "       itscam watch --decode-only [options] URL|FILE\n\n"
             "Read one camera (rtsp://, http://, a video file) and print one JSON line per detected\n"
             "frame: {\"frame\",\"captured_at\",\"latency_ms\",\"detections\":[...]}. captured_at is the\n"
             "wall-clock time (integer ms since the epoch) the frame's packet was read; latency_ms runs from\n"
@@ -27,7 +29,18 @@ void cli_watch_usage(FILE *f) {
             "                   instead of at the file's own fps\n"
             "  --loop           files: start again at the end\n"
             "  --transport T    rtsp: tcp (default) or udp\n"
-            "  --backend B, --threads N, --precision P   as for 'itscam detect'\n");
+            "  --skip S         do not decode: none (default), nonref (non-reference frames) or\n"
+            "                   keyframes (decode key frames only)\n"
+            "  --hwaccel H      none (default), auto, vaapi or cuda\n"
+            "  --decode-threads N   decoder threads (1)\n"
+            "  --backend B, --threads N, --precision P   as for 'itscam detect'\n\n"
+            "--decode-only: no model; read and decode the source, and print one JSON summary line\n"
+            "{\"frames_decoded\",\"frames_taken\",\"video_s\",\"cpu_s\",\"wall_s\",...} at its end\n"
+            "(with --fast, a file is decoded as fast as possible; --max-frames counts decoded frames).\n"
+            "Which frames a consumer takes (converts to BGR), by stream time:\n"
+            "  --take-fps F     F frames per second of video (a camera detecting at F fps)\n"
+            "  --take-every N   every Nth decoded frame\n"
+            "  (neither: none is converted, the cost of decoding alone; --take-every 1: all)\n");
 }
 
 static double wall_ms(void) {
@@ -100,6 +113,72 @@ static int watch_loop(it_source *src, itscam_detector *det, float fps, int max_f
     return rc;
 }
 
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* --decode-only: the cost of ingest alone. The consumer peeks at each frame and converts
+ * only those it would detect on (by stream time, so the figure does not depend on how fast
+ * the machine decodes), as the pipeline does for a camera whose detect fps is below its
+ * stream fps. With --fast a file is read losslessly, so every decoded frame is seen. */
+static int decode_only(it_source *src, const char *shown, float take_fps, int take_every, int max_frames,
+                       it_skip_mode skip) {
+    it_image img = { 0 };
+    it_frame_meta m;
+    double t0 = it_now_ms(), c0 = cpu_s(), next_take = -1e300, first_pts = NAN, last_pts = NAN;
+    uint64_t seen = 0, taken = 0;
+    int rc = 0;
+    for (;;) {
+        if (!it_source_peek(src, &m, 1000)) {
+            it_source_info info;
+            it_source_state(src, &info);
+            if (info.state == IT_SOURCE_ENDED) break;
+            if (info.state == IT_SOURCE_FAILED && (info.decoded == 0 || !strstr(shown, "://"))) {
+                fprintf(stderr, "itscam: %s: %s\n", shown, info.last_error);
+                rc = 1;
+                break;
+            }
+            continue;
+        }
+        int take = 0;
+        if (take_every > 0) take = seen % (uint64_t)take_every == 0;
+        else if (take_fps > 0) {
+            /* stream time where known, else the wall clock */
+            double t = m.pts_s == m.pts_s ? m.pts_s : m.captured_at / 1e3;
+            if (t >= next_take) {
+                take = 1;
+                next_take = (t - next_take < 1.0 / take_fps ? next_take : t) + 1.0 / take_fps;
+            }
+        }
+        if (!it_source_take(src, take ? &img : NULL, &m, 0)) continue;
+        if (m.pts_s == m.pts_s) {
+            if (!(first_pts == first_pts)) first_pts = m.pts_s;
+            last_pts = m.pts_s;
+        }
+        seen++;
+        taken += take;
+        if (max_frames > 0 && seen >= (uint64_t)max_frames) break;
+    }
+    double wall = (it_now_ms() - t0) / 1e3, cpu = cpu_s() - c0;
+    it_source_info info;
+    it_source_state(src, &info);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:i, s:i, s:f, s:s}", "source", shown,
+                          "skip", it_skip_name(skip), "frames_decoded", (json_int_t)info.decoded, "frames_seen",
+                          (json_int_t)seen, "frames_taken", (json_int_t)taken, "packets_skipped",
+                          (json_int_t)info.skipped_packets, "video_s",
+                          last_pts == last_pts ? round((last_pts - first_pts) * 1e3) / 1e3 : 0.0, "cpu_s",
+                          round(cpu * 1e4) / 1e4, "wall_s", round(wall * 1e4) / 1e4, "width", info.width, "height",
+                          info.height, "stream_fps", round(info.stream_fps * 1e3) / 1e3, "hwaccel", info.hwaccel);
+    char *js = o && rc == 0 ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    if (js) puts(js);
+    free(js);
+    json_decref(o);
+    it_image_free(&img);
+    return rc;
+}
+
 int cli_watch(int argc, char **argv) {
     static const struct option opts[] = {
         { "model", required_argument, 0, 'm' }, { "fps", required_argument, 0, 'f' },
@@ -107,15 +186,18 @@ int cli_watch(int argc, char **argv) {
         { "fast", no_argument, 0, 'F' }, { "loop", no_argument, 0, 'l' },
         { "transport", required_argument, 0, 'T' }, { "backend", required_argument, 0, 'b' },
         { "threads", required_argument, 0, 't' }, { "precision", required_argument, 0, 'P' },
+        { "skip", required_argument, 0, 'S' }, { "hwaccel", required_argument, 0, 'H' },
+        { "decode-threads", required_argument, 0, 'D' }, { "decode-only", no_argument, 0, 'O' },
+        { "take-fps", required_argument, 0, 'R' }, { "take-every", required_argument, 0, 'E' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     itscam_detector_params dp = itscam_detector_default_params();
     it_source_params sp = it_source_default_params();
     const char *model = NULL;
-    float fps = 0;
-    int max_frames = 0, c;
+    float fps = 0, take_fps = 0;
+    int max_frames = 0, c, decode_only_mode = 0, take_every = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:f:c:n:FlT:b:t:P:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:f:c:n:FlT:b:t:P:S:H:D:OR:E:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'f': if (cli_parse_float(optarg, &fps) || !(fps > 0)) goto bad; break;
@@ -131,17 +213,36 @@ int cli_watch(int argc, char **argv) {
         case 'b': dp.backend = optarg; break;
         case 't': if (cli_parse_int(optarg, &dp.threads) || dp.threads < 0) goto bad; break;
         case 'P': if (cli_parse_precision(optarg)) goto bad; dp.precision = optarg; break;
+        case 'S': if (it_skip_parse(optarg, &sp.skip)) goto bad; break;
+        case 'H':
+            if (strcmp(optarg, "none") && strcmp(optarg, "auto") && strcmp(optarg, "vaapi") && strcmp(optarg, "cuda"))
+                goto bad;
+            sp.hwaccel = optarg;
+            break;
+        case 'D': if (cli_parse_int(optarg, &sp.decode_threads) || sp.decode_threads < 0) goto bad; break;
+        case 'O': decode_only_mode = 1; break;
+        case 'R': if (cli_parse_float(optarg, &take_fps) || !(take_fps > 0)) goto bad; break;
+        case 'E': if (cli_parse_int(optarg, &take_every) || take_every <= 0) goto bad; break;
         case 'h': cli_watch_usage(stdout); return 0;
         default: cli_watch_usage(stderr); return 2;
         }
     }
-    if (!model || optind != argc - 1) {
-        fprintf(stderr, "itscam watch: %s\n\n", !model ? "--model is required" : "give one URL or file");
+    if ((!model && !decode_only_mode) || optind != argc - 1) {
+        fprintf(stderr, "itscam watch: %s\n\n", optind != argc - 1 ? "give one URL or file" : "--model is required");
         cli_watch_usage(stderr);
         return 2;
     }
     char shown[512];
     it_url_redact(argv[optind], shown, sizeof shown);
+    if (decode_only_mode) {
+        it_source *src = NULL;
+        sp.url = argv[optind];
+        itscam_status st = it_source_open(&sp, &src);
+        int rc = st != ITSCAM_OK ? cli_fail(shown, st)
+                                 : decode_only(src, shown, take_fps, take_every, max_frames, sp.skip);
+        it_source_close(src);
+        return rc;
+    }
     itscam_model *m = NULL;
     itscam_detector *det = NULL;
     it_source *src = NULL;

@@ -1,11 +1,17 @@
-/* One camera source on FFmpeg: open, read, decode to BGR on a reader thread, keep only the
- * newest frame, and reconnect a live source with backoff when it drops or stalls. */
+/* One camera source on FFmpeg: open, read and decode on a reader thread, keep only the
+ * newest decoded frame (converted to BGR when a consumer takes it), and reconnect a live
+ * source with backoff when it drops or stalls. */
 #include "stream/source.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/hwcontext.h>
 #include <libavutil/imgutils.h>
+#include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
+#ifdef ITSCAM_HAVE_AVDEVICE
+#include <libavdevice/avdevice.h>
+#endif
 
 #include <errno.h>
 #include <math.h>
@@ -19,6 +25,13 @@
 #define BACKOFF_MAX_MS 30000.0
 #define CAPTURE_RING 64     /* packets in flight in the decoder, for their capture times */
 #define MAX_PACE_GAP_MS 2000.0 /* a file timestamp jump beyond this restarts the pacing */
+/* Keyframes mode: video packets keep the stall clock going between key frames (a GOP can be
+ * longer than the stall timeout), but a key frame must still decode this often. */
+#define KEYFRAME_STALL_FACTOR 4.0
+#define KEYFRAME_STALL_MIN_MS 20000.0
+/* Hardware frames the decoder's pool holds beyond its own needs: the slot and the frame a
+ * consumer is downloading. */
+#define EXTRA_HW_FRAMES 2
 
 /* What the reader's loops end with. */
 typedef enum { RUN_STOP, RUN_EOF, RUN_FAIL } run_end;
@@ -28,30 +41,41 @@ struct it_source {
     char *url, *hwaccel;
     char redacted[512];       /* for messages: never the credentials */
     int live;                 /* a network or device source: its end is a disconnect */
+    int device;               /* a /dev/videoN: opened with the v4l2 input format */
     int lossless;             /* p.lossless on a file */
     pthread_t thread;
     atomic_int stop;
+    atomic_int skip_req;      /* it_skip_mode asked for, applied by the reader */
 
     pthread_mutex_t mu;       /* guards everything below up to the reader-only part */
     pthread_cond_t cv;        /* a frame arrived, the reader finished, or stop */
-    it_image slot;
+    AVFrame *slot;            /* the newest decoded frame, not converted (a reference) */
     it_frame_meta slot_meta;
     int slot_full, finished;
     it_source_info info;
+
+    /* Consumer only (one at a time). */
+    AVFrame *taken, *sw;      /* the frame being converted; its download from the hardware */
+    struct SwsContext *sws;
 
     /* Reader thread only. */
     double deadline;          /* monotonic ms after which blocking FFmpeg calls give up; 0 none */
     AVFormatContext *fmt;
     AVCodecContext *dec;
-    struct SwsContext *sws;
     AVPacket *pkt;
     AVFrame *frame;
     int vstream, decode_errors;
     AVRational tb;
-    it_image work;
+    it_skip_mode skip;        /* applied to the decoder */
+    int key_flags_seen;       /* the demuxer marks key packets: non-key ones can be dropped */
+    AVBufferRef *hwdev;       /* kept across reconnects: creating a device is slow */
+    int hw_tried;             /* hwaccel auto found no device: software for good */
+    enum AVPixelFormat hw_fmt;/* the decoder's hardware output format; NONE in software */
+    double last_packet;       /* monotonic ms of the last video packet (keyframes mode) */
     int64_t next_index;
     double last_frame;        /* monotonic ms of the last decoded frame (the stall clock) */
-    double last_pts_s;        /* of the last decoded frame, for the truncation check */
+    double last_pts_s;        /* the latest video packet timestamp read, for the truncation
+                                 check (packets, not frames: keyframes mode decodes few) */
     int pace_set;
     double pace_base_ms, pace_base_ts;
     struct { int64_t pts; double wall; } ring[CAPTURE_RING];
@@ -63,6 +87,20 @@ static double wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+const char *it_skip_name(it_skip_mode m) {
+    static const char *const names[] = { "none", "nonref", "keyframes" };
+    return (unsigned)m < sizeof names / sizeof *names ? names[m] : "unknown";
+}
+
+int it_skip_parse(const char *name, it_skip_mode *out) {
+    for (int m = IT_SKIP_NONE; m <= IT_SKIP_KEYFRAMES; m++)
+        if (name && !strcmp(name, it_skip_name((it_skip_mode)m))) {
+            *out = (it_skip_mode)m;
+            return 0;
+        }
+    return -1;
 }
 
 it_source_params it_source_default_params(void) {
@@ -129,6 +167,9 @@ static pthread_once_t av_once = PTHREAD_ONCE_INIT;
 static void av_setup(void) {
     av_log_set_callback(av_log_to_it);
     avformat_network_init();
+#ifdef ITSCAM_HAVE_AVDEVICE
+    avdevice_register_all();
+#endif
 }
 
 static int interrupted(void *arg) {
@@ -180,6 +221,22 @@ static int sleep_until(it_source *s, double t) {
     return atomic_load(&s->stop);
 }
 
+/* ---- skipping ---- */
+
+static enum AVDiscard discard_for(it_skip_mode m) {
+    return m == IT_SKIP_KEYFRAMES ? AVDISCARD_NONKEY : m == IT_SKIP_NONREF ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
+}
+
+/* Apply the requested skip mode before the next packet (key: the packet is a key frame,
+ * or the decoder is fresh). Leaving keyframes mode waits for a key frame: the frames in
+ * between refer to pictures that were never decoded. */
+static void apply_skip(it_source *s, int key) {
+    it_skip_mode want = (it_skip_mode)atomic_load(&s->skip_req);
+    if (want == s->skip || (s->skip == IT_SKIP_KEYFRAMES && !key)) return;
+    s->skip = want;
+    s->dec->skip_frame = discard_for(want);
+}
+
 /* ---- open ---- */
 
 static it_source_reason classify(int err, int live) {
@@ -201,10 +258,97 @@ static void close_input(it_source *s) {
     s->deadline = 0;
 }
 
-static void warn_hwaccel_once(const char *hw) {
-    static atomic_int said;
-    if (strcmp(hw, "none") && !atomic_exchange(&said, 1))
-        it_log(ITSCAM_LOG_INFO, "hwaccel %s: decoding in software (hardware decoding is not built in yet)", hw);
+/* ---- hardware decoding ---- */
+
+/* The decoder offers its formats, hardware first when a device is attached: take the
+ * hardware one, or software when this stream cannot be decoded there (profile, size). */
+static enum AVPixelFormat pick_format(AVCodecContext *ctx, const enum AVPixelFormat *fmts) {
+    it_source *s = ctx->opaque;
+    for (const enum AVPixelFormat *p = fmts; *p != AV_PIX_FMT_NONE; p++)
+        if (*p == s->hw_fmt) return *p;
+    it_log(ITSCAM_LOG_WARN, "source %s: hwaccel %s cannot decode this stream, decoding in software", s->redacted,
+           s->info.hwaccel);
+    s->hw_fmt = AV_PIX_FMT_NONE;
+    for (const enum AVPixelFormat *p = fmts; *p != AV_PIX_FMT_NONE; p++) {
+        const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(*p);
+        if (d && !(d->flags & AV_PIX_FMT_FLAG_HWACCEL)) return *p;
+    }
+    return AV_PIX_FMT_NONE;
+}
+
+/* The pixel format through which codec decodes on a device of this type, or NONE. */
+static enum AVPixelFormat hw_format_for(const AVCodec *codec, enum AVHWDeviceType type) {
+    for (int i = 0;; i++) {
+        const AVCodecHWConfig *c = avcodec_get_hw_config(codec, i);
+        if (!c) return AV_PIX_FMT_NONE;
+        if ((c->methods & AV_CODEC_HW_CONFIG_METHOD_HW_DEVICE_CTX) && c->device_type == type) return c->pix_fmt;
+    }
+}
+
+/* Attach a hardware device to the decoder as p.hwaccel asks. Returns 0 (hardware, or
+ * software where auto found none), or an AVERROR after recording why an explicit device
+ * cannot be used. The device is created once per source and kept across reconnects; when
+ * auto finds none, it is not looked for again, and that is said once per process. */
+static int attach_hwaccel(it_source *s, const AVCodec *codec) {
+    s->hw_fmt = AV_PIX_FMT_NONE;
+    if (!strcmp(s->hwaccel, "none")) return 0;
+    int is_auto = !strcmp(s->hwaccel, "auto");
+    static const enum AVHWDeviceType auto_types[] = { AV_HWDEVICE_TYPE_CUDA, AV_HWDEVICE_TYPE_VAAPI };
+    enum AVHWDeviceType one[1] = { av_hwdevice_find_type_by_name(s->hwaccel) };
+    const enum AVHWDeviceType *types = is_auto ? auto_types : one;
+    int ntypes = is_auto ? 2 : 1, rc = 0;
+    char tried[160] = "";
+    if (!s->hwdev && !s->hw_tried) {
+        for (int i = 0; i < ntypes && !s->hwdev; i++) {
+            const char *name = av_hwdevice_get_type_name(types[i]);
+            if (types[i] == AV_HWDEVICE_TYPE_NONE) {
+                rc = AVERROR(ENOSYS);
+            } else if (hw_format_for(codec, types[i]) == AV_PIX_FMT_NONE) {
+                rc = AVERROR(ENOSYS);
+            } else if ((rc = av_hwdevice_ctx_create(&s->hwdev, types[i], NULL, NULL, 0)) >= 0) {
+                pthread_mutex_lock(&s->mu);
+                snprintf(s->info.hwaccel, sizeof s->info.hwaccel, "%s", name);
+                pthread_mutex_unlock(&s->mu);
+                it_log(ITSCAM_LOG_INFO, "source %s: decoding on %s", s->redacted, name);
+                break;
+            }
+            char err[AV_ERROR_MAX_STRING_SIZE];
+            if (rc != AVERROR(ENOSYS)) av_strerror(rc, err, sizeof err);
+            size_t used = strlen(tried);
+            snprintf(tried + used, sizeof tried - used, "%s%s: %s", used ? ", " : "", name ? name : s->hwaccel,
+                     rc == AVERROR(ENOSYS) ? "not supported for this codec" : "cannot open the device: ");
+            if (rc != AVERROR(ENOSYS)) {
+                used = strlen(tried);
+                snprintf(tried + used, sizeof tried - used, "%s", err);
+            }
+        }
+        if (!s->hwdev) {
+            if (!is_auto) {
+                char what[224];
+                snprintf(what, sizeof what, "hwaccel: no hardware decoder (%s)", tried);
+                set_error(s, IT_REASON_DECODER, what, 0);
+                return rc < 0 ? rc : AVERROR(ENOSYS);
+            }
+            s->hw_tried = 1;
+            static atomic_int said;
+            if (!atomic_exchange(&said, 1))
+                it_log(ITSCAM_LOG_INFO, "hwaccel auto: no hardware decoder (%s): decoding in software", tried);
+        }
+    }
+    if (!s->hwdev) return 0;
+    const AVHWDeviceContext *dev = (const AVHWDeviceContext *)s->hwdev->data;
+    s->hw_fmt = hw_format_for(codec, dev->type);
+    if (s->hw_fmt == AV_PIX_FMT_NONE) {  /* a device of the first stream's codec, not this one */
+        it_log(ITSCAM_LOG_WARN, "source %s: hwaccel %s cannot decode %s, decoding in software", s->redacted,
+               av_hwdevice_get_type_name(dev->type), codec->name);
+        return 0;
+    }
+    s->dec->hw_device_ctx = av_buffer_ref(s->hwdev);
+    if (!s->dec->hw_device_ctx) return set_error(s, IT_REASON_DECODER, "out of memory", 0), AVERROR(ENOMEM);
+    s->dec->opaque = s;
+    s->dec->get_format = pick_format;
+    s->dec->extra_hw_frames = EXTRA_HW_FRAMES;  /* the slot holds a hardware frame until taken */
+    return 0;
 }
 
 /* Open the input and its video decoder. Returns IT_REASON_NONE, or the reason after
@@ -214,17 +358,24 @@ static it_source_reason open_input(it_source *s) {
     if (!s->fmt) return set_error(s, IT_REASON_DECODER, "out of memory", 0), IT_REASON_DECODER;
     s->fmt->interrupt_callback = (AVIOInterruptCB){ interrupted, s };
     AVDictionary *opt = NULL;
-    if (!strncmp(s->url, "rtsp", 4))
+    if (!strncmp(s->url, "rtsp://", 7) || !strncmp(s->url, "rtsps://", 8))
         av_dict_set(&opt, "rtsp_transport", s->p.transport == IT_TRANSPORT_UDP ? "udp" : "tcp", 0);
+    const AVInputFormat *ifmt = NULL;
+    if (s->device) {
+#ifdef ITSCAM_HAVE_AVDEVICE
+        ifmt = av_find_input_format("v4l2");
+#endif
+        if (!ifmt) return set_error(s, IT_REASON_BAD_URL, "v4l2 devices: built without libavdevice", 0), IT_REASON_BAD_URL;
+    }
     s->deadline = it_now_ms() + s->p.open_timeout_s * 1e3;
-    int rc = avformat_open_input(&s->fmt, s->url, NULL, &opt);
+    int rc = avformat_open_input(&s->fmt, s->url, ifmt, &opt);
     av_dict_free(&opt);
     if (rc >= 0) rc = avformat_find_stream_info(s->fmt, NULL);
     if (rc < 0) {
         /* Protocols turn our interrupt into errors of their own (RTSP: invalid data). */
         int timed_out = !atomic_load(&s->stop) && it_now_ms() > s->deadline;
         it_source_reason r = timed_out ? IT_REASON_TIMEOUT : classify(rc, s->live);
-        if (!atomic_load(&s->stop)) set_error(s, r, "open", timed_out ? 0 : rc);
+        if (!atomic_load(&s->stop)) set_error(s, r, s->device ? "open v4l2 device" : "open", timed_out ? 0 : rc);
         return r;
     }
     const AVCodec *codec = NULL;
@@ -243,8 +394,10 @@ static it_source_reason open_input(it_source *s) {
     if (!s->dec || (rc = avcodec_parameters_to_context(s->dec, st->codecpar)) < 0)
         return set_error(s, IT_REASON_DECODER, codec->name, rc), IT_REASON_DECODER;
     s->dec->thread_count = s->p.decode_threads;
-    if (s->p.skip_nonref) s->dec->skip_frame = AVDISCARD_NONREF;
-    warn_hwaccel_once(s->hwaccel);
+    s->skip = IT_SKIP_NONE;
+    s->key_flags_seen = 0;
+    apply_skip(s, 1);
+    if (attach_hwaccel(s, codec) < 0) return IT_REASON_DECODER;
     if ((rc = avcodec_open2(s->dec, codec, NULL)) < 0)
         return set_error(s, IT_REASON_DECODER, codec->name, rc), IT_REASON_DECODER;
     AVRational fr = av_guess_frame_rate(s->fmt, st, NULL);
@@ -273,50 +426,36 @@ static double captured_for(const it_source *s, int64_t pts) {
     return s->last_captured;
 }
 
-/* Convert the decoded frame to BGR and put it in the slot, replacing any frame nobody took. */
-static int publish(it_source *s, const AVFrame *f) {
-    if (s->work.width != f->width || s->work.height != f->height || !s->work.data) {
-        it_image_free(&s->work);
-        if (it_image_alloc(&s->work, f->width, f->height) != ITSCAM_OK) return -1;
-    }
-    s->sws = sws_getCachedContext(s->sws, f->width, f->height, f->format, f->width, f->height,
-                                  AV_PIX_FMT_BGR24, SWS_POINT, NULL, NULL, NULL);
-    if (!s->sws) return -1;
-    uint8_t *dst[4] = { s->work.data, NULL, NULL, NULL };
-    int lines[4] = { s->work.stride, 0, 0, 0 };
-    sws_scale(s->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, lines);
+/* Put the decoded frame (a reference, not a copy: FFmpeg's decoders allocate every frame
+ * from a reference-counted pool that grows as needed, so holding one costs one buffer)
+ * in the slot, replacing any frame nobody took. It is converted only when taken. */
+static void publish(it_source *s, AVFrame *f) {
     int64_t pts = f->best_effort_timestamp;
     it_frame_meta m = { .index = s->next_index++, .captured_at = captured_for(s, f->pts != AV_NOPTS_VALUE ? f->pts : pts),
                         .pts_s = pts != AV_NOPTS_VALUE ? pts * av_q2d(s->tb) : NAN };
-    s->last_pts_s = m.pts_s;
     s->decode_errors = 0;
     pthread_mutex_lock(&s->mu);
     while (s->lossless && s->slot_full && !atomic_load(&s->stop)) pthread_cond_wait(&s->cv, &s->mu);
     s->last_frame = it_now_ms();  /* after the wait: a slow consumer is not a stalled camera */
     if (s->slot_full) s->info.dropped++;  /* only when not lossless, or stopping */
-    it_image t = s->slot;
-    s->slot = s->work;
-    s->work = t;  /* the frame it replaced, or the consumer's old buffer: reused next time */
+    av_frame_unref(s->slot);
+    av_frame_move_ref(s->slot, f);
     s->slot_meta = m;
     s->slot_full = 1;
     s->info.decoded++;
-    s->info.width = f->width;
-    s->info.height = f->height;
+    s->info.width = s->slot->width;
+    s->info.height = s->slot->height;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (s->p.notify) s->p.notify(s->p.notify_arg);
     set_state(s, IT_SOURCE_STREAMING);
-    return 0;
 }
 
-static int drain_decoder(it_source *s) {
-    int rc;
-    while ((rc = avcodec_receive_frame(s->dec, s->frame)) == 0) {
-        int p = publish(s, s->frame);
-        av_frame_unref(s->frame);
-        if (p) return -1;
+static void drain_decoder(it_source *s) {
+    while (avcodec_receive_frame(s->dec, s->frame) == 0) {
+        publish(s, s->frame);
+        av_frame_unref(s->frame);  /* empty after the move; a no-op kept for clarity */
     }
-    return 0;
 }
 
 /* Files in real time: hold each packet until its timestamp is due, as a camera would send it. */
@@ -358,20 +497,42 @@ static int truncated(it_source *s) {
     return 1;
 }
 
+/* Whether the stall clock ran out: no decoded frame for stall_timeout_s. In keyframes mode
+ * the video packets count as signs of life between key frames, within a longer bound. */
+static int stalled(it_source *s, double stall_ms) {
+    double now = it_now_ms();
+    if (s->skip != IT_SKIP_KEYFRAMES) return now - s->last_frame > stall_ms;
+    return now - s->last_packet > stall_ms ||
+           now - s->last_frame > IT_MAX(stall_ms * KEYFRAME_STALL_FACTOR, KEYFRAME_STALL_MIN_MS);
+}
+
+/* The moment after which a blocking read gives up (the interrupt callback's deadline). */
+static double read_deadline(const it_source *s, double stall_ms) {
+    if (s->skip != IT_SKIP_KEYFRAMES) return s->last_frame + stall_ms;
+    return IT_MIN(s->last_packet + stall_ms,
+                  s->last_frame + IT_MAX(stall_ms * KEYFRAME_STALL_FACTOR, KEYFRAME_STALL_MIN_MS));
+}
+
+static run_end stall_end(it_source *s) {
+    set_state(s, IT_SOURCE_STALLED);
+    set_error(s, s->decode_errors ? IT_REASON_DECODER : IT_REASON_STALLED, "no frame decoded", 0);
+    return RUN_FAIL;
+}
+
 /* Read and decode until the end, a failure, a stall or stop. */
 static run_end read_loop(it_source *s) {
     double stall_ms = s->p.stall_timeout_s * 1e3;
-    s->last_frame = it_now_ms();  /* the first frame gets a full stall timeout */
+    s->last_frame = s->last_packet = it_now_ms();  /* the first frame gets a full stall timeout */
     for (;;) {
         if (atomic_load(&s->stop)) return RUN_STOP;
-        s->deadline = s->last_frame + stall_ms;
+        s->deadline = read_deadline(s, stall_ms);
         int rc = av_read_frame(s->fmt, s->pkt);
         if (rc == AVERROR(EAGAIN)) {
             if (sleep_until(s, it_now_ms() + 5)) return RUN_STOP;
         } else if (rc == AVERROR_EOF) {
             s->deadline = 0;
             avcodec_send_packet(s->dec, NULL);
-            if (drain_decoder(s)) return set_error(s, IT_REASON_DECODER, "out of memory", 0), RUN_FAIL;
+            drain_decoder(s);
             if (!s->live && s->p.loop) {
                 if ((rc = rewind_file(s)) < 0) return set_error(s, IT_REASON_FORMAT, "seek to start", rc), RUN_FAIL;
                 continue;
@@ -381,12 +542,8 @@ static run_end read_loop(it_source *s) {
             return RUN_EOF;
         } else if (rc < 0) {
             if (atomic_load(&s->stop)) return RUN_STOP;
-            if (rc == AVERROR_EXIT) {
-                set_state(s, IT_SOURCE_STALLED);
-                set_error(s, s->decode_errors ? IT_REASON_DECODER : IT_REASON_STALLED, "no frame decoded", 0);
-            } else {
-                set_error(s, classify(rc, s->live), "read", rc);
-            }
+            if (rc == AVERROR_EXIT) return stall_end(s);
+            set_error(s, classify(rc, s->live), "read", rc);
             return RUN_FAIL;
         } else if (s->pkt->stream_index != s->vstream) {
             av_packet_unref(s->pkt);
@@ -395,18 +552,33 @@ static run_end read_loop(it_source *s) {
                 av_packet_unref(s->pkt);
                 return RUN_STOP;
             }
-            remember_capture(s, s->pkt->pts, wall_ms());
-            rc = avcodec_send_packet(s->dec, s->pkt);
-            av_packet_unref(s->pkt);
-            /* A corrupt packet is ordinary on a live stream: only the stall clock decides. */
-            if (rc < 0 && rc != AVERROR(EAGAIN)) s->decode_errors++;
-            if (drain_decoder(s)) return set_error(s, IT_REASON_DECODER, "out of memory", 0), RUN_FAIL;
+            double now = wall_ms();
+            s->last_packet = it_now_ms();
+            if (s->pkt->pts != AV_NOPTS_VALUE) {
+                double t = s->pkt->pts * av_q2d(s->tb);
+                if (!(t <= s->last_pts_s)) s->last_pts_s = t;  /* the maximum: B-frames come out of order */
+            }
+            int key = (s->pkt->flags & AV_PKT_FLAG_KEY) != 0;
+            s->key_flags_seen |= key;
+            apply_skip(s, key);
+            if (s->skip == IT_SKIP_KEYFRAMES && !key && s->key_flags_seen) {
+                /* The decoder would parse and discard it (AVDISCARD_NONKEY); not sending it at
+                 * all saves the parsing too. Only once the demuxer has shown that it marks key
+                 * packets: where it does not, the decoder's own check decides. */
+                av_packet_unref(s->pkt);
+                pthread_mutex_lock(&s->mu);
+                s->info.skipped_packets++;
+                pthread_mutex_unlock(&s->mu);
+            } else {
+                remember_capture(s, s->pkt->pts, now);
+                rc = avcodec_send_packet(s->dec, s->pkt);
+                av_packet_unref(s->pkt);
+                /* A corrupt packet is ordinary on a live stream: only the stall clock decides. */
+                if (rc < 0 && rc != AVERROR(EAGAIN)) s->decode_errors++;
+                drain_decoder(s);
+            }
         }
-        if (it_now_ms() - s->last_frame > stall_ms) {
-            set_state(s, IT_SOURCE_STALLED);
-            set_error(s, s->decode_errors ? IT_REASON_DECODER : IT_REASON_STALLED, "no frame decoded", 0);
-            return RUN_FAIL;
-        }
+        if (stalled(s, stall_ms)) return stall_end(s);
     }
 }
 
@@ -434,6 +606,8 @@ static void *reader_main(void *arg) {
         }
         int64_t before = s->next_index;
         s->last_pts_s = NAN;
+        /* A new session's timestamps start again near 0: the old ones would match them. */
+        for (int i = 0; i < CAPTURE_RING; i++) s->ring[i].pts = AV_NOPTS_VALUE, s->ring[i].wall = 0;
         run_end end = read_loop(s);
         close_input(s);
         if (end == RUN_STOP) break;
@@ -461,9 +635,11 @@ static void *reader_main(void *arg) {
 static void source_free(it_source *s) {
     av_packet_free(&s->pkt);
     av_frame_free(&s->frame);
+    av_frame_free(&s->slot);
+    av_frame_free(&s->taken);
+    av_frame_free(&s->sw);
+    av_buffer_unref(&s->hwdev);
     sws_freeContext(s->sws);
-    it_image_free(&s->work);
-    it_image_free(&s->slot);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     it_free(s->url);
@@ -477,9 +653,10 @@ itscam_status it_source_open(const it_source_params *p, it_source **out) {
     if (!p || !p->url || !p->url[0]) return it_err(ITSCAM_ERR_INVALID_ARG, "source: no URL");
     if (!(p->stall_timeout_s > 0) || !(p->open_timeout_s > 0))
         return it_err(ITSCAM_ERR_INVALID_ARG, "source: stall and open timeouts must be positive");
-    const char *hw = p->hwaccel ? p->hwaccel : "none";
-    if (strcmp(hw, "none") && strcmp(hw, "auto"))
-        return it_err(ITSCAM_ERR_UNSUPPORTED, "source: hwaccel '%s': only none and auto are supported", hw);
+    if ((unsigned)p->skip > IT_SKIP_KEYFRAMES) return it_err(ITSCAM_ERR_INVALID_ARG, "source: unknown skip mode");
+    const char *hw = p->hwaccel && p->hwaccel[0] ? p->hwaccel : "none";
+    if (strcmp(hw, "none") && strcmp(hw, "auto") && strcmp(hw, "vaapi") && strcmp(hw, "cuda"))
+        return it_err(ITSCAM_ERR_INVALID_ARG, "source: hwaccel '%s': expected none, auto, vaapi or cuda", hw);
     pthread_once(&av_once, av_setup);
     it_source *s = it_calloc(1, sizeof *s);
     if (!s) return it_err(ITSCAM_ERR_NOMEM, "source: out of memory");
@@ -489,19 +666,26 @@ itscam_status it_source_open(const it_source_params *p, it_source **out) {
     s->hwaccel = it_strdup(hw);
     s->pkt = av_packet_alloc();
     s->frame = av_frame_alloc();
+    s->slot = av_frame_alloc();
+    s->taken = av_frame_alloc();
+    s->sw = av_frame_alloc();
     it_cond_init_monotonic(&s->cv);
     pthread_mutex_init(&s->mu, NULL);
-    if (!s->url || !s->hwaccel || !s->pkt || !s->frame) {
+    if (!s->url || !s->hwaccel || !s->pkt || !s->frame || !s->slot || !s->taken || !s->sw) {
         source_free(s);
         return it_err(ITSCAM_ERR_NOMEM, "source: out of memory");
     }
     s->p.url = s->url;
     s->p.hwaccel = s->hwaccel;
+    atomic_init(&s->skip_req, (int)p->skip);
     it_url_redact(s->url, s->redacted, sizeof s->redacted);
+    s->device = !strncmp(s->url, "/dev/video", 10);
     s->live = (strstr(s->url, "://") && strncmp(s->url, "file:", 5)) || !strncmp(s->url, "/dev/", 5);
     s->lossless = p->lossless && !s->live;
+    s->hw_fmt = AV_PIX_FMT_NONE;
     s->info.state = IT_SOURCE_STARTING;
     s->info.state_since = wall_ms();
+    snprintf(s->info.hwaccel, sizeof s->info.hwaccel, "none");
     for (int i = 0; i < CAPTURE_RING; i++) s->ring[i].pts = AV_NOPTS_VALUE;
     if (pthread_create(&s->thread, NULL, reader_main, s)) {
         source_free(s);
@@ -511,27 +695,70 @@ itscam_status it_source_open(const it_source_params *p, it_source **out) {
     return ITSCAM_OK;
 }
 
-int it_source_take(it_source *s, it_image *dst, it_frame_meta *meta, int timeout_ms) {
+void it_source_set_skip(it_source *s, it_skip_mode mode) {
+    if (s && (unsigned)mode <= IT_SKIP_KEYFRAMES) atomic_store(&s->skip_req, (int)mode);
+}
+
+/* Wait for a frame in the slot, under the lock; returns whether one waits. */
+static int wait_frame(it_source *s, int timeout_ms) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&s->mu);
-    while (!s->slot_full && !s->finished)
+    it_deadline_in(&ts, timeout_ms > 0 ? timeout_ms : 0);
+    while (!s->slot_full && !s->finished && timeout_ms > 0)
         if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT) break;
-    int got = s->slot_full;
+    return s->slot_full;
+}
+
+/* BGR into dst, on the consumer's thread: a hardware frame is downloaded first. */
+static int convert(it_source *s, const AVFrame *f, it_image *dst) {
+    if (f->hw_frames_ctx) {
+        av_frame_unref(s->sw);
+        int rc = av_hwframe_transfer_data(s->sw, f, 0);
+        if (rc < 0) {
+            char e[AV_ERROR_MAX_STRING_SIZE];
+            av_strerror(rc, e, sizeof e);
+            it_log(ITSCAM_LOG_WARN, "source %s: cannot download a hardware frame: %s", s->redacted, e);
+            return -1;
+        }
+        f = s->sw;
+    }
+    if (dst->width != f->width || dst->height != f->height || !dst->data) {
+        it_image_free(dst);
+        if (it_image_alloc(dst, f->width, f->height) != ITSCAM_OK) return -1;
+    }
+    s->sws = sws_getCachedContext(s->sws, f->width, f->height, f->format, f->width, f->height, AV_PIX_FMT_BGR24,
+                                  SWS_POINT, NULL, NULL, NULL);
+    if (!s->sws) return -1;
+    uint8_t *planes[4] = { dst->data, NULL, NULL, NULL };
+    int lines[4] = { dst->stride, 0, 0, 0 };
+    sws_scale(s->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, planes, lines);
+    if (f == s->sw) av_frame_unref(s->sw);
+    return 0;
+}
+
+int it_source_take(it_source *s, it_image *dst, it_frame_meta *meta, int timeout_ms) {
+    pthread_mutex_lock(&s->mu);
+    int got = wait_frame(s, timeout_ms);
     if (got) {
-        it_image t = *dst;
-        *dst = s->slot;
-        s->slot = t;
+        av_frame_move_ref(s->taken, s->slot);
         s->slot_full = 0;
         if (meta) *meta = s->slot_meta;
         pthread_cond_broadcast(&s->cv);  /* a lossless reader waits for the empty slot */
     }
+    pthread_mutex_unlock(&s->mu);
+    if (!got) return 0;
+    int ok = !dst || convert(s, s->taken, dst) == 0;
+    av_frame_unref(s->taken);
+    pthread_mutex_lock(&s->mu);
+    if (ok && dst) s->info.converted++;
+    else if (!ok) s->info.dropped++;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+int it_source_peek(it_source *s, it_frame_meta *meta, int timeout_ms) {
+    pthread_mutex_lock(&s->mu);
+    int got = wait_frame(s, timeout_ms);
+    if (got && meta) *meta = s->slot_meta;
     pthread_mutex_unlock(&s->mu);
     return got;
 }

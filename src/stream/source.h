@@ -1,5 +1,7 @@
-/* One camera source: a reader thread that opens a URL or file with FFmpeg, decodes it to
- * BGR and keeps only the newest frame, reconnecting by itself when a live source drops. */
+/* One camera source: a reader thread that opens a URL or file with FFmpeg, decodes it and
+ * keeps only the newest decoded frame, reconnecting by itself when a live source drops. The
+ * frame is converted to BGR only when a consumer takes it, so frames replaced in the slot
+ * before anyone wants them cost their decode and nothing more. */
 #ifndef ITSCAM_STREAM_SOURCE_H
 #define ITSCAM_STREAM_SOURCE_H
 
@@ -12,6 +14,16 @@ typedef struct it_source it_source;
 
 typedef enum it_source_transport { IT_TRANSPORT_TCP = 0, IT_TRANSPORT_UDP = 1 } it_source_transport;
 
+/* What the decoder may leave out, for a camera whose detect fps is well below its stream fps.
+ * nonref: frames no other frame refers to (FFmpeg's AVDISCARD_NONREF; typically the
+ * non-reference B-frames, nothing on an all-P camera stream). keyframes: only key frames
+ * are decoded (AVDISCARD_NONKEY, one frame per GOP), and the other packets never reach the
+ * decoder. The stall watchdog then also counts video packets as signs of life, since a
+ * GOP may be longer than stall_timeout_s. */
+typedef enum it_skip_mode { IT_SKIP_NONE = 0, IT_SKIP_NONREF = 1, IT_SKIP_KEYFRAMES = 2 } it_skip_mode;
+const char *it_skip_name(it_skip_mode m);            /* "none", "nonref", "keyframes" */
+int it_skip_parse(const char *name, it_skip_mode *out); /* 0, or -1 for an unknown name */
+
 typedef struct it_source_params {
     const char *url;          /* rtsp://, rtsps://, http(s)://, a file path, /dev/videoN; copied */
     it_source_transport transport; /* RTSP only (tcp) */
@@ -19,8 +31,10 @@ typedef struct it_source_params {
     int realtime;             /* files: pace packets at the file's own timestamps (1) */
     double stall_timeout_s;   /* no decoded frame for this long: stalled, then reconnect (5) */
     double open_timeout_s;    /* an open that takes longer is abandoned (10) */
-    int skip_nonref;          /* 1: do not decode non-reference frames (AVDISCARD_NONREF) */
-    const char *hwaccel;      /* "none" (default) or "auto"; copied */
+    it_skip_mode skip;        /* what not to decode (IT_SKIP_NONE); see it_source_set_skip */
+    const char *hwaccel;      /* "none" (default), "auto" (the first hardware decoder that
+                                 opens, else software, said once per process), "vaapi" or
+                                 "cuda" (that one or the camera fails: reason decoder); copied */
     int decode_threads;       /* decoder threads (1: one core per camera, no frame delay) */
     int lossless;             /* files: the reader waits for the slot to be taken instead of
                                  replacing the frame, so every frame is seen (offline runs) */
@@ -66,6 +80,9 @@ typedef struct it_source_info {
     char last_error[256];     /* readable, credentials redacted; "" when none */
     uint64_t decoded;         /* frames decoded */
     uint64_t dropped;         /* frames replaced in the slot before anyone took them */
+    uint64_t converted;       /* frames taken and converted to BGR */
+    uint64_t skipped_packets; /* keyframes mode: video packets never sent to the decoder */
+    char hwaccel[16];         /* the decoder in use: "none" or the hardware type */
     uint64_t reconnects;      /* opens after the first */
     int width, height;        /* of the current stream; 0 before the first frame */
     double stream_fps;        /* the stream's nominal frame rate; 0 when unknown */
@@ -82,11 +99,25 @@ typedef struct it_frame_meta {
  * URL or bad parameters, ITSCAM_ERR_NOMEM. *out is NULL on failure. */
 itscam_status it_source_open(const it_source_params *p, it_source **out);
 
-/* Wait up to timeout_ms for a frame that has not been taken yet. Returns 1 and swaps it
- * into *dst (whose old pixels the source reuses: dst must be zeroed or an it_image of the
- * caller; free it with it_image_free), or 0 on timeout or when the source has ended or
- * failed for good (see it_source_state). meta may be NULL. One consumer at a time. */
+/* Wait up to timeout_ms for a frame that has not been taken yet. Returns 1 and converts it
+ * to BGR into *dst (reallocated only when the size changes: dst must be zeroed or an
+ * it_image of the caller; free it with it_image_free), or 0 on timeout or when the source
+ * has ended or failed for good (see it_source_state). The conversion runs on the calling
+ * thread. dst NULL takes the frame without converting it: a frame the consumer skips costs
+ * its decode and nothing more. meta may be NULL. One consumer at a time. A frame that cannot
+ * be converted (out of memory, a hardware frame that cannot be downloaded) is counted as
+ * dropped and 0 is returned; the source goes on. */
 int it_source_take(it_source *s, it_image *dst, it_frame_meta *meta, int timeout_ms);
+
+/* Wait up to timeout_ms like it_source_take, but leave the frame in place: returns 1 and its
+ * meta when one waits, else 0. For a consumer that decides by the frame's timestamp whether
+ * to convert it. */
+int it_source_peek(it_source *s, it_frame_meta *meta, int timeout_ms);
+
+/* Change the skip mode while running; thread-safe, applied from the next packet. Leaving
+ * keyframes mode waits for the next key frame, so that no frame is decoded against
+ * references that were never decoded. */
+void it_source_set_skip(it_source *s, it_skip_mode mode);
 
 /* A snapshot of the state and counters; thread-safe. */
 void it_source_state(it_source *s, it_source_info *out);
