@@ -196,6 +196,10 @@ static void test_basic(void) {
            (unsigned long long)ia.cache_hits);
     CHECKF(ia.skipped > ia.detected, "frames beyond the detect fps are skipped (%llu)", (unsigned long long)ia.skipped);
     CHECK(ia.fps_detected > 2.5 && ia.fps_detected < 7.5);
+    uint64_t accounted = ia.detected + ia.skipped + ia.stale + ia.queue_full + ia.failed;
+    CHECKF(ia.packets >= accounted && ia.packets <= accounted + 3,
+           "every frame sent is detected, dropped for a reason or in flight (%llu vs %llu)",
+           (unsigned long long)ia.packets, (unsigned long long)accounted);
     CHECK(ia.fps_target == 5);
     CHECK(ia.lat_p95 > 0 && ia.lat_p50 <= ia.lat_p95 && ia.lat_p95 <= ia.lat_p99);
     CHECK(ia.quality.measured && ia.quality.score > 0.5 && !ia.quality.degraded);

@@ -89,6 +89,7 @@ struct cam {
     itscam_detection *last_dets;
     int last_n, have_last, last_w, last_h;
     double fail_logged;
+    int skip_applied;     /* the it_skip_mode last set on the source (-1: none yet) */
     atomic_int shed_level;
     cam *next;
 };
@@ -385,6 +386,24 @@ static void submit_frame(cam *c, int b, const it_frame_meta *meta) {
     if (st != IT_SCHED_QUEUED) finish_job(c, b);
 }
 
+/* What the decoder may leave out. `auto` skips non-reference frames while the camera's
+ * target fps (after shedding) is at most half the stream's: the frames the detector
+ * would never see then cost no decoding. Re-checked every second, so shedding and a
+ * stream whose rate becomes known take effect. */
+static void apply_skip(cam *c, double stream_fps) {
+    it_skip_mode m = IT_SKIP_NONE;
+    switch (c->def.skip) {
+    case IT_CAM_SKIP_NONE: m = IT_SKIP_NONE; break;
+    case IT_CAM_SKIP_NONREF: m = IT_SKIP_NONREF; break;
+    case IT_CAM_SKIP_KEYFRAMES: m = IT_SKIP_KEYFRAMES; break;
+    default: m = stream_fps > 0 && target_fps(c) * 2 <= stream_fps ? IT_SKIP_NONREF : IT_SKIP_NONE; break;
+    }
+    if ((int)m != c->skip_applied) {
+        it_source_set_skip(c->src, m);
+        c->skip_applied = (int)m;
+    }
+}
+
 static void sample_counters(cam *c) {
     it_source_info si;
     memset(&si, 0, sizeof si);
@@ -394,7 +413,7 @@ static void sample_counters(cam *c) {
     int last = (c->hist_pos + HIST - 1) % HIST;
     if (!c->hist_n || now - c->hist[last].t >= 1000) {
         c->hist[c->hist_pos] = (cam_sample){ .t = now, .decoded = si.decoded, .detected = c->detected, .taken = c->taken,
-                                             .packets = si.decoded };
+                                             .packets = si.packets };
         c->hist_pos = (c->hist_pos + 1) % HIST;
         if (c->hist_n < HIST) c->hist_n++;
     }
@@ -402,6 +421,7 @@ static void sample_counters(cam *c) {
     c->si = si;
     pthread_mutex_unlock(&c->mu);
     if (c->src && (prev.state != si.state)) publish_state(c, &prev, &si);
+    if (c->src) apply_skip(c, si.stream_fps);
 }
 
 static int free_buf(cam *c) {
@@ -495,6 +515,7 @@ static itscam_status cam_start(it_cams *cs, const it_camdef *def, cam **out) {
     pthread_mutex_init(&c->mu, NULL);
     it_cond_init_monotonic(&c->cv);
     atomic_init(&c->shed_level, level_for(cs->step, def->priority));
+    c->skip_applied = -1;
     c->si.state = def->enabled ? IT_SOURCE_STARTING : IT_SOURCE_DISABLED;
     c->si.state_since = wall_ms();
     if (def->enabled) {
@@ -822,7 +843,10 @@ static void fill_info(it_cams *cs, cam *c, it_cam_info *o) {
     it_url_redact(si->last_error, o->last_error, sizeof o->last_error);
     o->reconnects = si->reconnects;
     o->decoded = si->decoded;
-    o->skipped = si->dropped;
+    o->packets = si->packets;
+    /* Every frame the camera sent is detected, dropped for a reason, or in flight:
+     * skipped counts those never taken (not decoded, or replaced before the detect time). */
+    o->skipped = si->packets > c->taken ? si->packets - c->taken : 0;
     o->width = si->width;
     o->height = si->height;
     o->stream_fps = si->stream_fps;
@@ -878,12 +902,12 @@ json_t *it_cam_info_json(const it_cam_info *i) {
     json_t *def = it_camdef_to_json(&i->def, 1);
     json_t *o = json_pack(
         "{s:s,s:s,s:b,s:s,s:s,s:f,s:s,s:s,s:I,s:i,s:{s:f,s:f,s:f,s:f},"
-        "s:{s:I,s:I,s:I,s:{s:I,s:I,s:I},s:I}}",
+        "s:{s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I},s:I}}",
         "id", i->def.id, "url", url, "enabled", i->def.enabled, "priority", it_cam_prio_name(i->def.priority), "state",
         it_source_state_name(i->state), "state_since", i->state_since / 1e3, "last_error", i->last_error, "reason",
         it_source_reason_name(i->reason), "reconnects", (json_int_t)i->reconnects, "shed_level", i->shed_level, "fps",
         "input", r2(i->fps_input), "decoded", r2(i->fps_decoded), "detected", r2(i->fps_detected), "target",
-        r2(i->fps_target), "frames", "decoded", (json_int_t)i->decoded, "detected", (json_int_t)i->detected, "failed",
+        r2(i->fps_target), "frames", "input", (json_int_t)i->packets, "decoded", (json_int_t)i->decoded, "detected", (json_int_t)i->detected, "failed",
         (json_int_t)i->failed, "dropped", "skipped", (json_int_t)i->skipped, "stale", (json_int_t)i->stale,
         "queue_full", (json_int_t)i->queue_full, "cache_hits", (json_int_t)i->cache_hits);
     if (!o) {

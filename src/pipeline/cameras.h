@@ -96,7 +96,8 @@ typedef struct it_cam_info {
     uint64_t reconnects;
     int shed_level;
     double fps_input, fps_decoded, fps_detected, fps_target;  /* over the last window */
-    uint64_t decoded, detected, skipped, stale, queue_full, failed, cache_hits;
+    /* packets = detected + skipped + stale + queue_full + failed + (at most 3 in flight) */
+    uint64_t packets, decoded, detected, skipped, stale, queue_full, failed, cache_hits;
     double lat_p50, lat_p95, lat_p99;   /* capture to result, ms, over the last window (0: none) */
     it_quality quality;
     int width, height;

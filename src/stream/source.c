@@ -560,6 +560,9 @@ static run_end read_loop(it_source *s) {
             }
             int key = (s->pkt->flags & AV_PKT_FLAG_KEY) != 0;
             s->key_flags_seen |= key;
+            pthread_mutex_lock(&s->mu);
+            s->info.packets++;
+            pthread_mutex_unlock(&s->mu);
             apply_skip(s, key);
             if (s->skip == IT_SKIP_KEYFRAMES && !key && s->key_flags_seen) {
                 /* The decoder would parse and discard it (AVDISCARD_NONKEY); not sending it at

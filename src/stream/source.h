@@ -78,6 +78,7 @@ typedef struct it_source_info {
     double state_since;       /* wall-clock ms of the last state change */
     it_source_reason reason;  /* of the last failure or disconnect */
     char last_error[256];     /* readable, credentials redacted; "" when none */
+    uint64_t packets;         /* video packets read: the frames the camera sent */
     uint64_t decoded;         /* frames decoded */
     uint64_t dropped;         /* frames replaced in the slot before anyone took them */
     uint64_t converted;       /* frames taken and converted to BGR */
