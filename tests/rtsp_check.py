@@ -129,21 +129,23 @@ cameras:
                     (k, before[k], during[k]))
         victim, vinfo2 = emulator(VIDEO, "--port", str(vport))
         t_up = time.time()
+        vc = cams(srv)["victim"]
+        retry_in = vc["backoff"]["retry_in_s"]
         back = None
         end = t_up + 45
-        base = detected(srv)["victim"]
+        base = vc["frames"]["detected"]
         while time.time() < end:
-            c = cams(srv)["victim"]
-            if c["state"] == "streaming" and c["frames"]["detected"] > base:
+            if cams(srv)["victim"]["frames"]["detected"] > base:
                 back = time.time() - t_up
                 break
-            time.sleep(0.1)
-        # The backoff after a death doubles from 1 s up to 30 s; at this point it is at most
-        # a few steps in, so backoff + 2 s stays under 20 s (the printed figure is what
-        # the README reports).
-        print("victim back %.1f s after its server returned (reconnects %d)" %
-              (back if back is not None else -1, cams(srv)["victim"]["reconnects"]))
-        C.check(back is not None and back < 20, "the killed camera streams again after its server returns")
+            time.sleep(0.05)
+        # The camera waits out its current backoff (1 s doubling to 30 s) and must then be
+        # back at once: within that wait plus 2 s (plus 1 s for a model under sanitizers).
+        print("recovery: victim detecting again %.1f s after its server returned; its backoff had %.1f s to "
+              "go (last wait %.1f s); reconnects %d" % (back if back is not None else -1, retry_in,
+                                                        vc["backoff"]["last_wait_s"], vc["reconnects"]))
+        C.check(back is not None and back <= retry_in + 3.0,
+                "the killed camera detects again within its backoff + 2 s of its server's return")
     finally:
         srv.stop()
         for p in (stable, victim, staller, locked):

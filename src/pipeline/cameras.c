@@ -842,6 +842,8 @@ static void fill_info(it_cams *cs, cam *c, it_cam_info *o) {
     o->reason = si->reason;
     it_url_redact(si->last_error, o->last_error, sizeof o->last_error);
     o->reconnects = si->reconnects;
+    o->retry_at = si->retry_at;
+    o->retry_wait_ms = si->retry_wait_ms;
     o->decoded = si->decoded;
     o->packets = si->packets;
     /* Every frame the camera sent is detected, dropped for a reason, or in flight:
@@ -921,6 +923,9 @@ json_t *it_cam_info_json(const it_cam_info *i) {
                                   r2(i->quality.sharpness), "brightness", r2(i->quality.brightness), "contrast",
                                   r2(i->quality.contrast), "frozen", i->quality.frozen, "degraded", i->quality.degraded,
                                   "reason", i->quality.reason, "cost_ms", round(i->quality.ms * 1e3) / 1e3));
+    json_object_set_new(o, "backoff", json_pack("{s:f,s:f}", "retry_in_s",
+                                                i->retry_at > 0 ? r2(fmax(0, i->retry_at - wall_ms()) / 1e3) : 0.0,
+                                                "last_wait_s", r2(i->retry_wait_ms / 1e3)));
     json_object_set_new(o, "stream", json_pack("{s:i,s:i,s:f}", "width", i->width, "height", i->height, "fps",
                                                r2(i->stream_fps)));
     if (def) json_object_set_new(o, "config", def);

@@ -94,6 +94,8 @@ typedef struct it_cam_info {
     char last_error[256];       /* redacted */
     it_source_reason reason;
     uint64_t reconnects;
+    double retry_at;            /* wall ms of the next reconnect attempt while backing off, else 0 */
+    double retry_wait_ms;       /* the last backoff wait */
     int shed_level;
     double fps_input, fps_decoded, fps_detected, fps_target;  /* over the last window */
     /* packets = detected + skipped + stale + queue_full + failed + (at most 3 in flight) */

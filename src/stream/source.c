@@ -594,7 +594,15 @@ static void *reader_main(void *arg) {
             /* 1 s doubling to 30 s, +-20% so that cameras dropped together do not return together */
             double wait = backoff * (0.8 + 0.4 * (rand_r(&seed) / (double)RAND_MAX));
             backoff = IT_MIN(backoff * 2, BACKOFF_MAX_MS);
-            if (sleep_until(s, it_now_ms() + wait)) break;
+            pthread_mutex_lock(&s->mu);
+            s->info.retry_at = wall_ms() + wait;
+            s->info.retry_wait_ms = wait;
+            pthread_mutex_unlock(&s->mu);
+            int stop = sleep_until(s, it_now_ms() + wait);
+            pthread_mutex_lock(&s->mu);
+            s->info.retry_at = 0;
+            pthread_mutex_unlock(&s->mu);
+            if (stop) break;
             pthread_mutex_lock(&s->mu);
             s->info.reconnects++;
             pthread_mutex_unlock(&s->mu);

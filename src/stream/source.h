@@ -85,6 +85,8 @@ typedef struct it_source_info {
     uint64_t skipped_packets; /* keyframes mode: video packets never sent to the decoder */
     char hwaccel[16];         /* the decoder in use: "none" or the hardware type */
     uint64_t reconnects;      /* opens after the first */
+    double retry_at;          /* wall-clock ms of the next open while waiting out a backoff, else 0 */
+    double retry_wait_ms;     /* the last backoff wait (jitter included) */
     int width, height;        /* of the current stream; 0 before the first frame */
     double stream_fps;        /* the stream's nominal frame rate; 0 when unknown */
 } it_source_info;
