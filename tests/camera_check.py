@@ -180,7 +180,8 @@ cameras:
         C.check(out.returncode == 0 and any(c["id"] == "api1" for c in json.loads(out.stdout).get("cameras", [])),
                 "performance status --format json carries the cameras")
     finally:
-        srv.stop()
+        rc = srv.stop()
+        C.check(rc == 0, "the server stops cleanly (exit %s; sanitizers report here)" % rc)
 
     # Restart: the API's changes come back from the store; the deleted YAML camera stays deleted.
     srv = ServeProcess(CLI, tmp, "--config", cfg, env=env)
@@ -192,7 +193,8 @@ cameras:
                 "a camera made and patched through the API survives a restart")
         C.check("road" in ids and ids["road"]["enabled"] is False, "the stored change wins over the YAML")
     finally:
-        srv.stop()
+        rc = srv.stop()
+        C.check(rc == 0, "the server stops cleanly (exit %s; sanitizers report here)" % rc)
     C.finish()
 
 

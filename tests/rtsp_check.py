@@ -147,7 +147,8 @@ cameras:
         C.check(back is not None and back <= retry_in + 3.0,
                 "the killed camera detects again within its backoff + 2 s of its server's return")
     finally:
-        srv.stop()
+        rc = srv.stop()
+        C.check(rc == 0, "the server stops cleanly (exit %s; sanitizers report here)" % rc)
         for p in (stable, victim, staller, locked):
             p.terminate()
             try:
