@@ -41,6 +41,22 @@ printf 'not a video' >"$T/x.mp4"
 "$CLI" watch rtsp://admin:s3cret@127.0.0.1:1/x --model "$M" >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 1 ] && grep -q "rtsp://\*\*\*@127.0.0.1:1/x" "$T/err" && ! grep -q s3cret "$T/err" && ok ||
   { bad "refused rtsp: exit $rc, credentials hidden"; cat "$T/err"; }
+# --decode-only: no model, one JSON summary; keyframes decode few, a 5 fps consumer takes
+# about 5 per second of video (the clip is 15 s at 25 fps)
+"$CLI" watch "$V" --decode-only --fast --take-fps 5 >"$T/none" 2>"$T/err" &&
+"$CLI" watch "$V" --decode-only --fast --skip keyframes >"$T/key" 2>>"$T/err" && ok || { bad "decode-only exit"; cat "$T/err"; }
+/usr/bin/python3 - "$T/none" "$T/key" <<'PY' && ok || bad "decode-only summaries"
+import json, sys
+a, k = (json.loads(open(f).read()) for f in sys.argv[1:3])
+assert a["frames_decoded"] == 375 and 70 <= a["frames_taken"] <= 80 and a["cpu_s"] > 0, a
+assert a["skip"] == "none" and k["skip"] == "keyframes", (a, k)
+assert 0 < k["frames_decoded"] < 40 and k["frames_taken"] == 0 and k["packets_skipped"] > 300, k
+PY
+"$CLI" watch "$V" --decode-only --skip some >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && ok || bad "--skip some: exit $rc"
+"$CLI" watch "$V" --decode-only --hwaccel vaapi >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "decoder error: hwaccel: no hardware decoder (vaapi" "$T/err" && ok ||
+  { [ $rc -eq 0 ] && echo "(vaapi present: decoded on it)" && ok; } || { bad "hwaccel vaapi: exit $rc"; cat "$T/err"; }
 "$CLI" watch "$V" >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] && ok || bad "watch without --model: exit $rc"
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 
 void cli_watch_usage(FILE *f) {
@@ -119,10 +120,13 @@ static double cpu_s(void) {
     return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-/* --decode-only: the cost of ingest alone. The consumer peeks at each frame and converts
- * only those it would detect on (by stream time, so the figure does not depend on how fast
- * the machine decodes), as the pipeline does for a camera whose detect fps is below its
- * stream fps. With --fast a file is read losslessly, so every decoded frame is seen. */
+/* --decode-only: the cost of ingest alone. With neither --take-fps nor --take-every nobody
+ * takes a frame: the reader decodes into the slot, replacing each frame, as for a camera
+ * whose consumer is busy; the consumer only waits for the end. Otherwise the consumer peeks
+ * at each frame and converts only those it would detect on (by stream time, so the figure
+ * does not depend on how fast the machine decodes), as the pipeline does for a camera whose
+ * detect fps is below its stream fps; with --fast a file is then read losslessly, so that
+ * every decoded frame is seen (a hand-over per frame that a live camera does not have). */
 static int decode_only(it_source *src, const char *shown, float take_fps, int take_every, int max_frames,
                        it_skip_mode skip) {
     it_image img = { 0 };
@@ -130,7 +134,19 @@ static int decode_only(it_source *src, const char *shown, float take_fps, int ta
     double t0 = it_now_ms(), c0 = cpu_s(), next_take = -1e300, first_pts = NAN, last_pts = NAN;
     uint64_t seen = 0, taken = 0;
     int rc = 0;
-    for (;;) {
+    int consumer = take_fps > 0 || take_every > 0;
+    while (!consumer) {
+        it_source_info info;
+        it_source_state(src, &info);
+        if (info.state == IT_SOURCE_ENDED || (max_frames > 0 && info.decoded >= (uint64_t)max_frames)) break;
+        if (info.state == IT_SOURCE_FAILED && (info.decoded == 0 || !strstr(shown, "://"))) {
+            fprintf(stderr, "itscam: %s: %s\n", shown, info.last_error);
+            rc = 1;
+            break;
+        }
+        usleep(20000);
+    }
+    for (; consumer;) {
         if (!it_source_peek(src, &m, 1000)) {
             it_source_info info;
             it_source_state(src, &info);
@@ -237,6 +253,7 @@ int cli_watch(int argc, char **argv) {
     if (decode_only_mode) {
         it_source *src = NULL;
         sp.url = argv[optind];
+        if (take_fps <= 0 && take_every <= 0) sp.lossless = 0;  /* no consumer: nothing to wait for */
         itscam_status st = it_source_open(&sp, &src);
         int rc = st != ITSCAM_OK ? cli_fail(shown, st)
                                  : decode_only(src, shown, take_fps, take_every, max_frames, sp.skip);

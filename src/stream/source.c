@@ -179,17 +179,25 @@ static int interrupted(void *arg) {
 
 /* ---- state, under the lock ---- */
 
+/* Under the lock; returns whether the state changed (the caller logs it, unlocked). */
+static int set_state_locked(it_source *s, it_stream_state st) {
+    if (s->info.state == st) return 0;
+    s->info.state = st;
+    s->info.state_since = wall_ms();
+    return 1;
+}
+
+static void log_state(it_source *s, it_stream_state st) {
+    it_log(ITSCAM_LOG_INFO, "source %s: %s", s->redacted, it_source_state_name(st));
+}
+
 static void set_state(it_source *s, it_stream_state st) {
     pthread_mutex_lock(&s->mu);
-    int changed = s->info.state != st;
-    if (changed) {
-        s->info.state = st;
-        s->info.state_since = wall_ms();
-    }
+    int changed = set_state_locked(s, st);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (changed && s->p.notify) s->p.notify(s->p.notify_arg);
-    if (changed) it_log(ITSCAM_LOG_INFO, "source %s: %s", s->redacted, it_source_state_name(st));
+    if (changed) log_state(s, st);
 }
 
 static void set_error(it_source *s, it_source_reason r, const char *what, int averr) {
@@ -445,10 +453,12 @@ static void publish(it_source *s, AVFrame *f) {
     s->info.decoded++;
     s->info.width = s->slot->width;
     s->info.height = s->slot->height;
+    /* With the frame, not after it: a consumer that takes it never sees "starting". */
+    int changed = set_state_locked(s, IT_SOURCE_STREAMING);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (s->p.notify) s->p.notify(s->p.notify_arg);
-    set_state(s, IT_SOURCE_STREAMING);
+    if (changed) log_state(s, IT_SOURCE_STREAMING);
 }
 
 static void drain_decoder(it_source *s) {
