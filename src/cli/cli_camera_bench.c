@@ -533,6 +533,14 @@ static int parse_seconds(const char *s, double *out, int allow_zero) {
     return 0;
 }
 
+static int parse_ms(const char *s, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v) || v < 0.001 || v > 3600e3) return -1; /* as metrics.sla_ms */
+    *out = v;
+    return 0;
+}
+
 static int parse_count(const char *s, int lo, int hi, int *out) {
     int v;
     if (cli_parse_int(s, &v) || v < lo || v > hi) return -1;
@@ -613,7 +621,7 @@ int cli_camera_bench(int argc, char **argv) {
         case 't': if (parse_count(optarg, 0, 1024, &v)) goto bad; threads = optarg; break;
         case 'W': if (parse_count(optarg, 1, 64, &v)) goto bad; workers = optarg; break;
         case 'B': if (parse_count(optarg, 1, IT_SCHED_MAX_BATCH, &v)) goto bad; max_batch = optarg; break;
-        case 'S': if (parse_seconds(optarg, &o.sla_ms, 0)) goto bad; break;
+        case 'S': if (parse_ms(optarg, &o.sla_ms)) goto bad; break;
         case 'F': o.find_max = 1; break;
         case 'X': if (parse_count(optarg, 1, MAX_CAMS, &o.max_cameras)) goto bad; break;
         case 'R': o.result_cache = 1; break;
