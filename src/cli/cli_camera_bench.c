@@ -768,7 +768,10 @@ int cli_camera_bench(int argc, char **argv) {
         while (!stop_requested && hi - lo > 1) {
             int r = run_cameras(&b, &o, &det_defaults, n, &cur);
             if (r < 0) { rc = 1; break; }
-            if (r > 0) break;
+            if (r > 0 || stop_requested) { /* a probe cut short decides nothing */
+                run_result_free(&cur);
+                break;
+            }
             print_probe(lines, &cur);
             json_array_append_new(probes, probe_json(&cur));
             if (cur.pass) {
