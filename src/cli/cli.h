@@ -33,6 +33,10 @@ int cli_watch(int argc, char **argv);
 void cli_watch_usage(FILE *f);
 int cli_performance(int argc, char **argv);
 void cli_performance_usage(FILE *f);
+/* `itscam performance benchmark --cameras N ...` (argv[0] is "benchmark"): camera
+ * capacity in process. Exit status as cli_performance's benchmark. */
+int cli_camera_bench(int argc, char **argv);
+void cli_camera_bench_usage(FILE *f);
 
 /* A growable list of image paths. */
 typedef struct cli_paths {

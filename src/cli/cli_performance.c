@@ -84,6 +84,7 @@ void cli_performance_usage(FILE *f) {
             "  --json            print {\"results\":[{\"concurrency\",\"throughput_rps\",\"latency_ms\":\n"
             "                    {\"p50\",\"p90\",\"p95\",\"p99\"},\"ok\",\"rejected\",\"timeouts\",\"errors\",\n"
             "                    \"server_queue_ms\",\"server_inference_ms\",\"batch_mean\",\"duration_s\"}]}\n\n"
+            "benchmark --cameras N ...  camera capacity in process, no server: see the end\n\n"
             "common options:\n"
             "  --url URL         server address (default " DEFAULT_URL ")\n"
             "  --token T         send 'Authorization: Bearer T' (default: $ITSCAM_TOKEN)\n\n"
@@ -91,6 +92,8 @@ void cli_performance_usage(FILE *f) {
             "(benchmark: when no request succeeded), 2 on bad arguments, 130 when Ctrl-C cut a\n"
             "benchmark short (the levels done are still printed).\n",
             MAX_CONCURRENCY);
+    fputc('\n', f);
+    cli_camera_bench_usage(f);
 }
 
 /* ---- time and signals --------------------------------------------------------------- */
@@ -1260,6 +1263,16 @@ int cli_performance(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     int sub;
+    /* Camera capacity runs in process and has options of its own (cli_camera_bench.c). */
+    if (!strcmp(argv[1], "benchmark"))
+        for (int i = 2; i < argc; i++) {
+            static const char *const camera_flags[] = {"--cameras", "--streams", "--source", "--find-max", NULL};
+            for (int k = 0; camera_flags[k]; k++) {
+                size_t l = strlen(camera_flags[k]);
+                if (!strncmp(argv[i], camera_flags[k], l) && (argv[i][l] == 0 || argv[i][l] == '='))
+                    return cli_camera_bench(argc - 1, argv + 1);
+            }
+        }
     if (!strcmp(argv[1], "status")) sub = SUB_STATUS;
     else if (!strcmp(argv[1], "monitor")) sub = SUB_MONITOR;
     else if (!strcmp(argv[1], "benchmark")) sub = SUB_BENCHMARK;

@@ -57,7 +57,7 @@ void srv_model_describe(srv_model *m, srv_model_desc *d) {
 }
 
 /* The server's configuration as scheduler parameters: the one place they meet. */
-static it_sched_params sched_params(const srv_config *cfg) {
+it_sched_params srv_sched_params(const srv_config *cfg) {
     it_sched_params p = it_sched_default_params();
     p.workers = cfg->workers;
     p.max_batch = cfg->max_batch;
@@ -113,7 +113,7 @@ static srv_model *load_one(const char *path, const srv_config *cfg, srv_metrics 
         return NULL;
     }
     m->mx = mx;
-    it_sched_params sp = sched_params(cfg);
+    it_sched_params sp = srv_sched_params(cfg);
     it_sched_observer obs = srv_metrics_observer(m);
     if ((st = it_sched_new(m->name, m->model, &sp, &obs, &m->sched)) != ITSCAM_OK ||
         (st = it_sched_warmup(m->sched)) != ITSCAM_OK) {

@@ -83,6 +83,11 @@ typedef struct srv_registry {
     srv_model **models;         /* sorted by name */
 } srv_registry;
 
+/* The scheduler parameters a served model gets from cfg (workers, batching, queues,
+ * backend, threads, precision, detection defaults): the one translation, which
+ * `itscam performance benchmark --cameras` reuses so that it measures what a server runs.
+ * The strings in the result point into cfg. */
+it_sched_params srv_sched_params(const srv_config *cfg);
 /* Load every model the configuration names and warm it up. NULL with err on failure. */
 srv_registry *srv_registry_load(const srv_config *cfg, srv_metrics *mx, char *err, size_t errlen);
 /* Drop the registry's references (models in use live on until their requests finish). */
