@@ -6,7 +6,8 @@
 #
 #  1. `itscam performance benchmark --find-max` (in process, file cameras, shedding off):
 #     max_cameras, and the precision and threads it ran with;
-#  2. `itscam bench --images` on the same model, precision and threads at the batch sizes
+#  2. `itscam bench --images` on the same model, precision and threads (all the camera
+#     run's workers' threads, in one session) at the batch sizes
 #     the camera run's scheduler forms (1 and its preferred 4 and 8); the best is the
 #     offline throughput;
 #  3. the ratio, with the CPU model and flags and the load average before and after
@@ -49,7 +50,9 @@ echo "1. find-max: $FPS detect fps, SLA p95 <= $SLA ms, $DUR s per probe after $
 "$CLI" performance benchmark --find-max --max-cameras "$CAP" --detect-fps "$FPS" --sla-ms "$SLA" \
   --duration "$DUR" --warmup "$WARM" --model "$MODEL" --precision "$PREC" $TH --source "$SOURCES" --json \
   > "$TMP/cams.json"
-P=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["machine"]; print(m["precision"], m["threads"], m["max_batch"])' "$TMP/cams.json")
+# The offline peer gets every thread the camera run's workers had together (2 workers of 1
+# thread on 2 cores -> one session of 2 threads): the same cores, its best shape.
+P=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["machine"]; print(m["precision"], m["threads"] * m["workers"], m["max_batch"])' "$TMP/cams.json")
 set -- $P
 PREC_USED=$1 THREADS_USED=$2 MB=$3
 BATCHES=1

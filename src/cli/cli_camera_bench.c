@@ -52,8 +52,9 @@ void cli_camera_bench_usage(FILE *f) {
             "  --duration S      measured seconds (default 20; 15 per --find-max probe)\n"
             "  --warmup S        unmeasured seconds after the cameras start (default 5)\n"
             "  --model M         ONNX model (default: $ITSCAM_SHARED/models/yolo11n-320-dynamic.onnx)\n"
-            "  --backend B, --precision P (default auto), --threads T (default: physical cores),\n"
-            "  --workers W, --max-batch B: as for `itscam serve`\n"
+            "  --backend B, --precision P (default auto), --threads T, --workers W, --max-batch B:\n"
+            "                    as for `itscam serve` (with cameras: one 1-thread worker per core\n"
+            "                    unless --threads or --workers says otherwise)\n"
             "  --sla-ms MS       the latency target for --find-max and the report (default 100)\n"
             "  --result-cache    let a frame identical to the camera's previous one reuse its result\n"
             "                    (off: every detected frame runs the model)\n"
@@ -589,7 +590,19 @@ static int default_sources(bench_opts *o, char **owned) {
     return n ? 0 : -1;
 }
 
+/* ITSCAM_LOG=info|debug shows the library's log (the scheduler's batching decision, the
+ * cameras' states) on stderr; the report itself never depends on it. */
+static void bench_log(int level, const char *msg, void *user) {
+    (void)user;
+    (void)level;
+    fprintf(stderr, "itscam: %s\n", msg);
+}
+
 int cli_camera_bench(int argc, char **argv) {
+    const char *lv = getenv("ITSCAM_LOG");
+    if (lv && *lv)
+        itscam_log_set(bench_log, NULL, !strcmp(lv, "debug") ? ITSCAM_LOG_DEBUG : !strcmp(lv, "warn") ? ITSCAM_LOG_WARN
+                                                                                          : ITSCAM_LOG_INFO);
     static const struct option opts[] = {
         { "cameras", required_argument, 0, 'n' },     { "streams", required_argument, 0, 'n' },
         { "source", required_argument, 0, 's' },      { "detect-fps", required_argument, 0, 'f' },
@@ -705,6 +718,7 @@ int cli_camera_bench(int argc, char **argv) {
         rc = 2;
         goto out;
     }
+    srv_config_cameras_threading(cfg, 1); /* as `serve` does with cameras */
     it_sched_params sp = srv_sched_params(cfg);
     itscam_detector_params det_defaults = itscam_detector_default_params();
     det_defaults.conf = cfg->conf;

@@ -120,6 +120,9 @@ int cli_serve(int argc, char **argv) {
         return 2;
     }
     if (note[0]) fprintf(stderr, "itscam serve: note: %s\n", note);
+    if (srv_config_cameras_threading(&cfg, n_cams))
+        fprintf(stderr, "itscam serve: note: %d cameras: %d workers of 1 thread each (models.workers and "
+                "models.threads choose otherwise)\n", n_cams, cfg.workers);
     serve_log_level = !strcmp(cfg.log_level, "error") ? ITSCAM_LOG_ERROR
                       : !strcmp(cfg.log_level, "warn") ? ITSCAM_LOG_WARN
                       : !strcmp(cfg.log_level, "debug") ? ITSCAM_LOG_DEBUG : ITSCAM_LOG_INFO;

@@ -368,6 +368,10 @@ static void submit_frame(cam *c, int b, const it_frame_meta *meta) {
     j->deadline_ms = it_now_ms() + 1.5e3 / target_fps(c);
     snprintf(j->source, sizeof j->source, "cam:%s", c->def.id);
     j->keep_newest = 1;
+    /* A frame never waits for company: at 5 fps a camera's next frame is 200 ms away, and
+     * waiting for other cameras' frames cost p95 148 ms against 43 ms at 24 cameras on 2
+     * cores, for the same throughput. Frames still batch when they queue behind a run. */
+    j->no_wait = 1;
     /* Least recently served cameras first (sched.h). With a frame of this camera still in
      * the scheduler (running, or queued and about to be replaced: a replacement keeps
      * its key) the camera is being served now, so it queues behind everyone. */

@@ -84,6 +84,9 @@ struct it_sched_job {
     double deadline_ms;             /* it_now_ms() clock; <= 0: none */
     char source[64];                /* who sent it: a route label, a camera id ("" none) */
     int keep_newest;                /* replace a queued job of the same source (it ends REPLACED) */
+    int no_wait;                    /* never hold this job back to fill a batch: it runs with
+                                     * whatever is queued when a worker is free (camera frames:
+                                     * their latency budget is the SLA, not the level's delay) */
     double order_ms;                /* jobs of one level run in increasing order_ms (it_now_ms
                                      * clock); <= 0: the submission time, i.e. FIFO. A camera
                                      * sets when it was last served, so cameras of one level

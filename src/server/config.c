@@ -3,6 +3,7 @@
 #include "server/config.h"
 #include "server/config_yaml.h"
 
+#include "core/core.h"
 #include "itscam/itscam.h"
 
 #include <assert.h>
@@ -570,6 +571,15 @@ static const char *metavar(const setting *s) {
 }
 
 /* ---- public API ---- */
+
+int srv_config_cameras_threading(srv_config *c, int n_cameras) {
+    if (n_cameras <= 0 || c->workers != 1 || c->threads != 0) return 0;
+    int cores = it_physical_cores();
+    if (cores <= 1) return 0;
+    c->workers = cores > 64 ? 64 : cores;
+    c->threads = 1;
+    return 1;
+}
 
 void srv_config_defaults(srv_config *c) {
     /* Zero first, padding and string tails included, so two configurations holding the

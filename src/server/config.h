@@ -118,6 +118,14 @@ int srv_config_write_strategy(FILE *f, const char *strategy, char *err, size_t e
 /* Apply a strategy's settings to c (used by `itscam serve --strategy`). */
 int srv_config_apply_strategy(srv_config *c, const char *strategy, char *err, size_t errlen);
 
+/* With cameras, when neither models.workers nor models.threads was changed from its
+ * default (1 and 0): one single-thread worker per physical core instead of one worker
+ * with a thread per core. Decoder threads share those cores, and an OpenMP parallel
+ * region stalls at its barrier whenever one of its threads is preempted: on 2 cores, 12
+ * cameras at 5 fps had p95 117 ms with 1x2 and 49 ms with 2x1. Returns 1 when it
+ * changed c (the caller says so), else 0. */
+int srv_config_cameras_threading(srv_config *c, int n_cameras);
+
 /* Print every setting as "section.key = value" (for `itscam serve --print-config`). */
 void srv_config_dump(FILE *f, const srv_config *c);
 /* One line per setting for --help: flag, env variable, default, help. */
