@@ -4,14 +4,14 @@
 # the server's RSS and GET /v1/cameras sampled every 10 s. It reports
 #  - RSS drift after the first minute: every later sample against the first one at or
 #    after 60 s (target: within 5%), and the RSS once a minute;
-#  - frame accounting per camera. What the counters allow: a source counts the frames it
-#    decoded and those replaced in its newest-frame slot before the camera took them
-#    (skipped); every frame taken ends detected, stale, queue_full or failed. So
-#        unaccounted = decoded - skipped - detected - stale - queue_full - failed
-#    is the number of frames taken but not finished (at most 2 in the scheduler) plus
-#    the one in the slot, minus what the camera finished since its source's counters
-#    were last sampled (they are sampled once a second, the camera's are live: up to
-#    about one second of detections). Every sample must keep it within
+#  - frame accounting per camera. Every frame the camera sent (frames.input: video
+#    packets read) is either never taken (skipped: not decoded, or replaced in the
+#    newest-frame slot before its detect time) or taken, and every frame taken ends
+#    detected, stale, queue_full or failed. So
+#        unaccounted = input - skipped - detected - stale - queue_full - failed
+#    is the number of frames taken but not finished (at most 3), less what the camera
+#    took since its source's packet counter was last sampled (once a second, while the
+#    camera's counters are live: up to about one second of frames). Every sample must keep it within
 #    [-(ceil(fps) + 3), 3]; a frame lost any other way would make it grow and stay out.
 #    failed must stay 0 (a failure is not a documented drop reason), and every camera
 #    must be streaming at the end with no reconnects (files do not disconnect).
@@ -79,7 +79,7 @@ while True:
     shed_steps.add(body.get("shed", {}).get("step", 0))
     for c in body["cameras"]:
         fr = c["frames"]; d = fr["dropped"]
-        u = fr["decoded"] - d["skipped"] - fr["detected"] - d["stale"] - d["queue_full"] - fr["failed"]
+        u = fr["input"] - d["skipped"] - fr["detected"] - d["stale"] - d["queue_full"] - fr["failed"]
         lo, hi = unacc.get(c["id"], (u, u))
         unacc[c["id"]] = (min(lo, u), max(hi, u))
         if not lo_ok <= u <= hi_ok:
