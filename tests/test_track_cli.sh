@@ -76,7 +76,7 @@ PY
 # Usage errors: exit 2.
 rc=0; "$CLI" track >/dev/null 2>"$T/err" || rc=$?
 [ "$rc" = 2 ] && grep -q -- "--detections" "$T/err" && ok || bad "no --detections: exit $rc"
-for args in "--match-thresh x" "--match-thresh 1.5" "--track-buffer -1" "--fuse-score 2" "--frame-rate 0" "--bogus 1"; do
+for args in "--match-thresh x" "--match-thresh 1.5" "--fuse-score 2" "--bogus 1"; do
   rc=0; "$CLI" track --detections "$T/dets.json" $args >/dev/null 2>"$T/err" || rc=$?
   [ "$rc" = 2 ] && ok || { bad "'$args' exited $rc, expected 2"; cat "$T/err"; }
 done

@@ -177,11 +177,13 @@ static void det_xyah(const it_track_det *d, double m[4]) {
     m[3] = h;
 }
 
-/* IoU in float32 with Ultralytics' eps (metrics.bbox_ioa(iou=True)). */
-static float iou_f(const float a[4], const float b[4]) {
-    float iw = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), ih = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
-    if (iw < 0) iw = 0;
-    if (ih < 0) ih = 0;
+/* IoU in float32 with Ultralytics' eps (metrics.bbox_ioa(iou=True)). Boxes are finite
+ * here, so plain comparisons stand in for fminf/fmaxf (which are library calls). */
+static inline float iou_f(const float a[4], const float b[4]) {
+    float iw = (a[2] < b[2] ? a[2] : b[2]) - (a[0] > b[0] ? a[0] : b[0]);
+    if (!(iw > 0)) return 0; /* apart: 0 / (union + eps) is 0 as well */
+    float ih = (a[3] < b[3] ? a[3] : b[3]) - (a[1] > b[1] ? a[1] : b[1]);
+    if (!(ih > 0)) return 0;
     float inter = iw * ih;
     float union_ = (b[2] - b[0]) * (b[3] - b[1]) + (a[2] - a[0]) * (a[3] - a[1]) - inter;
     return inter / (union_ + 1e-7f);
