@@ -407,6 +407,30 @@ static void test_errors(void) {
     it_tracker_free(t);
 }
 
+/* Allocation failures: it_tracker_new fails cleanly at every allocation; an update whose
+ * scratch cannot grow returns -1 and leaves a fresh tracker. */
+static void test_alloc_failures(void) {
+    int made = 0;
+    for (int k = 0; k < 40 && !made; k++) {
+        it_alloc_fail_after(k);
+        it_tracker *t = it_tracker_new(NULL);
+        it_alloc_fail_after(-1);
+        if (t) made = 1;
+        else CHECK(strstr(itscam_last_error(), "memory") != NULL);
+        it_tracker_free(t);
+    }
+    CHECK(made);
+    it_tracker *t = it_tracker_new(NULL);
+    it_track_det d[3] = { det(0, 0, 10, 10, 0.9f, 0), det(100, 0, 10, 10, 0.9f, 0), det(200, 0, 10, 10, 0.9f, 0) };
+    CHECK(it_tracker_update(t, d, 3, out, 64) == 3);
+    it_alloc_fail_after(0); /* the 3x3 cost matrix of the next frame cannot be had */
+    int n = it_tracker_update(t, d, 3, out, 64);
+    it_alloc_fail_after(-1);
+    CHECK(n == -1 && it_tracker_frame(t) == 0);
+    CHECK(it_tracker_update(t, d, 3, out, 64) == 3 && out[0].track_id == 1);
+    it_tracker_free(t);
+}
+
 static void test_json(void) {
     it_track_input in;
     const char *good = "{\"width\": 640, \"height\": 480, \"frames\": [{\"frame\": 0, \"detections\": "
@@ -462,6 +486,7 @@ int main(void) {
     test_new_track_thresh();
     test_unconfirmed();
     test_errors();
+    test_alloc_failures();
     test_json();
     return check_done("test_track");
 }
