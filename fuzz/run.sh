@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run every libFuzzer target in BUILD/fuzz for SECONDS each, seeded with small inputs:
 # the ONNX node-test models for the model loader, nothing for the image decoder, a
-# configuration and camera definitions for the configuration reader.
+# configuration and camera definitions for the configuration reader, a short scene for
+# the tracker's detections file.
 # A crash leaves its input in the work folder and fails the run.
 set -eu
 BUILD=$1
@@ -34,6 +35,9 @@ for fz in "$BUILD"/fuzz/fuzz_*; do
     printf '\000server:\n  port: 9000\nstorage: {dir: /tmp/x}\ncameras:\n  - id: gate_1\n    url: rtsp://u:p@cam/s\n    priority: high\n    enabled: false\n    detect: {fps: 2.5, classes: [0, 2], model: "m", conf: 0.4}\n  - {id: lobby, url: /v/a.mp4, loop: true, decode_skip: nonref}\n' >"$WORK/$name/yaml"
     printf '\001{"id":"gate_1","url":"rtsp://admin:pw@10.0.0.5/s","enabled":false,"priority":"critical","transport":"udp","loop":false,"realtime":false,"hwaccel":"vaapi","stall_timeout_s":2.5,"decode_skip":"keyframes","detect":{"fps":10,"model":"a","conf":0.3,"classes":[0,2,7],"fallback_model":"b"}}' >"$WORK/$name/create"
     printf '\002{"detect":{"fps":0.5,"conf":null,"classes":[]},"enabled":true,"id":"cam"}' >"$WORK/$name/patch"
+  fi
+  if [ "$name" = fuzz_track ]; then
+    printf '{"width": 640, "height": 360, "frames": [{"frame": 0, "detections": [{"box": [10, 20, 50, 100], "score": 0.9, "class_id": 2}, {"box": [12, 22, 52, 98], "score": 0.15, "class_id": 0}]}, {"frame": 3, "detections": [{"box": [14, 20, 54, 100], "score": 0.3, "class_id": 2}]}]}' >"$WORK/$name/scene"
   fi
   echo "fuzzing $name for ${SECONDS_EACH}s"
   "$fz" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \

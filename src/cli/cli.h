@@ -31,6 +31,8 @@ int cli_config(int argc, char **argv);
 void cli_config_usage(FILE *f);
 int cli_watch(int argc, char **argv);
 void cli_watch_usage(FILE *f);
+int cli_track(int argc, char **argv);
+void cli_track_usage(FILE *f);
 int cli_performance(int argc, char **argv);
 void cli_performance_usage(FILE *f);
 /* `itscam performance benchmark --cameras N ...` (argv[0] is "benchmark"): camera

@@ -14,6 +14,7 @@ static const cli_command commands[] = {
     { "eval", "score a model on labelled images: mAP50 and mAP50-95", cli_eval, cli_eval_usage },
     { "calibrate", "measure activation ranges on sample images for int8", cli_calibrate, cli_calibrate_usage },
     { "watch", "detect on one camera or video file, one JSON line per frame", cli_watch, cli_watch_usage },
+    { "track", "replay detections through ByteTrack and print the tracks", cli_track, cli_track_usage },
     { "serve", "run the HTTP inference server (KServe v2 and /v1/detect)", cli_serve, cli_serve_usage },
     { "config", "write a complete, commented server configuration for a strategy", cli_config, cli_config_usage },
     { "performance", "status, live monitor and load benchmark of a running server", cli_performance, cli_performance_usage },
