@@ -1,7 +1,7 @@
 #!/bin/sh
 # Run every libFuzzer target in BUILD/fuzz for SECONDS each, seeded with small inputs:
 # the ONNX node-test models for the model loader, nothing for the image decoder, a
-# configuration and camera definitions for the configuration reader.
+# configuration and camera definitions for the configuration reader, a small MOT pair.
 # A crash leaves its input in the work folder and fails the run.
 set -eu
 BUILD=$1
@@ -34,6 +34,10 @@ for fz in "$BUILD"/fuzz/fuzz_*; do
     printf '\000server:\n  port: 9000\nstorage: {dir: /tmp/x}\ncameras:\n  - id: gate_1\n    url: rtsp://u:p@cam/s\n    priority: high\n    enabled: false\n    detect: {fps: 2.5, classes: [0, 2], model: "m", conf: 0.4}\n  - {id: lobby, url: /v/a.mp4, loop: true, decode_skip: nonref}\n' >"$WORK/$name/yaml"
     printf '\001{"id":"gate_1","url":"rtsp://admin:pw@10.0.0.5/s","enabled":false,"priority":"critical","transport":"udp","loop":false,"realtime":false,"hwaccel":"vaapi","stall_timeout_s":2.5,"decode_skip":"keyframes","detect":{"fps":10,"model":"a","conf":0.3,"classes":[0,2,7],"fallback_model":"b"}}' >"$WORK/$name/create"
     printf '\002{"detect":{"fps":0.5,"conf":null,"classes":[]},"enabled":true,"id":"cam"}' >"$WORK/$name/patch"
+  fi
+  if [ "$name" = fuzz_mot ]; then
+    # Ground truth '|' predictions, MOTChallenge text.
+    printf '1,1,10,10,50,80,1,-1,-1,-1\n1,2,100,20,40,60,1,-1,-1,-1\n2,1,12,10,50,80,1\n3 2 104 20 40 60\n|1,7,11,10,50,80,-1\n2,7,13,11,50,80,-1\n2,8,100,20,40,60,-1\n3,9,300,5,20,20,-1\n' >"$WORK/$name/seq"
   fi
   echo "fuzzing $name for ${SECONDS_EACH}s"
   "$fz" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \

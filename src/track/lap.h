@@ -5,7 +5,7 @@
 #include "itscam/itscam.h"
 
 /* Largest side accepted by it_lap_solve: the solver is O(n^2 m) time and O(n m) memory. */
-#define IT_LAP_MAX_SIDE 8192
+#define IT_LAP_MAX_SIDE 4096
 
 /* Solve the rectangular assignment problem on cost (row-major, rows x cols):
  * min(rows, cols) pairs, no row or column twice, minimum total cost, like

@@ -321,7 +321,8 @@ static double box_iou(const it_mot_box *a, const it_mot_box *b) {
     if (ix <= 0 || iy <= 0) return 0;
     double inter = ix * iy;
     double uni = a->w * a->h + b->w * b->h - inter;
-    return uni > DBL_EPSILON ? inter / uni : 0;
+    /* Rounding with huge coordinates (x + w - x != w) could push the ratio past 1. */
+    return uni > DBL_EPSILON ? fmin(1.0, inter / uni) : 0;
 }
 
 static double alpha_at(int a) {
