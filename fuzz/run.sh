@@ -2,7 +2,7 @@
 # Run every libFuzzer target in BUILD/fuzz for SECONDS each, seeded with small inputs:
 # the ONNX node-test models for the model loader, nothing for the image decoder, a
 # configuration and camera definitions for the configuration reader, a short scene for
-# the tracker's detections file.
+# the tracker's detections file, a small MOT pair for the tracking metrics.
 # A crash leaves its input in the work folder and fails the run.
 set -eu
 BUILD=$1
@@ -38,6 +38,10 @@ for fz in "$BUILD"/fuzz/fuzz_*; do
   fi
   if [ "$name" = fuzz_track ]; then
     printf '{"width": 640, "height": 360, "frames": [{"frame": 0, "detections": [{"box": [10, 20, 50, 100], "score": 0.9, "class_id": 2}, {"box": [12, 22, 52, 98], "score": 0.15, "class_id": 0}]}, {"frame": 3, "detections": [{"box": [14, 20, 54, 100], "score": 0.3, "class_id": 2}]}]}' >"$WORK/$name/scene"
+  fi
+  if [ "$name" = fuzz_mot ]; then
+    # Ground truth '|' predictions, MOTChallenge text.
+    printf '1,1,10,10,50,80,1,-1,-1,-1\n1,2,100,20,40,60,1,-1,-1,-1\n2,1,12,10,50,80,1\n3 2 104 20 40 60\n|1,7,11,10,50,80,-1\n2,7,13,11,50,80,-1\n2,8,100,20,40,60,-1\n3,9,300,5,20,20,-1\n' >"$WORK/$name/seq"
   fi
   echo "fuzzing $name for ${SECONDS_EACH}s"
   "$fz" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \

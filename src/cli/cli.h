@@ -29,6 +29,8 @@ int cli_serve(int argc, char **argv);
 void cli_serve_usage(FILE *f);
 int cli_config(int argc, char **argv);
 void cli_config_usage(FILE *f);
+int cli_eval_track(int argc, char **argv);
+void cli_eval_track_usage(FILE *f);
 int cli_watch(int argc, char **argv);
 void cli_watch_usage(FILE *f);
 int cli_track(int argc, char **argv);

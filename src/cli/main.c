@@ -12,6 +12,8 @@ static const cli_command commands[] = {
     { "detect", "detect objects in images and print JSON", cli_detect, cli_detect_usage },
     { "bench", "time inference: latency percentiles and throughput", cli_bench, cli_bench_usage },
     { "eval", "score a model on labelled images: mAP50 and mAP50-95", cli_eval, cli_eval_usage },
+    { "eval-track", "score tracks against MOTChallenge ground truth: MOTA, IDF1, HOTA", cli_eval_track,
+      cli_eval_track_usage },
     { "calibrate", "measure activation ranges on sample images for int8", cli_calibrate, cli_calibrate_usage },
     { "watch", "detect on one camera or video file, one JSON line per frame", cli_watch, cli_watch_usage },
     { "track", "replay detections through ByteTrack and print the tracks", cli_track, cli_track_usage },
