@@ -37,7 +37,8 @@ void cli_track_usage(FILE *f) {
             "  --fuse-score-low 0|1  also in the second association, as Ultralytics 8.4.40 and\n"
             "                        later do (%d)\n"
             "  --frame-rate F        scales the buffer: int(F / 30 * track_buffer) (%g)\n"
-            "  --output FILE         write the JSON to FILE instead of stdout\n",
+            "  --output FILE         write the JSON to FILE instead of stdout\n"
+            "  --timing              print the tracker's time per frame (JSON) on stderr\n",
             d.track_high_thresh, d.track_low_thresh, d.new_track_thresh, d.track_buffer, d.match_thresh,
             d.fuse_score, d.fuse_score_low, d.frame_rate);
 }
@@ -62,7 +63,12 @@ static json_t *frame_json(const it_track_frame *fr, const it_track_out *o, int n
     return fj;
 }
 
-static int run(const char *dets_path, const char *output, const it_track_params *p) {
+static int cmp_ms(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int run(const char *dets_path, const char *output, const it_track_params *p, int timing) {
     uint8_t *buf = NULL;
     size_t len = 0;
     itscam_status st = it_read_file(dets_path, &buf, &len, MAX_DETECTIONS_FILE);
@@ -75,6 +81,8 @@ static int run(const char *dets_path, const char *output, const it_track_params 
     it_track_out *out = it_malloc(sizeof *out * IT_TRACK_MAX_TRACKS);
     FILE *f = NULL;
     int rc = 1;
+    double *ms = NULL;
+    long long n_dets = 0;
     if (!t || !out) {
         cli_fail(NULL, t ? ITSCAM_ERR_NOMEM : ITSCAM_ERR_INVALID_ARG);
         goto done;
@@ -88,6 +96,8 @@ static int run(const char *dets_path, const char *output, const it_track_params 
      * is gone by then: lost at the first, removed at max_time_lost + 1, out of the lists one
      * frame later), so a long gap is replayed only that far. */
     int gap_cap = it_tracker_max_time_lost(t) + 2;
+    /* --timing: the tracker's own time per input frame (not parsing or writing JSON). */
+    if (timing) ms = it_malloc(sizeof *ms * (size_t)(in.n_frames ? in.n_frames : 1));
     fputs("{\"frames\": [", f);
     for (int i = 0; i < in.n_frames; i++) {
         const it_track_frame *fr = &in.frames[i];
@@ -96,7 +106,10 @@ static int run(const char *dets_path, const char *output, const it_track_params 
             for (long long g = 0; g < gap && g < gap_cap; g++)
                 if (it_tracker_update(t, NULL, 0, NULL, 0) < 0) goto fail;
         }
+        double t0 = it_now_ms();
         int n = it_tracker_update(t, fr->dets, fr->n, out, IT_TRACK_MAX_TRACKS);
+        if (ms) ms[i] = it_now_ms() - t0;
+        n_dets += fr->n;
         if (n < 0) goto fail;
         json_t *fj = frame_json(fr, out, n);
         fputs(i ? ",\n" : "\n", f);
@@ -105,6 +118,16 @@ static int run(const char *dets_path, const char *output, const it_track_params 
     }
     fputs("\n]}\n", f);
     rc = 0;
+    if (ms && in.n_frames > 0) {
+        double sum = 0;
+        for (int i = 0; i < in.n_frames; i++) sum += ms[i];
+        qsort(ms, (size_t)in.n_frames, sizeof *ms, cmp_ms);
+        fprintf(stderr,
+                "{\"frames\": %d, \"detections_per_frame\": %.1f, \"mean_ms\": %.4f, \"p50_ms\": %.4f, "
+                "\"p95_ms\": %.4f, \"max_ms\": %.4f}\n",
+                in.n_frames, (double)n_dets / in.n_frames, sum / in.n_frames, it_percentile(ms, (size_t)in.n_frames, 50),
+                it_percentile(ms, (size_t)in.n_frames, 95), ms[in.n_frames - 1]);
+    }
     if (ferror(f)) {
         fprintf(stderr, "itscam track: %s: write error\n", output ? output : "stdout");
         rc = 1;
@@ -117,6 +140,7 @@ done:
         fprintf(stderr, "itscam track: %s: write error\n", output);
         rc = 1;
     }
+    it_free(ms);
     it_free(out);
     it_tracker_free(t);
     it_track_input_free(&in);
@@ -135,17 +159,19 @@ int cli_track(int argc, char **argv) {
         { "fuse-score-low", required_argument, NULL, 'W' },
         { "frame-rate", required_argument, NULL, 'R' },
         { "output", required_argument, NULL, 'o' },
+        { "timing", no_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     it_track_params p = it_track_default_params();
     const char *dets = NULL, *output = NULL;
-    int c;
+    int c, timing = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dets = optarg; break;
         case 'o': output = optarg; break;
+        case 'T': timing = 1; break;
         case 'H': if (cli_parse_float(optarg, &p.track_high_thresh)) goto bad; break;
         case 'L': if (cli_parse_float(optarg, &p.track_low_thresh)) goto bad; break;
         case 'N': if (cli_parse_float(optarg, &p.new_track_thresh)) goto bad; break;
@@ -175,7 +201,7 @@ int cli_track(int argc, char **argv) {
         return 2;
     }
     it_tracker_free(probe);
-    return run(dets, output, &p);
+    return run(dets, output, &p, timing);
 bad:
     fprintf(stderr, "itscam track: bad value for --%s: '%s'\n", argv[optind - 1] + 2, optarg);
     return 2;

@@ -539,8 +539,9 @@ itscam_status it_mot_evaluate(const it_mot_seq *gt, const it_mot_seq *pred, cons
             for (int j = 0; j < nh; j++) {
                 double v = w.iou[i * nh + j];
                 if (v <= 0) continue;
-                pair_stat *ps;
+                pair_stat *ps = NULL;
                 st = pair_get(&w.pairs, (int64_t)GID(i) * H + HID(j), &ps);
+                if (!st && !ps) st = it_err(ITSCAM_ERR_INTERNAL, "identity pair table lost an entry");
                 if (st) goto out;
                 if (CAN_MATCH(i, j)) ps->id_frames++;
                 double denom = w.rowsum[i] + w.colsum[j] - v;
