@@ -2,6 +2,7 @@
 #include "pipeline/cameras.h"
 
 #include "core/core.h"
+#include "track/bytetrack.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -91,6 +92,13 @@ struct cam {
     double fail_logged;
     int skip_applied;     /* the it_skip_mode last set on the source (-1: none yet) */
     atomic_int shed_level;
+    /* ByteTrack on the camera's thread (track/): ids per camera, in every detections
+     * event. Scratch sized to the largest frame seen. */
+    it_tracker *trk;
+    it_track_det *tdets;
+    it_track_out *tout;
+    int64_t *tids;
+    int tcap;
     cam *next;
 };
 
@@ -177,16 +185,54 @@ static void publish(it_cams *cs, const char *camera, const char *type, json_t *d
     json_decref(data);
 }
 
-static json_t *dets_json(const itscam_detection *d, int n) {
+/* tids[i]: the track detection i feeds, or 0 (none: a low score, or a track not yet
+ * confirmed), shown as null. tids may be NULL. */
+static json_t *dets_json(const itscam_detection *d, int n, const int64_t *tids) {
     json_t *a = json_array();
     for (int i = 0; a && i < n; i++) {
         json_t *o = json_pack("{s:i,s:s,s:f,s:[f,f,f,f]}", "class_id", d[i].class_id, "class_name",
                               d[i].class_name ? d[i].class_name : "", "score", round(d[i].score * 1e4) / 1e4, "box",
                               round(d[i].box[0] * 10) / 10, round(d[i].box[1] * 10) / 10, round(d[i].box[2] * 10) / 10,
                               round(d[i].box[3] * 10) / 10);
-        if (o) json_array_append_new(a, o);
+        if (!o) continue;
+        json_object_set_new(o, "track_id", tids && tids[i] > 0 ? json_integer((json_int_t)tids[i]) : json_null());
+        json_array_append_new(a, o);
     }
     return a;
+}
+
+/* Run the camera's tracker on a detected frame; ids land in c->tids (parallel to d).
+ * NULL when tracking is unavailable (out of memory, or the tracker refused the frame:
+ * logged once, the detections still flow). */
+static const int64_t *track_frame(cam *c, const itscam_detection *d, int n) {
+    if (!c->trk) return NULL;
+    if (n > IT_TRACK_MAX_DETS) n = IT_TRACK_MAX_DETS;
+    if (n > c->tcap) {
+        int cap = n < 64 ? 64 : n;
+        it_track_det *td = it_realloc(c->tdets, sizeof *td * (size_t)cap);
+        if (td) c->tdets = td;
+        int64_t *ti = it_realloc(c->tids, sizeof *ti * (size_t)cap);
+        if (ti) c->tids = ti;
+        if (!td || !ti) return NULL;
+        c->tcap = cap;
+    }
+    for (int i = 0; i < n; i++) {
+        memcpy(c->tdets[i].box, d[i].box, sizeof d[i].box);
+        c->tdets[i].score = d[i].score;
+        c->tdets[i].class_id = d[i].class_id;
+        c->tids[i] = 0;
+    }
+    int k = it_tracker_update(c->trk, c->tdets, n, c->tout, IT_TRACK_MAX_TRACKS);
+    if (k < 0) {
+        it_log(ITSCAM_LOG_WARN, "camera %s: tracking off: %s", c->def.id, itscam_last_error());
+        it_tracker_free(c->trk);
+        c->trk = NULL;
+        return NULL;
+    }
+    if (k > IT_TRACK_MAX_TRACKS) k = IT_TRACK_MAX_TRACKS;
+    for (int i = 0; i < k; i++)
+        if (c->tout[i].det_index >= 0 && c->tout[i].det_index < n) c->tids[c->tout[i].det_index] = c->tout[i].track_id;
+    return c->tids;
 }
 
 static void publish_state(cam *c, const it_source_info *prev, const it_source_info *now) {
@@ -239,11 +285,13 @@ static void deliver(cam *c, const it_image *img, const itscam_detection *d, int 
     record_latency(c, lat);
     pthread_mutex_unlock(&c->mu);
     if (cs->p.observer.frame_done) cs->p.observer.frame_done(cs->p.observer.ctx, c->def.id, lat);
+    /* After the latency is taken: tracking is the camera's work, not the model's. */
+    const int64_t *tids = track_frame(c, d, n);
     if (cs->p.frames) it_frames_put(cs->p.frames, c->def.id, img, d, n, index, captured_at / 1e3);
     if (cs->p.bus) {
         json_t *o = json_pack("{s:s,s:I,s:f,s:f,s:i,s:i,s:b,s:o}", "camera", c->def.id, "frame", (json_int_t)index,
                               "captured_at", captured_at / 1e3, "latency_ms", round(lat * 100) / 100, "width",
-                              img->width, "height", img->height, "cached", cached, "detections", dets_json(d, n));
+                              img->width, "height", img->height, "cached", cached, "detections", dets_json(d, n, tids));
         publish(cs, c->def.id, "detections", o);
     }
 }
@@ -505,6 +553,10 @@ static void cam_free(cam *c) {
     it_source_close(c->src);
     for (int b = 0; b < CAM_BUFS; b++) it_image_free(&c->buf[b]);
     it_free(c->last_dets);
+    it_tracker_free(c->trk);
+    it_free(c->tout);
+    it_free(c->tdets);
+    it_free(c->tids);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
@@ -520,6 +572,13 @@ static itscam_status cam_start(it_cams *cs, const it_camdef *def, cam **out) {
     it_cond_init_monotonic(&c->cv);
     atomic_init(&c->shed_level, level_for(cs->step, def->priority));
     c->skip_applied = -1;
+    /* ByteTrack counts its buffer in frames at a frame rate: the camera's detect fps, so
+     * a lost track is kept track_buffer / 30 seconds whatever the rate. */
+    it_track_params tp = it_track_default_params();
+    tp.frame_rate = def->detect.fps < 1 ? 1.0f : (float)def->detect.fps;
+    c->tout = it_malloc(sizeof *c->tout * IT_TRACK_MAX_TRACKS);
+    c->trk = c->tout ? it_tracker_new(&tp) : NULL;
+    if (!c->trk) it_log(ITSCAM_LOG_WARN, "camera %s: no tracker: %s", def->id, itscam_last_error());
     c->si.state = def->enabled ? IT_SOURCE_STARTING : IT_SOURCE_DISABLED;
     c->si.state_since = wall_ms();
     if (def->enabled) {
