@@ -66,7 +66,7 @@ it_an_config it_an_default_config(void) {
     memset(&c, 0, sizeof c);
     c.anchor = IT_AN_ANCHOR_BOTTOM_CENTER;
     c.speed_window_s = 1.0;
-    c.lost_frames = 30;
+    c.lost_frames = 32; /* ByteTrack's default buffer keeps a lost track 31 frames */
     c.max_tracks = IT_AN_MAX_TRACKS;
     return c;
 }
@@ -225,7 +225,7 @@ it_analytics *it_analytics_new(const it_an_config *c) {
     a->max_tracks = max_tracks;
     a->window = window;
     a->speed_limit = c->speed_limit_kmh;
-    a->lost_frames = c->lost_frames > 0 ? c->lost_frames : 30;
+    a->lost_frames = c->lost_frames > 0 ? c->lost_frames : 32;
     for (int i = 0; i < c->n_lines; i++) {
         it_an_line *l = &a->lines[i];
         *l = c->lines[i];

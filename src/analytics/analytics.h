@@ -70,11 +70,13 @@ typedef struct it_an_config {
     double calib_world[4][2];
     double speed_limit_kmh;  /* speeding above it (needs the calibration); <= 0: off */
     double speed_window_s;   /* speed over the last this many seconds; default 1.0 */
-    int lost_frames;         /* a track unseen for this many frames ends; default 30 */
+    int lost_frames;         /* a track unseen for this many frames ends; default 32, so
+                              * that one ByteTrack can still bring back (it keeps a lost
+                              * track max_time_lost + 1 = 31 frames) never ends here */
     int max_tracks;          /* default and most IT_AN_MAX_TRACKS */
 } it_an_config;
 
-/* Zeroed config with the defaults: bottom centre, pixels, window 1 s, 30 lost frames,
+/* Zeroed config with the defaults: bottom centre, pixels, window 1 s, 32 lost frames,
  * IT_AN_MAX_TRACKS tracks, no lines, zones or calibration. */
 it_an_config it_an_default_config(void);
 
