@@ -150,7 +150,11 @@ itscam_status it_store_events_query(it_store *st, const it_event_filter *f, int 
     limit = limit < 1 ? 1 : limit > IT_EVENTS_QUERY_MAX ? IT_EVENTS_QUERY_MAX : limit;
     int asc = f->ascending;
     char sql[512];
-    int len = snprintf(sql, sizeof sql, "SELECT " COLS " FROM events WHERE 1");
+    /* The inner select picks the page's ids and the outer one reads their rows: with a
+     * camera (or type) and a time range the inner one runs on the covering index
+     * (camera, time, rowid), so the ids of the whole range are sorted without reading a
+     * single row, and only the page's rows are read from the table. */
+    int len = snprintf(sql, sizeof sql, "SELECT " COLS " FROM events WHERE id IN (SELECT id FROM events WHERE 1");
 #define ADD(cond) len += snprintf(sql + len, sizeof sql - (size_t)len, "%s", cond)
     if (f->camera && *f->camera) ADD(" AND camera = ?1");
     if (f->type && *f->type) ADD(" AND type = ?2");
@@ -158,7 +162,7 @@ itscam_status it_store_events_query(it_store *st, const it_event_filter *f, int 
     if (f->since > 0) ADD(" AND time >= ?4");
     if (f->until > 0) ADD(" AND time < ?5");
     if (cursor > 0) ADD(asc ? " AND id > ?6" : " AND id < ?6");
-    ADD(asc ? " ORDER BY id ASC LIMIT ?7" : " ORDER BY id DESC LIMIT ?7");
+    ADD(asc ? " ORDER BY id ASC LIMIT ?7) ORDER BY id ASC" : " ORDER BY id DESC LIMIT ?7) ORDER BY id DESC");
 #undef ADD
     pthread_mutex_lock(&st->mu);
     sqlite3_stmt *s = NULL;
