@@ -1,6 +1,7 @@
 /* The embedded SQLite store: schema migrations, cameras with tombstones, and the rule
  * that merges the store's cameras with the configuration's. */
 #include "sinks/store.h"
+#include "sinks/store_priv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,15 +26,22 @@ static const char *const migrations[] = {
     /* 1: cameras created, changed or deleted through the API */
     "CREATE TABLE cameras (id TEXT PRIMARY KEY NOT NULL, def TEXT NOT NULL, "
     "deleted INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL)",
+    /* 2: events (src/sinks/events.c). AUTOINCREMENT: an id is never reused, even after
+     * retention deleted the newest rows, so keyset cursors and Last-Event-ID stay valid.
+     * The box is four columns (NULL when the event has none). events_time serves
+     * retention by age; the outbox holds one row per event and publishing target until
+     * that target acknowledged it (at-least-once delivery). */
+    "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, camera TEXT NOT NULL, type TEXT NOT NULL, "
+    "time REAL NOT NULL, track_id INTEGER, class_id INTEGER, class TEXT, score REAL, "
+    "x1 REAL, y1 REAL, x2 REAL, y2 REAL, details TEXT, snapshot TEXT);"
+    "CREATE INDEX events_camera_time ON events (camera, time);"
+    "CREATE INDEX events_type_time ON events (type, time);"
+    "CREATE INDEX events_time ON events (time);"
+    "CREATE TABLE outbox (event_id INTEGER NOT NULL, target TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+    "PRIMARY KEY (event_id, target)) WITHOUT ROWID",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof *migrations))
 
-struct it_store {
-    pthread_mutex_t mu;
-    sqlite3 *db;
-    sqlite3_stmt *put, *del, *list;
-    char path[PATH_MAX];
-};
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void seterr(char *err, size_t errlen, const char *fmt, ...) {
@@ -136,6 +144,7 @@ static void store_free(it_store *st) {
     sqlite3_finalize(st->put);
     sqlite3_finalize(st->del);
     sqlite3_finalize(st->list);
+    it_store_events_finalize(st);
     sqlite3_close(st->db);
     pthread_mutex_destroy(&st->mu);
     it_free(st);

@@ -1,0 +1,489 @@
+/* The event store: batched inserts (with their outbox rows), keyset-paginated queries,
+ * line-count buckets through SQLite's JSON1 functions, retention in small steps, and the
+ * asynchronous writer that keeps SQLite off the camera threads. */
+#include "sinks/events.h"
+#include "sinks/store_priv.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define COLS "id, camera, type, time, track_id, class_id, class, score, x1, y1, x2, y2, details, snapshot"
+#define COUNTS_MAX 100000
+#define WRITER_BATCH 256
+#define WRITER_PERIOD_MS 50.0
+
+void it_store_events_finalize(struct it_store *st) {
+    sqlite3_finalize(st->ev_insert);
+    sqlite3_finalize(st->ev_outbox);
+    st->ev_insert = st->ev_outbox = NULL;
+}
+
+static itscam_status sqlerr(it_store *st, const char *what) {
+    return it_err(ITSCAM_ERR_IO, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
+}
+
+itscam_status it_store_outbox_targets(it_store *st, const char *const *targets, int n) {
+    if (!st || n < 0 || n > IT_OUTBOX_TARGETS_MAX || (n && !targets))
+        return it_err(ITSCAM_ERR_INVALID_ARG, "store: at most %d outbox targets", IT_OUTBOX_TARGETS_MAX);
+    for (int i = 0; i < n; i++)
+        if (!targets[i] || !*targets[i] || strlen(targets[i]) >= sizeof st->outbox_targets[0])
+            return it_err(ITSCAM_ERR_INVALID_ARG, "store: outbox target names are 1 to %zu bytes",
+                          sizeof st->outbox_targets[0] - 1);
+    pthread_mutex_lock(&st->mu);
+    for (int i = 0; i < n; i++) snprintf(st->outbox_targets[i], sizeof st->outbox_targets[i], "%s", targets[i]);
+    st->n_outbox_targets = n;
+    pthread_mutex_unlock(&st->mu);
+    return ITSCAM_OK;
+}
+
+static int bind_text_or_null(sqlite3_stmt *s, int i, const char *t) {
+    return t && *t ? sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+}
+
+static int bind_event(sqlite3_stmt *s, const it_store_event *e) {
+    int rc = SQLITE_OK;
+#define B(x) \
+    if (rc == SQLITE_OK) rc = (x)
+    B(sqlite3_bind_text(s, 1, e->camera, -1, SQLITE_STATIC));
+    B(sqlite3_bind_text(s, 2, e->type, -1, SQLITE_STATIC));
+    B(sqlite3_bind_double(s, 3, e->time));
+    B(e->track_id > 0 ? sqlite3_bind_int64(s, 4, e->track_id) : sqlite3_bind_null(s, 4));
+    B(e->class_id >= 0 ? sqlite3_bind_int(s, 5, e->class_id) : sqlite3_bind_null(s, 5));
+    B(bind_text_or_null(s, 6, e->class_name));
+    B(e->score >= 0 ? sqlite3_bind_double(s, 7, e->score) : sqlite3_bind_null(s, 7));
+    for (int k = 0; k < 4; k++) B(e->has_box ? sqlite3_bind_double(s, 8 + k, e->box[k]) : sqlite3_bind_null(s, 8 + k));
+    B(bind_text_or_null(s, 12, e->details));
+    B(bind_text_or_null(s, 13, e->snapshot));
+#undef B
+    return rc;
+}
+
+/* A fixed-size field must hold a terminator: the struct may come from anywhere. */
+static int event_valid(const it_store_event *e) {
+    return memchr(e->camera, 0, sizeof e->camera) && memchr(e->type, 0, sizeof e->type) &&
+           memchr(e->class_name, 0, sizeof e->class_name) && memchr(e->details, 0, sizeof e->details) &&
+           memchr(e->snapshot, 0, sizeof e->snapshot) && e->camera[0] && e->type[0];
+}
+
+/* Under st->mu. */
+static itscam_status insert_locked(it_store *st, const it_store_event *ev, int n, int64_t *ids) {
+    if (!st->ev_insert) {
+        /* Details that are not JSON become NULL: one bad event must not fail its batch,
+         * and json_extract in the counts would fail on it. */
+        static const char sql[] =
+            "INSERT INTO events (camera, type, time, track_id, class_id, class, score, x1, y1, x2, y2, details, "
+            "snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+            "CASE WHEN json_valid(?12) THEN ?12 END, ?13)";
+        if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->ev_insert, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v3(st->db, "INSERT OR IGNORE INTO outbox (event_id, target) VALUES (?1, ?2)", -1,
+                               SQLITE_PREPARE_PERSISTENT, &st->ev_outbox, NULL) != SQLITE_OK) {
+            itscam_status s = sqlerr(st, "preparing the event insert");
+            it_store_events_finalize(st);
+            return s;
+        }
+    }
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return sqlerr(st, "inserting events");
+    itscam_status s = ITSCAM_OK;
+    for (int i = 0; i < n && s == ITSCAM_OK; i++) {
+        if (bind_event(st->ev_insert, &ev[i]) != SQLITE_OK || sqlite3_step(st->ev_insert) != SQLITE_DONE) {
+            s = sqlerr(st, "inserting an event");
+        } else {
+            int64_t id = sqlite3_last_insert_rowid(st->db);
+            if (ids) ids[i] = id;
+            for (int t = 0; t < st->n_outbox_targets && s == ITSCAM_OK; t++) {
+                sqlite3_bind_int64(st->ev_outbox, 1, id);
+                sqlite3_bind_text(st->ev_outbox, 2, st->outbox_targets[t], -1, SQLITE_STATIC);
+                if (sqlite3_step(st->ev_outbox) != SQLITE_DONE) s = sqlerr(st, "inserting an outbox row");
+                sqlite3_reset(st->ev_outbox);
+            }
+        }
+        sqlite3_reset(st->ev_insert);
+        sqlite3_clear_bindings(st->ev_insert);
+    }
+    if (s == ITSCAM_OK && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) s = sqlerr(st, "committing events");
+    if (s != ITSCAM_OK) sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return s;
+}
+
+itscam_status it_store_events_insert(it_store *st, const it_store_event *ev, int n, int64_t *ids) {
+    if (!st || n < 0 || (n && !ev)) return it_err(ITSCAM_ERR_INVALID_ARG, "events insert: bad arguments");
+    for (int i = 0; i < n; i++)
+        if (!event_valid(&ev[i]))
+            return it_err(ITSCAM_ERR_INVALID_ARG, "events insert: event %d lacks a camera or type, or a field is unterminated", i);
+    if (!n) return ITSCAM_OK;
+    pthread_mutex_lock(&st->mu);
+    itscam_status s = insert_locked(st, ev, n, ids);
+    pthread_mutex_unlock(&st->mu);
+    return s;
+}
+
+static void copy_col(sqlite3_stmt *s, int i, char *dst, size_t cap) {
+    const unsigned char *t = sqlite3_column_text(s, i);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+static void read_event(sqlite3_stmt *s, it_store_event *e) {
+    memset(e, 0, sizeof *e);
+    e->id = sqlite3_column_int64(s, 0);
+    copy_col(s, 1, e->camera, sizeof e->camera);
+    copy_col(s, 2, e->type, sizeof e->type);
+    e->time = sqlite3_column_double(s, 3);
+    e->track_id = sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4);
+    e->class_id = sqlite3_column_type(s, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 5);
+    copy_col(s, 6, e->class_name, sizeof e->class_name);
+    e->score = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1 : sqlite3_column_double(s, 7);
+    e->has_box = sqlite3_column_type(s, 8) != SQLITE_NULL;
+    for (int k = 0; k < 4; k++) e->box[k] = sqlite3_column_double(s, 8 + k);
+    copy_col(s, 12, e->details, sizeof e->details);
+    copy_col(s, 13, e->snapshot, sizeof e->snapshot);
+}
+
+itscam_status it_store_events_query(it_store *st, const it_event_filter *f, int limit, int64_t cursor,
+                                    it_store_event *out, int *n, int64_t *next_cursor) {
+    *n = 0, *next_cursor = 0;
+    if (!st || !out || cursor < 0) return it_err(ITSCAM_ERR_INVALID_ARG, "events query: bad arguments");
+    it_event_filter none = {0};
+    if (!f) f = &none;
+    limit = limit < 1 ? 1 : limit > IT_EVENTS_QUERY_MAX ? IT_EVENTS_QUERY_MAX : limit;
+    int asc = f->ascending;
+    char sql[512];
+    /* The inner select picks the page's ids and the outer one reads their rows: with a
+     * camera (or type) and a time range the inner one runs on the covering index
+     * (camera, time, rowid), so the ids of the whole range are sorted without reading a
+     * single row, and only the page's rows are read from the table. */
+    int len = snprintf(sql, sizeof sql, "SELECT " COLS " FROM events WHERE id IN (SELECT id FROM events WHERE 1");
+#define ADD(cond) len += snprintf(sql + len, sizeof sql - (size_t)len, "%s", cond)
+    if (f->camera && *f->camera) ADD(" AND camera = ?1");
+    if (f->type && *f->type) ADD(" AND type = ?2");
+    if (f->class_name && *f->class_name) ADD(" AND class = ?3");
+    if (f->since > 0) ADD(" AND time >= ?4");
+    if (f->until > 0) ADD(" AND time < ?5");
+    if (cursor > 0) ADD(asc ? " AND id > ?6" : " AND id < ?6");
+    ADD(asc ? " ORDER BY id ASC LIMIT ?7) ORDER BY id ASC" : " ORDER BY id DESC LIMIT ?7) ORDER BY id DESC");
+#undef ADD
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = NULL;
+    itscam_status status = ITSCAM_OK;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        status = sqlerr(st, "querying events");
+        goto done;
+    }
+    /* Binding a parameter the text does not use is harmless (SQLITE_RANGE is not raised
+     * for numbered parameters below the largest one used). */
+    if (f->camera && *f->camera) sqlite3_bind_text(s, 1, f->camera, -1, SQLITE_STATIC);
+    if (f->type && *f->type) sqlite3_bind_text(s, 2, f->type, -1, SQLITE_STATIC);
+    if (f->class_name && *f->class_name) sqlite3_bind_text(s, 3, f->class_name, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 4, f->since);
+    sqlite3_bind_double(s, 5, f->until);
+    sqlite3_bind_int64(s, 6, cursor);
+    sqlite3_bind_int(s, 7, limit + 1); /* one more: is there a next page? */
+    int rc, k = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (k == limit) {
+            *next_cursor = out[limit - 1].id;
+            break;
+        }
+        read_event(s, &out[k++]);
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) status = sqlerr(st, "reading events");
+    else *n = k;
+done:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->mu);
+    if (status != ITSCAM_OK) *n = 0, *next_cursor = 0;
+    return status;
+}
+
+itscam_status it_store_event_get(it_store *st, int64_t id, it_store_event *out) {
+    if (!st || !out) return it_err(ITSCAM_ERR_INVALID_ARG, "event get: bad arguments");
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = NULL;
+    itscam_status status = ITSCAM_OK;
+    if (sqlite3_prepare_v2(st->db, "SELECT " COLS " FROM events WHERE id = ?1", -1, &s, NULL) != SQLITE_OK) {
+        status = sqlerr(st, "reading an event");
+    } else {
+        sqlite3_bind_int64(s, 1, id);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) read_event(s, out);
+        else if (rc == SQLITE_DONE) status = it_err(ITSCAM_ERR_NOT_FOUND, "event %lld: no such event", (long long)id);
+        else status = sqlerr(st, "reading an event");
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->mu);
+    return status;
+}
+
+itscam_status it_store_events_count(it_store *st, int64_t *n) {
+    *n = 0;
+    if (!st) return it_err(ITSCAM_ERR_INVALID_ARG, "events count: NULL store");
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = NULL;
+    itscam_status status = ITSCAM_OK;
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM events", -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_step(s) != SQLITE_ROW)
+        status = sqlerr(st, "counting events");
+    else
+        *n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->mu);
+    return status;
+}
+
+itscam_status it_store_counts(it_store *st, const char *camera, double since, double until, double bucket_s,
+                              it_count_row **rows, int *n) {
+    *rows = NULL, *n = 0;
+    if (!st || !camera || !*camera || !(bucket_s >= 1) || !(until > since) || since < 0)
+        return it_err(ITSCAM_ERR_INVALID_ARG, "counts: a camera, since < until and a bucket of 1 s or more are needed");
+    /* CAST truncates toward zero, which is floor for the non-negative times allowed here. */
+    static const char sql[] =
+        "SELECT CAST(time / ?4 AS INTEGER) AS b, json_extract(details, '$.line') AS line, class, "
+        "json_extract(details, '$.direction') AS dir, count(*) FROM events "
+        "WHERE camera = ?1 AND time >= ?2 AND time < ?3 AND type = 'line_cross' "
+        "GROUP BY b, line, class, dir ORDER BY b, line, class, dir";
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = NULL;
+    itscam_status status = ITSCAM_OK;
+    it_count_row *r = NULL;
+    int k = 0, cap = 0, rc = SQLITE_DONE;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        status = sqlerr(st, "counting line crossings");
+        goto done;
+    }
+    sqlite3_bind_text(s, 1, camera, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 2, since);
+    sqlite3_bind_double(s, 3, until);
+    sqlite3_bind_double(s, 4, bucket_s);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (k == COUNTS_MAX) {
+            status = it_err(ITSCAM_ERR_INVALID_ARG, "counts: more than %d rows; use a larger bucket or a shorter range",
+                            COUNTS_MAX);
+            break;
+        }
+        if (k == cap) {
+            cap = cap ? 2 * cap : 64;
+            it_count_row *g = it_realloc(r, (size_t)cap * sizeof *g);
+            if (!g) {
+                status = it_err(ITSCAM_ERR_NOMEM, "counts: out of memory");
+                break;
+            }
+            r = g;
+        }
+        it_count_row *o = &r[k++];
+        o->bucket_start = (double)sqlite3_column_int64(s, 0) * bucket_s;
+        copy_col(s, 1, o->line, sizeof o->line);
+        copy_col(s, 2, o->class_name, sizeof o->class_name);
+        copy_col(s, 3, o->direction, sizeof o->direction);
+        o->count = sqlite3_column_int64(s, 4);
+    }
+    if (status == ITSCAM_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) status = sqlerr(st, "counting line crossings");
+done:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->mu);
+    if (status != ITSCAM_OK) {
+        it_free(r);
+        return status;
+    }
+    if (!k) it_free(r), r = NULL;
+    *rows = r, *n = k;
+    return ITSCAM_OK;
+}
+
+/* ---- retention ---- */
+
+/* One step: delete the events `pick` selects (at most IT_EVENTS_RETAIN_STEP; ?1 bound to
+ * arg), their outbox rows and their snapshots. Returns the number deleted, or -1. */
+static int64_t retain_step(it_store *st, const char *pick, double arg_d, int64_t arg_i, int use_int) {
+    char(*snaps)[IT_EVENT_SNAPSHOT_MAX + 1] = it_malloc(IT_EVENTS_RETAIN_STEP * sizeof *snaps);
+    int64_t *ids = it_malloc(IT_EVENTS_RETAIN_STEP * sizeof *ids);
+    if (!snaps || !ids) {
+        it_free(snaps), it_free(ids);
+        it_err(ITSCAM_ERR_NOMEM, "retention: out of memory");
+        return -1;
+    }
+    int n = 0, ok = 1;
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *sel = NULL, *del = NULL, *dob = NULL;
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(st->db, pick, -1, &sel, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(st->db, "DELETE FROM events WHERE id = ?1", -1, &del, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(st->db, "DELETE FROM outbox WHERE event_id = ?1", -1, &dob, NULL) != SQLITE_OK) {
+        ok = 0;
+    } else {
+        if (use_int) sqlite3_bind_int64(sel, 1, arg_i);
+        else sqlite3_bind_double(sel, 1, arg_d);
+        int rc;
+        while (n < IT_EVENTS_RETAIN_STEP && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+            ids[n] = sqlite3_column_int64(sel, 0);
+            copy_col(sel, 1, snaps[n], sizeof snaps[n]);
+            n++;
+        }
+        sqlite3_finalize(sel), sel = NULL;
+        for (int i = 0; i < n && ok; i++) {
+            sqlite3_bind_int64(del, 1, ids[i]);
+            sqlite3_bind_int64(dob, 1, ids[i]);
+            ok = sqlite3_step(del) == SQLITE_DONE && sqlite3_step(dob) == SQLITE_DONE;
+            sqlite3_reset(del), sqlite3_reset(dob);
+        }
+    }
+    if (ok && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) ok = 0;
+    if (!ok) {
+        sqlerr(st, "retention");
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    sqlite3_finalize(sel), sqlite3_finalize(del), sqlite3_finalize(dob);
+    pthread_mutex_unlock(&st->mu);
+    /* Files go after the commit: a crash in between leaves an orphan file, never a row
+     * that points to nothing. */
+    for (int i = 0; ok && i < n; i++)
+        if (snaps[i][0]) unlink(snaps[i]);
+    it_free(snaps), it_free(ids);
+    return ok ? n : -1;
+}
+
+itscam_status it_store_events_retain(it_store *st, double max_age_s, int64_t max_events, double now,
+                                     int64_t *deleted) {
+    if (deleted) *deleted = 0;
+    if (!st) return it_err(ITSCAM_ERR_INVALID_ARG, "retention: NULL store");
+    int64_t total = 0, got;
+    if (max_age_s > 0) {
+        char pick[160];
+        snprintf(pick, sizeof pick, "SELECT id, snapshot FROM events WHERE time < ?1 ORDER BY time LIMIT %d",
+                 IT_EVENTS_RETAIN_STEP);
+        while ((got = retain_step(st, pick, now - max_age_s, 0, 0)) > 0) total += got;
+        if (got < 0) return ITSCAM_ERR_IO;
+    }
+    if (max_events > 0) {
+        int64_t have;
+        itscam_status s = it_store_events_count(st, &have);
+        if (s != ITSCAM_OK) return s;
+        int64_t excess = have - max_events;
+        while (excess > 0) {
+            int64_t step = excess < IT_EVENTS_RETAIN_STEP ? excess : IT_EVENTS_RETAIN_STEP;
+            got = retain_step(st, "SELECT id, snapshot FROM events ORDER BY id LIMIT ?1", 0, step, 1);
+            if (got < 0) return ITSCAM_ERR_IO;
+            if (!got) break;
+            total += got, excess -= got;
+        }
+    }
+    if (deleted) *deleted = total;
+    return ITSCAM_OK;
+}
+
+/* ---- the asynchronous writer ---- */
+
+struct it_event_writer {
+    it_store *st;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done; /* wake: the thread; done: flushers */
+    it_store_event *ring;
+    int cap, head, count;      /* ring[head .. head+count) */
+    int stop, flush_wanted;
+    uint64_t pushed, dropped, written, failed;
+    it_store_event *batch;     /* the thread's copy, written outside mu */
+};
+
+static void *writer_main(void *arg) {
+    it_event_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        if (w->count < WRITER_BATCH && !w->stop && !w->flush_wanted) {
+            struct timespec ts;
+            it_deadline_in(&ts, WRITER_PERIOD_MS);
+            pthread_cond_timedwait(&w->wake, &w->mu, &ts);
+        }
+        if (!w->count) {
+            w->flush_wanted = 0;
+            pthread_cond_broadcast(&w->done);
+            if (w->stop) break;
+            continue;
+        }
+        int n = w->count < WRITER_BATCH ? w->count : WRITER_BATCH;
+        for (int i = 0; i < n; i++) w->batch[i] = w->ring[(w->head + i) % w->cap];
+        w->head = (w->head + n) % w->cap;
+        w->count -= n;
+        pthread_mutex_unlock(&w->mu);
+        itscam_status s = it_store_events_insert(w->st, w->batch, n, NULL);
+        if (s != ITSCAM_OK) it_log(ITSCAM_LOG_ERROR, "event writer: %d events lost: %s", n, itscam_last_error());
+        pthread_mutex_lock(&w->mu);
+        if (s == ITSCAM_OK) w->written += (uint64_t)n;
+        else w->failed += (uint64_t)n;
+        pthread_cond_broadcast(&w->done);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+itscam_status it_event_writer_start(it_store *st, int capacity, it_event_writer **out) {
+    *out = NULL;
+    if (!st || capacity < 0 || capacity > (1 << 20))
+        return it_err(ITSCAM_ERR_INVALID_ARG, "event writer: a store and a capacity of 0 to %d are needed", 1 << 20);
+    it_event_writer *w = it_calloc(1, sizeof *w);
+    if (!w) return it_err(ITSCAM_ERR_NOMEM, "event writer: out of memory");
+    w->st = st;
+    w->cap = capacity ? capacity : 8192;
+    w->ring = it_malloc((size_t)w->cap * sizeof *w->ring);
+    w->batch = it_malloc(WRITER_BATCH * sizeof *w->batch);
+    if (!w->ring || !w->batch) {
+        it_free(w->ring), it_free(w->batch), it_free(w);
+        return it_err(ITSCAM_ERR_NOMEM, "event writer: out of memory for %d events", capacity);
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    it_cond_init_monotonic(&w->wake);
+    it_cond_init_monotonic(&w->done);
+    if (pthread_create(&w->thread, NULL, writer_main, w)) {
+        pthread_cond_destroy(&w->wake), pthread_cond_destroy(&w->done), pthread_mutex_destroy(&w->mu);
+        it_free(w->ring), it_free(w->batch), it_free(w);
+        return it_err(ITSCAM_ERR_INTERNAL, "event writer: cannot start its thread");
+    }
+    *out = w;
+    return ITSCAM_OK;
+}
+
+int it_event_writer_push(it_event_writer *w, const it_store_event *ev) {
+    pthread_mutex_lock(&w->mu);
+    if (w->count == w->cap || w->stop) {
+        w->dropped++;
+        pthread_mutex_unlock(&w->mu);
+        return -1;
+    }
+    w->ring[(w->head + w->count) % w->cap] = *ev;
+    w->count++;
+    w->pushed++;
+    if (w->count == WRITER_BATCH) pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+void it_event_writer_flush(it_event_writer *w) {
+    pthread_mutex_lock(&w->mu);
+    uint64_t target = w->pushed;
+    while (w->written + w->failed < target) {
+        w->flush_wanted = 1;
+        pthread_cond_signal(&w->wake);
+        struct timespec ts;
+        it_deadline_in(&ts, 100);
+        pthread_cond_timedwait(&w->done, &w->mu, &ts);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+void it_event_writer_stats_get(it_event_writer *w, it_event_writer_stats *s) {
+    pthread_mutex_lock(&w->mu);
+    s->pushed = w->pushed, s->dropped = w->dropped, s->written = w->written, s->failed = w->failed;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void it_event_writer_stop(it_event_writer *w) {
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->wake), pthread_cond_destroy(&w->done), pthread_mutex_destroy(&w->mu);
+    it_free(w->ring), it_free(w->batch), it_free(w);
+}

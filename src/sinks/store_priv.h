@@ -1,0 +1,25 @@
+/* The store's insides, shared by store.c (schema, cameras) and events.c (events). */
+#ifndef ITSCAM_SINKS_STORE_PRIV_H
+#define ITSCAM_SINKS_STORE_PRIV_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+
+#define IT_OUTBOX_TARGETS_MAX 4
+
+struct it_store {
+    pthread_mutex_t mu; /* guards db and every statement below */
+    sqlite3 *db;
+    sqlite3_stmt *put, *del, *list;
+    /* events.c: prepared on first use */
+    sqlite3_stmt *ev_insert, *ev_outbox;
+    char outbox_targets[IT_OUTBOX_TARGETS_MAX][32];
+    int n_outbox_targets;
+    char path[PATH_MAX];
+};
+
+/* Release events.c's statements; under no lock (the store is being closed). */
+void it_store_events_finalize(struct it_store *st);
+
+#endif
