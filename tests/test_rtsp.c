@@ -7,6 +7,7 @@
  * The emulators need python3-gi and GStreamer (scripts/setup.sh installs them): when they
  * are missing the test fails, unless ITSCAM_NO_CAMS=1 says to skip it. */
 #include "check.h"
+#include "check_source.h"
 #include "core/core.h"
 #include "stream/source.h"
 
@@ -194,17 +195,6 @@ static it_source *source(const char *url, it_source_transport tr, double stall_s
     it_source *s = NULL;
     CHECK_OK(it_source_open(&p, &s));
     return s;
-}
-
-/* Wait (up to ms) until the state is st; returns the final info. */
-static it_source_info wait_state(it_source *s, it_stream_state st, int ms) {
-    it_source_info info;
-    double end = it_now_ms() + ms;
-    for (;;) {
-        it_source_state(s, &info);
-        if (info.state == st || it_now_ms() > end) return info;
-        usleep(10000);
-    }
 }
 
 /* Take n frames: indexes and capture times rise, pictures have the stream's size. */

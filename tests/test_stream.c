@@ -3,6 +3,7 @@
  * cannot play (missing, not media, no video, truncated, a missing v4l2 device, hardware
  * decoding absent), and closes that must return at once while a connection hangs. */
 #include "check.h"
+#include "check_source.h"
 #include "core/core.h"
 #include "stream/source.h"
 
@@ -43,18 +44,6 @@ static it_source *open_src(const char *url, int realtime, int loop) {
     it_source *s = NULL;
     CHECK_OK(it_source_open(&p, &s));
     return s;
-}
-
-/* Wait (up to ms) until the source is in state st; returns the final info. */
-static it_source_info wait_state(it_source *s, it_stream_state st, int ms) {
-    it_source_info info;
-    double end = it_now_ms() + ms;
-    do {
-        it_source_state(s, &info);
-        if (info.state == st) break;
-        usleep(10000);
-    } while (it_now_ms() < end);
-    return info;
 }
 
 static void test_redact(void) {

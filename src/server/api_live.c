@@ -396,23 +396,32 @@ static void jpeg_release(void *cls) {
     it_jpeg_unref(cls);
 }
 
+/* The camera's newest frame encoded as the viewer asked (1 with the answer in *ret when
+ * there is none: unknown camera 404, no frame yet 503, an encoding error 500). */
+static int newest_jpeg(http_req *r, const view_args *a, it_jpeg **j, enum MHD_Result *ret) {
+    switch (it_frames_jpeg(r->s->frames, r->camera, a->height, a->quality, a->annotate, 0, j)) {
+    case IT_FRAMES_OK:
+        return 0;
+    case IT_FRAMES_UNKNOWN_CAMERA:
+        *ret = unknown_camera(r);
+        return 1;
+    case IT_FRAMES_NO_FRAME:
+    case IT_FRAMES_NOT_NEWER:
+        *ret = no_frame(r);
+        return 1;
+    case IT_FRAMES_ERROR:
+    default:
+        *ret = http_respond_error(r, 500, "%s", itscam_last_error());
+        return 1;
+    }
+}
+
 enum MHD_Result api_snapshot(http_req *r) {
     view_args a;
     enum MHD_Result ret;
     if (view_query(r, &a, &ret)) return ret;
     it_jpeg *j;
-    switch (it_frames_jpeg(r->s->frames, r->camera, a.height, a.quality, a.annotate, 0, &j)) {
-    case IT_FRAMES_OK:
-        break;
-    case IT_FRAMES_UNKNOWN_CAMERA:
-        return unknown_camera(r);
-    case IT_FRAMES_NO_FRAME:
-    case IT_FRAMES_NOT_NEWER:
-        return no_frame(r);
-    case IT_FRAMES_ERROR:
-    default:
-        return http_respond_error(r, 500, "%s", itscam_last_error());
-    }
+    if (newest_jpeg(r, &a, &j, &ret)) return ret;
     /* The cached encoding itself is the body: no copy per viewer. */
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(j->len, j->data, jpeg_release, j);
     if (!resp) {
@@ -482,18 +491,7 @@ enum MHD_Result api_mjpeg(http_req *r) {
     /* A camera without a frame yet is answered like the snapshot: a stream that cannot
      * send anything would only be dropped by the send timeout. */
     it_jpeg *j;
-    switch (it_frames_jpeg(r->s->frames, r->camera, a.height, a.quality, a.annotate, 0, &j)) {
-    case IT_FRAMES_OK:
-        break;
-    case IT_FRAMES_UNKNOWN_CAMERA:
-        return unknown_camera(r);
-    case IT_FRAMES_NO_FRAME:
-    case IT_FRAMES_NOT_NEWER:
-        return no_frame(r);
-    case IT_FRAMES_ERROR:
-    default:
-        return http_respond_error(r, 500, "%s", itscam_last_error());
-    }
+    if (newest_jpeg(r, &a, &j, &ret)) return ret;
     live_stream *st = stream_new(r, KIND_MJPEG);
     if (!st) {
         it_jpeg_unref(j);
