@@ -899,7 +899,14 @@ static void fill_info(it_cams *cs, cam *c, it_cam_info *o) {
     memset(o, 0, sizeof *o);
     pthread_mutex_lock(&c->mu);
     o->def = c->def;
+    /* The source's own state, read now: the camera thread's copy is up to a second old.
+     * Safe under cs->mu: a listed camera's thread never closes its source. */
+    it_source_info fresh;
     const it_source_info *si = &c->si;
+    if (c->src) {
+        it_source_state(c->src, &fresh);
+        si = &fresh;
+    }
     o->state = si->state;
     o->state_since = si->state_since;
     o->reason = si->reason;
