@@ -4,7 +4,7 @@
  * input, a success must hold valid cameras that survive a JSON round trip, and a failure a
  * NUL-terminated message with the list left as it was. */
 #include "server/config.h"
-#include "stream/camdef.h"
+#include "sinks/camdef.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 
 #include "server/config.h"
 #include "sinks/store.h"
-#include "stream/camdef.h"
+#include "sinks/camdef.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -37,7 +37,7 @@
 #include "sched/sched.h"
 #include "sinks/bus.h"
 #include "sinks/frames.h"
-#include "stream/camdef.h"
+#include "sinks/camdef.h"
 #include "stream/quality.h"
 #include "stream/source.h"
 

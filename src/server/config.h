@@ -6,7 +6,7 @@
 #define ITSCAM_SERVER_CONFIG_H
 
 #include "sched/sched.h" /* the priority levels and their names (it_sched_prio_*) */
-#include "stream/camdef.h"
+#include "sinks/camdef.h"
 
 #include <stddef.h>
 #include <stdio.h>

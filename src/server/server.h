@@ -14,7 +14,7 @@
 #include "sched/sched.h"
 #include "server/config.h"
 #include "server/prom.h"
-#include "stream/camdef.h"
+#include "sinks/camdef.h"
 #include "sinks/bus.h"
 #include "sinks/frames.h"
 

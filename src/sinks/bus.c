@@ -101,8 +101,8 @@ static int enqueue(it_bus *b, it_bus_sub *s, it_event *e) {
     return was_empty;
 }
 
-itscam_status it_bus_publish(it_bus *b, const char *camera, const char *type, const char *json_text, size_t len,
-                             uint64_t *seq_out) {
+static itscam_status publish(it_bus *b, const char *camera, const char *type, const char *json_text, size_t len,
+                             int64_t id, uint64_t *seq_out) {
     if (!camera) camera = "";
     if (!b || !type || (!json_text && len)) return it_err(ITSCAM_ERR_INVALID_ARG, "bus: NULL argument");
     if (strlen(camera) > IT_BUS_CAMERA_MAX)
@@ -124,6 +124,7 @@ itscam_status it_bus_publish(it_bus *b, const char *camera, const char *type, co
     if (len) memcpy(e->data, json_text, len);
     e->data[len] = 0;
     e->len = len;
+    e->id = id > 0 ? id : 0;
     atomic_init(&e->refs, 1);
 
     /* Wake callbacks run after the lock is released; the subscriptions to wake are
@@ -158,6 +159,17 @@ itscam_status it_bus_publish(it_bus *b, const char *camera, const char *type, co
     }
     if (to_wake != stack_wake) it_free(to_wake);
     return ITSCAM_OK;
+}
+
+itscam_status it_bus_publish(it_bus *b, const char *camera, const char *type, const char *json_text, size_t len,
+                             uint64_t *seq_out) {
+    return publish(b, camera, type, json_text, len, 0, seq_out);
+}
+
+itscam_status it_bus_publish_stored(it_bus *b, const char *camera, const char *type, const char *json_text,
+                                    size_t len, int64_t id, uint64_t *seq_out) {
+    if (id <= 0) return it_err(ITSCAM_ERR_INVALID_ARG, "bus: a stored event needs its store id");
+    return publish(b, camera, type, json_text, len, id, seq_out);
 }
 
 itscam_status it_bus_publish_json(it_bus *b, const char *camera, const char *type, const json_t *j,

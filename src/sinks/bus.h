@@ -27,6 +27,9 @@
 /* One published event. Read-only once published; valid while a reference is held. */
 typedef struct it_event {
     uint64_t seq;              /* 1, 2, 3... in publish order, per bus */
+    int64_t id;                /* the event store's id (it_store_event.id) of a stored event;
+                                * 0 for live-only events (detections). SSE sends it as the
+                                * event's id, so Last-Event-ID resumes from the store. */
     double time_ms;            /* wall-clock time of the publish, ms since the Unix epoch */
     char camera[IT_BUS_CAMERA_MAX + 1]; /* "" for events of no camera */
     char type[IT_BUS_TYPE_MAX + 1];
@@ -56,6 +59,11 @@ void it_bus_free(it_bus *b);
  * is released. */
 itscam_status it_bus_publish(it_bus *b, const char *camera, const char *type, const char *json_text, size_t len,
                              uint64_t *seq_out);
+/* The same for an event the store already holds under `id` (> 0): subscribers see it in
+ * e->id. Published after the store's commit, so a client resuming from the store by id
+ * never misses an event that was live-only for a moment. */
+itscam_status it_bus_publish_stored(it_bus *b, const char *camera, const char *type, const char *json_text,
+                                    size_t len, int64_t id, uint64_t *seq_out);
 /* The same with a JSON value, dumped compactly (one line); j is not consumed. */
 itscam_status it_bus_publish_json(it_bus *b, const char *camera, const char *type, const json_t *j,
                                   uint64_t *seq_out);

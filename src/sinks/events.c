@@ -384,7 +384,16 @@ struct it_event_writer {
     int stop, flush_wanted;
     uint64_t pushed, dropped, written, failed;
     it_store_event *batch;     /* the thread's copy, written outside mu */
+    int64_t *ids;
+    it_event_committed_fn on_commit;
+    void *on_commit_arg;
 };
+
+void it_event_writer_on_commit(it_event_writer *w, it_event_committed_fn fn, void *arg) {
+    pthread_mutex_lock(&w->mu);
+    w->on_commit = fn, w->on_commit_arg = arg;
+    pthread_mutex_unlock(&w->mu);
+}
 
 static void *writer_main(void *arg) {
     it_event_writer *w = arg;
@@ -405,9 +414,15 @@ static void *writer_main(void *arg) {
         for (int i = 0; i < n; i++) w->batch[i] = w->ring[(w->head + i) % w->cap];
         w->head = (w->head + n) % w->cap;
         w->count -= n;
+        it_event_committed_fn fn = w->on_commit;
+        void *fn_arg = w->on_commit_arg;
         pthread_mutex_unlock(&w->mu);
-        itscam_status s = it_store_events_insert(w->st, w->batch, n, NULL);
+        itscam_status s = it_store_events_insert(w->st, w->batch, n, w->ids);
         if (s != ITSCAM_OK) it_log(ITSCAM_LOG_ERROR, "event writer: %d events lost: %s", n, itscam_last_error());
+        else if (fn) {
+            for (int i = 0; i < n; i++) w->batch[i].id = w->ids[i];
+            fn(fn_arg, w->batch, n);
+        }
         pthread_mutex_lock(&w->mu);
         if (s == ITSCAM_OK) w->written += (uint64_t)n;
         else w->failed += (uint64_t)n;
@@ -427,8 +442,9 @@ itscam_status it_event_writer_start(it_store *st, int capacity, it_event_writer 
     w->cap = capacity ? capacity : 8192;
     w->ring = it_malloc((size_t)w->cap * sizeof *w->ring);
     w->batch = it_malloc(WRITER_BATCH * sizeof *w->batch);
-    if (!w->ring || !w->batch) {
-        it_free(w->ring), it_free(w->batch), it_free(w);
+    w->ids = it_malloc(WRITER_BATCH * sizeof *w->ids);
+    if (!w->ring || !w->batch || !w->ids) {
+        it_free(w->ring), it_free(w->batch), it_free(w->ids), it_free(w);
         return it_err(ITSCAM_ERR_NOMEM, "event writer: out of memory for %d events", capacity);
     }
     pthread_mutex_init(&w->mu, NULL);
@@ -436,7 +452,7 @@ itscam_status it_event_writer_start(it_store *st, int capacity, it_event_writer 
     it_cond_init_monotonic(&w->done);
     if (pthread_create(&w->thread, NULL, writer_main, w)) {
         pthread_cond_destroy(&w->wake), pthread_cond_destroy(&w->done), pthread_mutex_destroy(&w->mu);
-        it_free(w->ring), it_free(w->batch), it_free(w);
+        it_free(w->ring), it_free(w->batch), it_free(w->ids), it_free(w);
         return it_err(ITSCAM_ERR_INTERNAL, "event writer: cannot start its thread");
     }
     *out = w;
@@ -485,5 +501,27 @@ void it_event_writer_stop(it_event_writer *w) {
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
     pthread_cond_destroy(&w->wake), pthread_cond_destroy(&w->done), pthread_mutex_destroy(&w->mu);
-    it_free(w->ring), it_free(w->batch), it_free(w);
+    it_free(w->ring), it_free(w->batch), it_free(w->ids), it_free(w);
+}
+
+json_t *it_store_event_json(const it_store_event *e) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "id", json_integer((json_int_t)e->id));
+    json_object_set_new(o, "camera", json_string(e->camera));
+    json_object_set_new(o, "type", json_string(e->type));
+    json_object_set_new(o, "time", json_real(e->time));
+    json_object_set_new(o, "track_id", e->track_id > 0 ? json_integer((json_int_t)e->track_id) : json_null());
+    json_object_set_new(o, "class_id", e->class_id >= 0 ? json_integer(e->class_id) : json_null());
+    json_object_set_new(o, "class", e->class_name[0] ? json_string(e->class_name) : json_null());
+    json_object_set_new(o, "score", e->score >= 0 ? json_real(e->score) : json_null());
+    json_t *box = json_null();
+    if (e->has_box && (box = json_array()))
+        for (int i = 0; i < 4; i++) json_array_append_new(box, json_real(e->box[i]));
+    json_object_set_new(o, "box", box ? box : json_null());
+    json_t *d = e->details[0] ? json_loads(e->details, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (d && !json_is_object(d)) json_decref(d), d = NULL;
+    json_object_set_new(o, "details", d ? d : json_object());
+    json_object_set_new(o, "snapshot", json_boolean(e->snapshot[0] != 0));
+    return o;
 }

@@ -7,6 +7,7 @@
 
 #include "sinks/store.h"
 
+#include <jansson.h>
 #include <stdint.h>
 
 #define IT_EVENT_TYPE_MAX 31
@@ -92,6 +93,13 @@ itscam_status it_store_counts(it_store *st, const char *camera, double since, do
 itscam_status it_store_events_retain(it_store *st, double max_age_s, int64_t max_events, double now,
                                      int64_t *deleted);
 
+/* The one JSON form of an event, used by the HTTP API, SSE, MQTT and Redis alike:
+ * {"id", "camera", "type", "time" (unix seconds), "track_id", "class_id", "class", "score",
+ * "box": [x1,y1,x2,y2], "details": {...}, "snapshot": true|false}; fields an event does
+ * not have are null (details {}). The snapshot's path is never shown. New reference, NULL
+ * when out of memory. */
+json_t *it_store_event_json(const it_store_event *e);
+
 /* Number of stored events. */
 itscam_status it_store_events_count(it_store *st, int64_t *n);
 
@@ -109,6 +117,11 @@ typedef struct it_event_writer_stats {
 /* A bounded queue of capacity events (0: 8192) and a thread that writes it to st in
  * batches: every 50 ms, or as soon as 256 events wait. st must outlive the writer. */
 itscam_status it_event_writer_start(it_store *st, int capacity, it_event_writer **out);
+/* Called on the writer's thread after each committed batch, with the events as written
+ * (ev[i].id set): the server publishes them to the live bus with their store ids and
+ * wakes the publishers. Set before any push; NULL removes it. Must not push. */
+typedef void (*it_event_committed_fn)(void *arg, const it_store_event *ev, int n);
+void it_event_writer_on_commit(it_event_writer *w, it_event_committed_fn fn, void *arg);
 /* Queue a copy of ev. Never blocks on the database: when the queue is full the event is
  * dropped and counted, and -1 returned; 0 when queued. */
 int it_event_writer_push(it_event_writer *w, const it_store_event *ev);

@@ -4,7 +4,7 @@
 #define ITSCAM_SINKS_STORE_H
 
 #include "core/core.h"
-#include "stream/camdef.h"
+#include "sinks/camdef.h"
 
 #include <stddef.h>
 

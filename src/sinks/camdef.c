@@ -1,6 +1,6 @@
 /* Camera definitions: one table of keys drives the strict JSON reader and the writer, so
  * a key cannot be read without being written back (and the store keeps every setting). */
-#include "stream/camdef.h"
+#include "sinks/camdef.h"
 
 #include "stream/source.h"
 
