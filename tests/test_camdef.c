@@ -71,7 +71,7 @@ static void test_json(void) {
     char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
     CHECKF(strstr(text, "\"url\":\"rtsp://***@10.0.0.5/s\"") && !strstr(text, "secret"), "%s", text);
     CHECKF(strstr(text, "\"conf\":0.3,") != NULL, "%s", text);
-    CHECK(json_object_size(j) == 11 && json_object_size(json_object_get(j, "detect")) == 5);
+    CHECK(json_object_size(j) == 18 && json_object_size(json_object_get(j, "detect")) == 5);
     free(text);
     json_decref(j);
     it_camdef back;
@@ -108,7 +108,6 @@ static void test_json(void) {
     EXPECT_BAD("{\"detect\":{\"bogus\":1}}", 1, "detect.bogus: unknown key");
     EXPECT_BAD("{\"detect\":5}", 1, "detect: must be an object (fps, model, conf, classes, fallback_model)");
     EXPECT_BAD("{\"fps\":5}", 1, "fps: unknown key");
-    EXPECT_BAD("{\"zones\":[]}", 1, "zones: not supported yet");
     EXPECT_BAD("{\"enabled\":1}", 1, "enabled: must be true or false");
     EXPECT_BAD("{\"priority\":\"urgent\"}", 1, "priority: must be one of critical, high, normal, low");
     EXPECT_BAD("{\"transport\":\"http\"}", 1, "transport: must be one of tcp, udp");
@@ -414,8 +413,113 @@ static void test_store(void) {
     CHECK(system(cmd) == 0);
 }
 
+/* Lines, zones, calibration and track settings: parsed, checked, written back. */
+static void test_analytics_keys(void) {
+    it_camdef c;
+    const char *full =
+        "{\"id\":\"a\",\"url\":\"/v.mp4\",\"track\":{\"track_buffer\":60,\"match_thresh\":0.7},"
+        "\"anchor\":\"center\",\"lines\":[{\"id\":\"north-1\",\"points\":[[0,300],[1280,300]],"
+        "\"direction\":\"a_to_b\",\"classes\":[2,7],\"min_distance\":5}],"
+        "\"zones\":[{\"id\":\"stop\",\"polygon\":[[0,0],[100,0],[100,100],[0,100]],\"dwell_alert_s\":30,"
+        "\"stopped_speed\":3,\"stopped_s\":10,\"congestion_count\":5,\"congestion_s\":20}],"
+        "\"calibration\":{\"image\":[[0,0],[1280,0],[1280,720],[0,720]],"
+        "\"world\":[[0,0],[20,0],[20,60],[0,60]]},\"speed_limit_kmh\":90}";
+    CHECKF(parse(full, 0, &c) == 0, "%s", err);
+    CHECK(c.track.track_buffer == 60 && c.track.match_thresh == 0.7f && c.track.track_high_thresh < 0);
+    CHECK(c.anchor == IT_AN_ANCHOR_CENTER && c.n_lines == 1 && c.n_zones == 1 && c.has_calibration);
+    CHECK(!strcmp(c.lines[0].id, "north-1") && c.lines[0].direction == IT_AN_DIR_A_TO_B && c.lines[0].n_classes == 2);
+    CHECK(c.zones[0].n_points == 4 && c.zones[0].congestion_count == 5 && c.zones[0].dwell_alert_s == 30);
+    CHECK(c.speed_limit_kmh == 90 && c.calib_world[2][1] == 60);
+    it_track_params g = it_track_default_params();
+    g.track_high_thresh = 0.4f;
+    it_track_params tp = it_camdef_track(&c, &g);
+    CHECK(tp.track_buffer == 60 && tp.match_thresh == 0.7f && tp.track_high_thresh == 0.4f);
+    /* Written back and read again: the same definition, byte for byte. */
+    json_t *j = it_camdef_to_json(&c, 0);
+    it_camdef back;
+    CHECK(j && it_camdef_from_json(j, 0, &back, err, sizeof err) == 0);
+    CHECKF(memcmp(&back, &c, sizeof c) == 0, "round trip differs: %s", err);
+    json_decref(j);
+    /* The analytics accept what the parser accepted. */
+    it_an_config ac = it_camdef_analytics(&c, 1280, 720);
+    it_analytics *an = it_analytics_new(&ac);
+    CHECKF(an != NULL, "%s", itscam_last_error());
+    it_analytics_free(an);
+    CHECK(it_camdef_has_analytics(&c));
+    /* A patch replaces the lines; null removes the calibration (and so the limit must go). */
+    EXPECT_BAD("{\"calibration\":null}", 1, "speed_limit_kmh: needs a calibration (image and world points) to measure speed");
+    CHECKF(parse("{\"calibration\":null,\"speed_limit_kmh\":0,\"lines\":[]}", 1, &c) == 0, "%s", err);
+    CHECK(!c.has_calibration && c.n_lines == 0 && c.n_zones == 1);
+
+    EXPECT_BAD("{\"lines\":[{\"id\":\"x\",\"points\":[[1,1],[1,1]]}]}", 1, "lines[0].points: the two points must differ");
+    EXPECT_BAD("{\"lines\":[{\"id\":\"x\",\"points\":[[1,1],[2,\"a\"]]}]}", 1,
+               "lines[0].points[1]: must be a point [x, y] of two numbers (pixels, or 0..1 with coordinates: normalized)");
+    EXPECT_BAD("{\"lines\":[{\"points\":[[1,1],[2,2]]}]}", 1, "lines[0].id: required");
+    EXPECT_BAD("{\"lines\":[{\"id\":\"a/b\",\"points\":[[1,1],[2,2]]}]}", 1,
+               "lines[0].id: must be 1 to 63 characters of A-Z, a-z, 0-9, '_' and '-'");
+    EXPECT_BAD("{\"lines\":[{\"id\":\"x\",\"points\":[[1,1],[2,2]]},{\"id\":\"x\",\"points\":[[1,1],[2,3]]}]}", 1,
+               "lines[1].id: 'x' is already the id of lines[0]");
+    EXPECT_BAD("{\"lines\":[{\"id\":\"x\",\"points\":[[1,1],[2,2]],\"direction\":\"up\"}]}", 1,
+               "lines[0].direction: must be one of both, a_to_b, b_to_a");
+    EXPECT_BAD("{\"lines\":[{\"id\":\"x\",\"points\":[[1,1],[2,2]],\"colour\":1}]}", 1,
+               "lines[0].colour: unknown key (id, points, classes, direction, min_distance)");
+    EXPECT_BAD("{\"zones\":[{\"id\":\"z\",\"polygon\":[[0,0],[1,1]]}]}", 1,
+               "zones[0].polygon: must be a list of 3 to 64 points [[x, y], ...]");
+    EXPECT_BAD("{\"zones\":[{\"id\":\"z\",\"polygon\":[[0,0],[1,1],[2,2]]}]}", 1,
+               "zones[0].polygon: the polygon has no area (its points lie on one line)");
+    EXPECT_BAD("{\"zones\":[{\"id\":\"z\",\"polygon\":[[0,0],[1,0],[1,1]],\"congestion_count\":2.5}]}", 1,
+               "zones[0].congestion_count: must be an integer from 0 to 10000");
+    EXPECT_BAD("{\"zones\":[{\"id\":\"z\",\"polygon\":[[0,0],[1,0],[1,1]],\"classes\":[2,2]}]}", 1,
+               "zones[0].classes[1]: class id 2 is listed twice");
+    EXPECT_BAD("{\"coordinates\":\"normalized\"}", 1, "zones[0].polygon[1]: must lie in 0..1 with coordinates: normalized");
+    EXPECT_BAD("{\"calibration\":{\"image\":[[0,0],[1,0],[2,0],[0,1]],\"world\":[[0,0],[1,0],[1,1],[0,1]]}}", 1,
+               "calibration: the points do not define a view of the ground (three of them on one line, or a point repeated)");
+    EXPECT_BAD("{\"calibration\":{\"image\":[[0,0],[1,0],[1,1],[0,1]]}}", 1, "calibration.world: required");
+    EXPECT_BAD("{\"track\":{\"track_buffer\":0}}", 1,
+               "track.track_buffer: must be an integer from 1 to 3000, or null for the server's track: setting");
+    EXPECT_BAD("{\"track\":{\"fuse\":true}}", 1, "track.fuse: unknown key");
+    EXPECT_BAD("{\"anchor\":\"left\"}", 1, "anchor: must be one of bottom_center, center, top_center");
+
+    /* YAML: errors name the file, the line and the key path of the bad value. */
+    const char *yaml = "cameras:\n"
+                       "  - id: a\n"
+                       "    url: /v.mp4\n"
+                       "    lines:\n"
+                       "      - id: l1\n"
+                       "        points: [[0, 0], [10, 0]]\n"
+                       "    zones:\n"
+                       "      - id: z1\n"
+                       "        polygon:\n"
+                       "          - [0, 0]\n"
+                       "          - [10, 0]\n"
+                       "          - [10, x]\n";
+    EXPECT_YAML_BAD(yaml, "t.yaml:12: cameras[0].zones[0].polygon[2]: must be a point [x, y] of two numbers "
+                          "(pixels, or 0..1 with coordinates: normalized)");
+    EXPECT_YAML_BAD("cameras:\n  - id: a\n    url: /v.mp4\n    lines:\n      - id: l1\n        points: [[0, 0], [10, 0]]\n"
+                    "        direction: sideways\n",
+                    "t.yaml:7: cameras[0].lines[0].direction: must be one of both, a_to_b, b_to_a");
+    EXPECT_YAML_BAD("cameras:\n  - id: a\n    url: /v.mp4\n    track:\n      new_track_thresh: 25\n",
+                    "t.yaml:5: cameras[0].track.new_track_thresh: must be a number from 0 to 1, or null for the "
+                    "server's track: setting");
+    it_camdef *l;
+    int n;
+    CHECKF(load_cams("cameras:\n  - id: a\n    url: /v.mp4\n    coordinates: normalized\n    lines:\n"
+                     "      - {id: l1, points: [[0, 0.5], [1, 0.5]], direction: b_to_a}\n", &l, &n) == 0, "%s", err);
+    CHECK(n == 1 && l[0].normalized && l[0].lines[0].points[1][0] == 1.0f);
+    it_free(l);
+
+    /* The global track: section, with its defaults from bytetrack.yaml. */
+    srv_config cfg;
+    srv_config_defaults(&cfg);
+    CHECK(cfg.track.track_buffer == 30 && cfg.track.new_track_thresh == 0.25f && cfg.track.frame_rate == 30);
+    const char *tr = "track:\n  track_buffer: 90\n  match_thresh: 0.9\n";
+    CHECKF(srv_config_load_string(&cfg, tr, strlen(tr), "t.yaml", err, sizeof err) == 0, "%s", err);
+    CHECK(cfg.track.track_buffer == 90 && cfg.track.match_thresh == 0.9f);
+}
+
 int main(void) {
     test_json();
+    test_analytics_keys();
     test_yaml();
     test_env_and_flag();
     test_merge();

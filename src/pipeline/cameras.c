@@ -39,6 +39,8 @@ it_cams_params it_cams_default_params(void) {
     p.result_cache = 1;
     p.decode_threads = 1;
     p.detect_defaults = itscam_detector_default_params();
+    p.track = it_track_default_params();
+    p.events = it_cam_events_default_params();
     return p;
 }
 
@@ -98,7 +100,8 @@ struct cam {
     it_track_det *tdets;
     it_track_out *tout;
     int64_t *tids;
-    int tcap;
+    int tcap, n_tout;
+    it_cam_events *ev;    /* analytics and every event of this camera */
     cam *next;
 };
 
@@ -230,16 +233,24 @@ static const int64_t *track_frame(cam *c, const itscam_detection *d, int n) {
         return NULL;
     }
     if (k > IT_TRACK_MAX_TRACKS) k = IT_TRACK_MAX_TRACKS;
+    c->n_tout = k;
     for (int i = 0; i < k; i++)
         if (c->tout[i].det_index >= 0 && c->tout[i].det_index < n) c->tids[c->tout[i].det_index] = c->tout[i].track_id;
     return c->tids;
+}
+
+/* A camera-level event: through the camera's event path (stored, with an id) when it has
+ * one, else live on the bus. */
+static void camera_event(cam *c, const char *type, json_t *details) {
+    if (c->ev) it_cam_events_emit(c->ev, type, wall_ms() / 1e3, details);
+    else publish(c->owner, c->def.id, type, details);
 }
 
 static void publish_state(cam *c, const it_source_info *prev, const it_source_info *now) {
     json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "state", it_source_state_name(now->state), "previous",
                           it_source_state_name(prev->state), "reason", it_source_reason_name(now->reason), "error",
                           now->last_error);
-    publish(c->owner, c->def.id, "camera_state", o);
+    camera_event(c, "camera_state", o);
 }
 
 /* ---- the camera thread ---- */
@@ -287,6 +298,7 @@ static void deliver(cam *c, const it_image *img, const itscam_detection *d, int 
     if (cs->p.observer.frame_done) cs->p.observer.frame_done(cs->p.observer.ctx, c->def.id, lat);
     /* After the latency is taken: tracking is the camera's work, not the model's. */
     const int64_t *tids = track_frame(c, d, n);
+    if (tids && c->ev) it_cam_events_frame(c->ev, img, d, n, c->tout, c->n_tout, captured_at / 1e3);
     if (cs->p.frames) it_frames_put(cs->p.frames, c->def.id, img, d, n, index, captured_at / 1e3);
     if (cs->p.bus) {
         json_t *o = json_pack("{s:s,s:I,s:f,s:f,s:i,s:i,s:b,s:o}", "camera", c->def.id, "frame", (json_int_t)index,
@@ -376,8 +388,8 @@ static void submit_frame(cam *c, int b, const it_frame_meta *meta) {
         c->q = q;
         pthread_mutex_unlock(&c->mu);
         if (q.degraded != was)
-            publish(cs, c->def.id, "quality_degraded",
-                    json_pack("{s:b,s:s,s:f}", "degraded", q.degraded, "reason", q.reason, "score", q.score));
+            camera_event(c, "quality_degraded",
+                         json_pack("{s:b,s:s,s:f}", "degraded", q.degraded, "reason", q.reason, "score", q.score));
     }
     if (cs->p.result_cache) {
         /* "Identical" within what re-encoding a still picture leaves: no box-averaged grey
@@ -553,6 +565,8 @@ static void cam_free(cam *c) {
     it_source_close(c->src);
     for (int b = 0; b < CAM_BUFS; b++) it_image_free(&c->buf[b]);
     it_free(c->last_dets);
+    /* After the thread: its last tracks end here (track_end, zone_exit). */
+    it_cam_events_free(c->ev, wall_ms() / 1e3);
     it_tracker_free(c->trk);
     it_free(c->tout);
     it_free(c->tdets);
@@ -574,11 +588,14 @@ static itscam_status cam_start(it_cams *cs, const it_camdef *def, cam **out) {
     c->skip_applied = -1;
     /* ByteTrack counts its buffer in frames at a frame rate: the camera's detect fps, so
      * a lost track is kept track_buffer / 30 seconds whatever the rate. */
-    it_track_params tp = it_track_default_params();
+    it_track_params tp = it_camdef_track(def, &cs->p.track);
     tp.frame_rate = def->detect.fps < 1 ? 1.0f : (float)def->detect.fps;
     c->tout = it_malloc(sizeof *c->tout * IT_TRACK_MAX_TRACKS);
     c->trk = c->tout ? it_tracker_new(&tp) : NULL;
     if (!c->trk) it_log(ITSCAM_LOG_WARN, "camera %s: no tracker: %s", def->id, itscam_last_error());
+    it_cam_events_params ep = cs->p.events;
+    ep.bus = cs->p.bus;
+    c->ev = it_cam_events_new(&ep, def);
     c->si.state = def->enabled ? IT_SOURCE_STARTING : IT_SOURCE_DISABLED;
     c->si.state_since = wall_ms();
     if (def->enabled) {
@@ -652,6 +669,11 @@ static void apply_step(it_cams *cs, int step, const char *why, double p95) {
         int was = atomic_exchange(&c->shed_level, l);
         if (was != l && changed)
             json_array_append_new(changed, json_pack("{s:s,s:i,s:i}", "camera", c->def.id, "from", was, "to", l));
+        /* Each camera whose level changed gets its own (stored) shed event; the global
+         * one below stays live only: it belongs to no camera. */
+        if (was != l && c->ev)
+            it_cam_events_emit(c->ev, "shed", wall_ms() / 1e3,
+                               json_pack("{s:i,s:i,s:i,s:s}", "level", l, "previous", was, "step", step, "reason", why));
     }
     it_log(ITSCAM_LOG_INFO, "load shedding: step %d -> %d (%s; p95 %.1f ms, SLA %.0f ms)", old, step, why, p95,
            cs->p.sla_ms);
@@ -937,6 +959,10 @@ static void fill_info(it_cams *cs, cam *c, it_cam_info *o) {
     for (int i = 0; i < c->lat_n; i++)
         if (now - c->lat_t[i] <= win) v[n++] = c->lat_v[i];
     pthread_mutex_unlock(&c->mu);
+    if (c->ev) {
+        it_cam_events_counts(c->ev, o->line_counts, o->zone_occupancy);
+        it_cam_events_stats(c->ev, &o->events_emitted, &o->events_dropped, &o->snapshots);
+    }
     o->shed_level = atomic_load(&c->shed_level);
     o->fps_target = c->def.enabled ? c->def.detect.fps * level_factor(o->shed_level) : 0;
     if (n) {
@@ -998,6 +1024,16 @@ json_t *it_cam_info_json(const it_cam_info *i) {
                                                 "last_wait_s", r2(i->retry_wait_ms / 1e3)));
     json_object_set_new(o, "stream", json_pack("{s:i,s:i,s:f}", "width", i->width, "height", i->height, "fps",
                                                r2(i->stream_fps)));
+    json_t *lines = json_array(), *zones = json_array();
+    for (int l = 0; lines && l < i->def.n_lines && l < IT_CAM_MAX_LINES; l++)
+        json_array_append_new(lines, json_pack("{s:s,s:I,s:I}", "id", i->def.lines[l].id, "a_to_b",
+                                               (json_int_t)i->line_counts[l][0], "b_to_a",
+                                               (json_int_t)i->line_counts[l][1]));
+    for (int z = 0; zones && z < i->def.n_zones && z < IT_CAM_MAX_ZONES; z++)
+        json_array_append_new(zones, json_pack("{s:s,s:i}", "id", i->def.zones[z].id, "occupancy", i->zone_occupancy[z]));
+    json_object_set_new(o, "analytics", json_pack("{s:o*,s:o*,s:I,s:I,s:I}", "lines", lines, "zones", zones, "events",
+                                                  (json_int_t)i->events_emitted, "events_dropped",
+                                                  (json_int_t)i->events_dropped, "snapshots", (json_int_t)i->snapshots));
     if (def) json_object_set_new(o, "config", def);
     return o;
 }

@@ -34,6 +34,7 @@
 #ifndef ITSCAM_PIPELINE_CAMERAS_H
 #define ITSCAM_PIPELINE_CAMERAS_H
 
+#include "pipeline/camevents.h"
 #include "sched/sched.h"
 #include "sinks/bus.h"
 #include "sinks/frames.h"
@@ -82,6 +83,11 @@ typedef struct it_cams_params {
     int result_cache;           /* 1: a frame identical to the previous one reuses its result */
     double source_stall_s;      /* 0: each camera's own stall_timeout_s */
     int decode_threads;         /* 1 per camera */
+    /* Tracking and events (camevents.h). events.bus is set from bus above; with
+     * events.writer every camera's events are stored, and reach the bus only after the
+     * commit (the writer's on-commit hook, set by the server), with their store ids. */
+    it_track_params track;      /* every camera's tracker settings, under its own track: */
+    it_cam_events_params events;
 } it_cams_params;
 it_cams_params it_cams_default_params(void);
 
@@ -104,6 +110,11 @@ typedef struct it_cam_info {
     it_quality quality;
     int width, height;
     double stream_fps;
+    /* analytics: line counts since the camera started ([i][0] a_to_b, [i][1] b_to_a)
+     * and zone occupancy now, in def's line and zone order; events emitted and lost */
+    int64_t line_counts[IT_CAM_MAX_LINES][2];
+    int zone_occupancy[IT_CAM_MAX_ZONES];
+    uint64_t events_emitted, events_dropped, snapshots;
 } it_cam_info;
 
 itscam_status it_cams_new(const it_cams_params *p, it_cams **out);

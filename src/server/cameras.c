@@ -9,6 +9,7 @@
 #include "server/http_internal.h"
 
 #include "core/core.h"
+#include "sinks/events.h"
 #include "sinks/store.h"
 
 #include <stdio.h>
@@ -67,6 +68,89 @@ static int model_known(srv_server *s, const it_camdef *d, char *err, size_t n) {
     return 0;
 }
 
+/* ---- events: writer -> store -> bus ---- */
+
+/* The writer's thread, after each commit: the events go live with their store ids, so an
+ * SSE client that resumes with Last-Event-ID finds in the store every event it missed. */
+static void on_commit(void *arg, const it_store_event *ev, int n) {
+    srv_server *s = arg;
+    for (int i = 0; i < n; i++) {
+        json_t *j = it_store_event_json(&ev[i]);
+        char *txt = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        if (txt) it_bus_publish_stored(s->bus, ev[i].camera, ev[i].type, txt, strlen(txt), ev[i].id, NULL);
+        free(txt);
+        json_decref(j);
+    }
+}
+
+/* Retention in the background, once a minute: small steps (events.h), so the writer
+ * never waits long for the store. */
+static void *retain_main(void *arg) {
+    srv_server *s = arg;
+    pthread_mutex_lock(&s->retain_mu);
+    while (!s->retain_stop) {
+        pthread_mutex_unlock(&s->retain_mu);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t deleted = 0;
+        if (it_store_events_retain(s->retain_store, s->cfg.events_retention_days * 86400.0, (int64_t)s->cfg.events_max,
+                                   (double)now.tv_sec + now.tv_nsec / 1e9, &deleted) != ITSCAM_OK)
+            it_log(ITSCAM_LOG_WARN, "event retention: %s", itscam_last_error());
+        else if (deleted)
+            it_log(ITSCAM_LOG_INFO, "event retention: %lld events deleted", (long long)deleted);
+        atomic_fetch_add(&s->events_retained, (unsigned long long)deleted);
+        pthread_mutex_lock(&s->retain_mu);
+        struct timespec ts;
+        it_deadline_in(&ts, 60e3);
+        if (!s->retain_stop) pthread_cond_timedwait(&s->retain_cv, &s->retain_mu, &ts);
+    }
+    pthread_mutex_unlock(&s->retain_mu);
+    return NULL;
+}
+
+static int events_start(srv_server *s, it_store *st, it_cams_params *p, char *err, size_t errlen) {
+    uint32_t mask = 0;
+    char why[512];
+    if (it_cam_events_types_mask(s->cfg.events_snapshots, &mask, why, sizeof why)) {
+        snprintf(err, errlen, "events.snapshots: %s", why);
+        return -1;
+    }
+    if (it_event_writer_start(st, s->cfg.events_queue, &s->events) != ITSCAM_OK) {
+        snprintf(err, errlen, "%s", itscam_last_error());
+        return -1;
+    }
+    it_event_writer_on_commit(s->events, on_commit, s);
+    p->track = s->cfg.track;
+    p->events.writer = s->events;
+    p->events.track_events = s->cfg.events_track;
+    p->events.snapshot_types = mask;
+    p->events.snapshot_quality = s->cfg.events_snapshot_quality;
+    p->events.storage_dir = s->cfg.storage_dir;
+    p->events.occupancy_every_s = s->cfg.events_occupancy_every_s;
+    pthread_mutex_init(&s->retain_mu, NULL);
+    it_cond_init_monotonic(&s->retain_cv);
+    s->retain_stop = 0;
+    s->retain_store = st;
+    s->retain_started = pthread_create(&s->retain_th, NULL, retain_main, s) == 0;
+    if (!s->retain_started) it_log(ITSCAM_LOG_WARN, "event retention: cannot start its thread; nothing expires");
+    return 0;
+}
+
+static void events_stop(srv_server *s) {
+    if (s->retain_started) {
+        pthread_mutex_lock(&s->retain_mu);
+        s->retain_stop = 1;
+        pthread_cond_signal(&s->retain_cv);
+        pthread_mutex_unlock(&s->retain_mu);
+        pthread_join(s->retain_th, NULL);
+        s->retain_started = 0;
+        pthread_cond_destroy(&s->retain_cv);
+        pthread_mutex_destroy(&s->retain_mu);
+    }
+    it_event_writer_stop(s->events); /* writes what is queued (the cameras' last track_end) */
+    s->events = NULL;
+}
+
 int srv_cameras_start(srv_server *s, const it_camdef *cfg_cams, int n_cfg, char *err, size_t errlen) {
     it_store *st = NULL;
     if (it_store_open(s->cfg.storage_dir, &st, err, errlen) != 0) return -1;
@@ -92,10 +176,16 @@ int srv_cameras_start(srv_server *s, const it_camdef *cfg_cams, int n_cfg, char 
     p.detect_defaults.conf = s->cfg.conf;
     p.detect_defaults.iou = s->cfg.iou;
     p.detect_defaults.max_det = s->cfg.max_det;
+    if (events_start(s, st, &p, err, errlen)) {
+        it_free(all);
+        it_store_close(st);
+        return -1;
+    }
     it_cams *cams = NULL;
     if (it_cams_new(&p, &cams) != ITSCAM_OK) {
         snprintf(err, errlen, "%s", itscam_last_error());
         it_free(all);
+        events_stop(s);
         it_store_close(st);
         return -1;
     }
@@ -123,6 +213,7 @@ void srv_cameras_stop(srv_server *s) {
     s->store = NULL;
     pthread_mutex_unlock(&s->cam_mu);
     it_cams_free(c); /* waits for its jobs: before the models go */
+    events_stop(s);  /* after the cameras: their last events are written */
     it_store_close(st);
 }
 

@@ -160,6 +160,34 @@ static const setting settings[] = {
 
     { "storage", "dir", STR(storage_dir), 1, 0, "./itscam-data", NULL, NULL,
       "folder of the embedded database (itscam.db: cameras changed through the API); created with mode 0700" },
+
+    { "track", "track_high_thresh", NUM(T_FLOAT, OFF(track.track_high_thresh)), 0, 1, "0.25", NULL, NULL,
+      "ByteTrack: detections at or above take part in the first association" },
+    { "track", "track_low_thresh", NUM(T_FLOAT, OFF(track.track_low_thresh)), 0, 1, "0.1", NULL, NULL,
+      "ByteTrack: detections above it (below high) take part in the second association" },
+    { "track", "new_track_thresh", NUM(T_FLOAT, OFF(track.new_track_thresh)), 0, 1, "0.25", NULL, NULL,
+      "ByteTrack: an unmatched detection at or above starts a track" },
+    { "track", "track_buffer", NUM(T_INT, OFF(track.track_buffer)), 1, 3000, "30", NULL, NULL,
+      "ByteTrack: frames (at 30 fps) a lost track is kept" },
+    { "track", "match_thresh", NUM(T_FLOAT, OFF(track.match_thresh)), 0, 1, "0.8", NULL, NULL,
+      "ByteTrack: cost limit of the first association" },
+    { "track", "fuse_score", NUM(T_INT, OFF(track.fuse_score)), 0, 1, "1", NULL, NULL,
+      "ByteTrack: 1 multiplies IoU by the detection score in the first association" },
+
+    { "events", "retention_days", NUM(T_DOUBLE, OFF(events_retention_days)), 0, 36500, "30", NULL, NULL,
+      "events (and their snapshots) older than this are deleted; 0: no age limit" },
+    { "events", "max_events", NUM(T_DOUBLE, OFF(events_max)), 0, 1e12, "10000000", NULL, NULL,
+      "at most this many events are kept, the oldest deleted first; 0: no limit" },
+    { "events", "track_events", NUM(T_INT, OFF(events_track)), 0, 1, "1", NULL, NULL,
+      "1: store track_start and track_end events (two per object)" },
+    { "events", "snapshots", STR(events_snapshots), 0, 0, "wrong_way,stopped_vehicle,speeding,congestion,loitering",
+      NULL, NULL, "comma-separated event types that keep a JPEG of the frame (\"\": none)" },
+    { "events", "snapshot_quality", NUM(T_INT, OFF(events_snapshot_quality)), 1, 100, "80", NULL, NULL,
+      "JPEG quality of event snapshots" },
+    { "events", "occupancy_every_s", NUM(T_DOUBLE, OFF(events_occupancy_every_s)), 0, 3600, "10", NULL, NULL,
+      "zone occupancy is sampled into the store this often, for /v1/cameras/{id}/counts; 0: never" },
+    { "events", "queue", NUM(T_INT, OFF(events_queue)), 16, 1048576, "8192", NULL, NULL,
+      "events waiting for the store at most; more are dropped and counted" },
 };
 #define N_SETTINGS (sizeof settings / sizeof *settings)
 
@@ -175,6 +203,8 @@ static const struct {
     { "metrics", "Prometheus metrics at /metrics" },
     { "logging", "log verbosity" },
     { "storage", "where the server keeps its state" },
+    { "track", "ByteTrack defaults for every camera (a camera's own track: overrides them)" },
+    { "events", "the event store: retention, snapshots, occupancy samples" },
 };
 #define N_SECTIONS (sizeof sections / sizeof *sections)
 
@@ -591,6 +621,12 @@ void srv_config_defaults(srv_config *c) {
         assert(rc == 0 && "a default in the settings table does not parse");
         (void)rc;
     }
+    /* The tracker settings that are not configuration (frame_rate is the camera's detect
+     * fps, set per camera) keep ByteTrack's defaults. */
+    it_track_params tp = it_track_default_params();
+    c->track.frame_rate = tp.frame_rate;
+    c->track.fuse_score_low = tp.fuse_score_low;
+    c->track.max_tracks = tp.max_tracks;
 }
 
 static int set_one(srv_config *c, const setting *s, const char *value, const char *origin, char *err,

@@ -70,6 +70,16 @@ typedef struct srv_config {
     char log_level[8];          /* "error" | "warn" | "info" | "debug" */
     /* storage: */
     char storage_dir[SRV_PATH_MAX]; /* "./itscam-data": the embedded database (src/sinks/store.h) */
+    /* track: ByteTrack defaults of every camera */
+    it_track_params track;
+    /* events: */
+    double events_retention_days;   /* 30 (0: no age limit) */
+    double events_max;              /* 1e7 events (0: no limit) */
+    int events_track;               /* 1: store track_start/track_end */
+    char events_snapshots[256];     /* event types with a snapshot, comma-separated */
+    int events_snapshot_quality;    /* 80 */
+    double events_occupancy_every_s;/* 10 */
+    int events_queue;               /* 8192 */
 } srv_config;
 
 void srv_config_defaults(srv_config *c);

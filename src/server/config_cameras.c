@@ -17,10 +17,11 @@
 /* YAML nested deeper than this under a camera is never a camera definition. */
 #define MAX_DEPTH 8
 /* YAML nodes per camera at most: aliases can repeat a node many times over ("billion
- * laughs"), and a camera definition holds a few dozen. */
-#define MAX_NODES 1024
-/* Key paths remembered per camera, to point an error at its line or variable. */
-#define MAX_ORIGINS 160
+ * laughs"). A camera with every zone at its largest polygon holds 16 x 64 x 3 nodes. */
+#define MAX_NODES 16384
+/* Key paths remembered per camera, to point an error at its line or variable (every
+ * polygon point has one: about 88 bytes each, on the heap). */
+#define MAX_ORIGINS 8192
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void seterr(char *err, size_t errlen, const char *fmt, ...) {

@@ -63,6 +63,15 @@ struct srv_server {
     pthread_mutex_t cam_mu;
     it_cams *cams;
     it_store *store;
+    /* Events (cameras.c): the writer the cameras' events go through into the store, and
+     * the retention thread (events.retention_days, events.max_events). */
+    struct it_event_writer *events;
+    it_store *retain_store;     /* the store while the retention thread runs */
+    pthread_t retain_th;
+    int retain_started, retain_stop;
+    pthread_mutex_t retain_mu;
+    pthread_cond_t retain_cv;
+    atomic_ullong events_retained;
 };
 
 typedef struct http_req http_req;

@@ -13,11 +13,17 @@
  * (a "scan bomb"); real encoders emit a dozen. libjpeg-turbo's own fuzzers stop at 500. */
 #define MAX_JPEG_SCANS 500
 
+#define IT_IMAGE_TAIL_PAD 256
+
 itscam_status it_image_alloc(it_image *img, int w, int h) {
     memset(img, 0, sizeof *img);
     if (w <= 0 || h <= 0) return it_err(ITSCAM_ERR_IMAGE, "image size %dx%d is empty", w, h);
     size_t stride = (size_t)w * 3;
-    img->data = it_malloc(stride * (size_t)h);
+    /* Tail padding: FFmpeg's swscale converts rows in SIMD blocks of up to 32 pixels and
+     * writes whole blocks, so on the last row it stores up to ~100 bytes past width * 3.
+     * Unpadded, that overwrote the next heap chunk's header (found through glibc's
+     * "corrupted top size" aborts; ASan cannot see writes from uninstrumented FFmpeg). */
+    img->data = it_malloc(stride * (size_t)h + IT_IMAGE_TAIL_PAD);
     if (!img->data) return it_err(ITSCAM_ERR_NOMEM, "cannot allocate a %dx%d image", w, h);
     img->width = w;
     img->height = h;
