@@ -115,11 +115,15 @@ static int events_start(srv_server *s, it_store *st, it_cams_params *p, char *er
         snprintf(err, errlen, "events.snapshots: %s", why);
         return -1;
     }
-    if (it_event_writer_start(st, s->cfg.events_queue, &s->events) != ITSCAM_OK) {
+    it_event_writer *w = NULL;
+    if (it_event_writer_start(st, s->cfg.events_queue, &w) != ITSCAM_OK) {
         snprintf(err, errlen, "%s", itscam_last_error());
         return -1;
     }
-    it_event_writer_on_commit(s->events, on_commit, s);
+    it_event_writer_on_commit(w, on_commit, s);
+    pthread_mutex_lock(&s->cam_mu);
+    s->events = w;
+    pthread_mutex_unlock(&s->cam_mu);
     p->track = s->cfg.track;
     p->events.writer = s->events;
     p->events.track_events = s->cfg.events_track;
@@ -147,8 +151,11 @@ static void events_stop(srv_server *s) {
         pthread_cond_destroy(&s->retain_cv);
         pthread_mutex_destroy(&s->retain_mu);
     }
-    it_event_writer_stop(s->events); /* writes what is queued (the cameras' last track_end) */
+    pthread_mutex_lock(&s->cam_mu); /* the metrics read it under cam_mu */
+    it_event_writer *w = s->events;
     s->events = NULL;
+    pthread_mutex_unlock(&s->cam_mu);
+    it_event_writer_stop(w); /* writes what is queued (the cameras' last track_end) */
 }
 
 int srv_cameras_start(srv_server *s, const it_camdef *cfg_cams, int n_cfg, char *err, size_t errlen) {
@@ -253,8 +260,27 @@ void srv_cameras_collect(srv_server *s) {
         prom_set_total(m->camera_cache_hits, lv, (double)c->cache_hits);
         prom_set(m->camera_quality, lv, c->quality.score);
         prom_set(m->camera_shed_level, lv, c->shed_level);
+        prom_set_total(m->camera_events, lv, (double)c->events_emitted);
+        for (int l = 0; l < c->def.n_lines && l < IT_CAM_MAX_LINES; l++)
+            for (int d = 0; d < 2; d++) {
+                const char *ll[] = { id, c->def.lines[l].id, d ? "b_to_a" : "a_to_b" };
+                prom_set_total(m->camera_line_crossings, ll, (double)c->line_counts[l][d]);
+            }
+        for (int z = 0; z < c->def.n_zones && z < IT_CAM_MAX_ZONES; z++) {
+            const char *zl[] = { id, c->def.zones[z].id };
+            prom_set(m->camera_zone_occupancy, zl, c->zone_occupancy[z]);
+        }
     }
     it_free(all);
+    pthread_mutex_lock(&s->cam_mu);
+    if (s->events) {
+        it_event_writer_stats ws;
+        it_event_writer_stats_get(s->events, &ws);
+        prom_set_total(m->events_stored, NULL, (double)ws.written);
+        prom_set_total(m->events_lost, NULL, (double)(ws.dropped + ws.failed));
+        prom_set_total(m->events_retained, NULL, (double)atomic_load(&s->events_retained));
+    }
+    pthread_mutex_unlock(&s->cam_mu);
 }
 
 /* ---- the API ---- */

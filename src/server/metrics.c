@@ -136,6 +136,27 @@ int srv_metrics_init(srv_metrics *m, const srv_config *cfg) {
                                  NULL, NULL, 0);
     m->shed_changes = prom_register(m->reg, PROM_COUNTER, "itscam_shed_changes_total", "Load shedding step changes",
                                     NULL, NULL, 0);
+    static const char *const cam_line[] = { "camera", "line", "direction", NULL };
+    static const char *const cam_zone[] = { "camera", "zone", NULL };
+    m->camera_events = prom_register(m->reg, PROM_COUNTER, "itscam_camera_events_total",
+                                     "Events the camera raised (analytics, state, quality, shedding)", cam, NULL, 0);
+    m->camera_line_crossings = prom_register(m->reg, PROM_COUNTER, "itscam_line_crossings_total",
+                                             "Tracks that crossed a counting line, since the camera started "
+                                             "(wrong-way ones included)", cam_line, NULL, 0);
+    m->camera_zone_occupancy = prom_register(m->reg, PROM_GAUGE, "itscam_zone_occupancy",
+                                             "Tracks inside the zone after the camera's last detected frame", cam_zone,
+                                             NULL, 0);
+    m->events_stored = prom_register(m->reg, PROM_COUNTER, "itscam_events_stored_total",
+                                     "Events committed to the event store", NULL, NULL, 0);
+    m->events_lost = prom_register(m->reg, PROM_COUNTER, "itscam_events_lost_total",
+                                   "Events lost before the store: its queue was full, or a write failed", NULL, NULL, 0);
+    m->events_retained = prom_register(m->reg, PROM_COUNTER, "itscam_events_expired_total",
+                                       "Events deleted by retention (age or count)", NULL, NULL, 0);
+    if (!m->camera_events || !m->camera_line_crossings || !m->camera_zone_occupancy || !m->events_stored ||
+        !m->events_lost || !m->events_retained) {
+        srv_metrics_free(m);
+        return -1;
+    }
     if (!m->camera_state || !m->camera_fps || !m->camera_dropped || !m->camera_frames || !m->camera_reconnects ||
         !m->camera_cache_hits || !m->camera_quality || !m->camera_shed_level || !m->camera_latency || !m->shed_step ||
         !m->shed_changes) {

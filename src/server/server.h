@@ -30,6 +30,9 @@ typedef struct srv_metrics {
         *reloads, *streams_open, *events_published, *events_dropped, *camera_state, *camera_fps, *camera_dropped,
         *camera_frames, *camera_reconnects, *camera_cache_hits, *camera_quality, *camera_shed_level, *camera_latency,
         *shed_step, *shed_changes;
+    /* events (cameras.c): per camera, and the store writer's totals */
+    prom_family *camera_events, *camera_line_crossings, *camera_zone_occupancy, *events_stored, *events_lost,
+        *events_retained;
     itscam_breaker_info breaker_last; /* counters already exported, to add only the change */
     long long conn_dropped_last[4];   /* the guard's drop counts already exported, likewise */
     uint64_t events_published_last, events_dropped_last; /* the bus's, likewise */
