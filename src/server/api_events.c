@@ -133,8 +133,8 @@ static int query_time(http_req *r, const char *key, double *out, enum MHD_Result
     if (!ok || !(t >= 0 && t <= TIME_MAX)) {
         *ret = http_respond_error(r, 400,
                                   "%s='%.40s' is not a time: unix seconds (1714567890 or 1714567890.5) or RFC 3339 "
-                                  "(2024-05-01T12:51:30Z, 2024-05-01T14:51:30.5+02:00) from 1970 on",
-                                  key, v);
+                                  "(2024-05-01T12:51:30Z, 2024-05-01T14:51:30.5+02:00) from 1970 on%s",
+                                  key, v, strchr(v, ' ') ? " (a + in a URL reads as a space: write %2B)" : "");
         return -1;
     }
     *out = t;

@@ -623,13 +623,13 @@ enum MHD_Result api_mjpeg(http_req *r) {
 }
 
 /* The id to resume after: the Last-Event-ID header (a reconnecting EventSource sends
- * it), else last_event_id= (a first connect can only use the URL). 0 when neither;
- * -1 with a 400 in *ret when not an id. */
+ * it), else last_event_id= (a first connect can only use the URL); 0 replays from the
+ * first stored event. -2 when neither is given; -1 with a 400 in *ret when not an id. */
 static int64_t resume_id(http_req *r, enum MHD_Result *ret) {
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
     const char *q = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "last_event_id");
     const char *v = h ? h : q;
-    if (!v) return 0;
+    if (!v) return -2;
     size_t n = strlen(v);
     int ok = n >= 1 && n <= 18;
     for (size_t i = 0; ok && i < n; i++) ok = v[i] >= '0' && v[i] <= '9';
@@ -645,7 +645,7 @@ enum MHD_Result api_events(http_req *r) {
     enum MHD_Result ret;
     if (api_query_unknown(r, keys, &ret)) return ret;
     int64_t after = resume_id(r, &ret);
-    if (after < 0) return ret;
+    if (after == -1) return ret;
     if (atomic_load(&r->s->live->stopping)) return refuse_stopping(r);
     live_stream *st = stream_new(r, KIND_SSE);
     if (!st) return http_respond_error(r, 500, "out of memory");
@@ -661,7 +661,7 @@ enum MHD_Result api_events(http_req *r) {
     /* The first bytes go out at once, so that the client sees the stream open. */
     int n = snprintf(st->head, sizeof st->head, "retry: 2000\n: itscam events\n\n");
     const char *reset = NULL;
-    if (after > 0) {
+    if (after >= 0) {
         it_event_filter f = {.ascending = 1};
         api_event_filter_store(&st->flt, &f);
         int64_t last = 0, pending = 0;
