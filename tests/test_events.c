@@ -6,6 +6,7 @@
 #include "core/core.h"
 #include "sinks/events.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -202,12 +203,21 @@ static void test_retention(void) {
     if (!st) return;
     enum { N = 5000 };
     static it_store_event ev[N];
-    char snap[300];
-    snprintf(snap, sizeof snap, "%s/ret/old.jpg", dir);
+    /* Snapshots by the convention (relative to the storage dir), and one path that
+     * escapes it, which retention must never touch. */
+    char sdir[300], rel[IT_EVENT_SNAPSHOT_MAX + 1], snap[600], outside[300];
+    snprintf(sdir, sizeof sdir, "%s/ret", dir);
+    CHECK(it_snapshot_path(sdir, "cam-a", "line_cross", 3, 1e9 + 10, rel, sizeof rel) == 0);
+    snprintf(snap, sizeof snap, "%s/%s", sdir, rel);
     FILE *fp = fopen(snap, "w");
     if (fp) fclose(fp);
+    snprintf(outside, sizeof outside, "%s/outside.jpg", dir);
+    fp = fopen(outside, "w");
+    if (fp) fclose(fp);
     for (int i = 0; i < N; i++) make_event(&ev[i], i);
-    snprintf(ev[10].snapshot, sizeof ev[10].snapshot, "%s", snap);
+    snprintf(ev[10].snapshot, sizeof ev[10].snapshot, "%s", rel);
+    snprintf(ev[11].snapshot, sizeof ev[11].snapshot, "snapshots/../../outside.jpg");
+    snprintf(ev[12].snapshot, sizeof ev[12].snapshot, "%s", outside);
     int64_t ids[N];
     CHECK_OK(it_store_events_insert(st, ev, N, ids));
     int64_t del, cnt;
@@ -217,7 +227,11 @@ static void test_retention(void) {
     CHECK(del == 2500);
     CHECK_OK(it_store_events_count(st, &cnt));
     CHECK(cnt == 2500);
-    CHECK(access(snap, F_OK) != 0); /* its snapshot went with it */
+    CHECK(access(snap, F_OK) != 0); /* its snapshot went with it, and the emptied date folder */
+    char *slash = strrchr(snap, '/');
+    if (slash) *slash = 0;
+    CHECK(access(snap, F_OK) != 0);
+    CHECK(access(outside, F_OK) == 0); /* paths that escape are refused, not followed */
     it_store_event g;
     CHECK(it_store_event_get(st, ids[2499], &g) == ITSCAM_ERR_NOT_FOUND);
     CHECK_OK(it_store_event_get(st, ids[2500], &g));
@@ -296,6 +310,198 @@ static void test_writer_and_reopen(void) {
     it_store_close(st);
 }
 
+/* Occupancy samples: direct inserts, bucket statistics against hand numbers, retention
+ * by age in steps, and the writer's occupancy queue (bounded, never blocking). */
+static void test_occupancy(void) {
+    it_store *st = open_store("occ");
+    CHECK(st != NULL);
+    if (!st) return;
+    /* cam-a, zone z1, all classes: counts 0..9 at t = 1000 + 30 i (10 samples in bucket
+     * [900, 1200): i 0..6 -> t 1000..1180; bucket [1200, 1500): i 7..9). */
+    enum { N = 10 };
+    it_occupancy_sample o[N + 3];
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < N; i++) {
+        snprintf(o[i].camera, sizeof o[i].camera, "cam-a");
+        snprintf(o[i].zone, sizeof o[i].zone, "z1");
+        o[i].time = 1000 + 30 * i;
+        o[i].count = i;
+    }
+    /* by class, and another camera that must not count */
+    snprintf(o[N].camera, sizeof o[N].camera, "cam-a");
+    snprintf(o[N].zone, sizeof o[N].zone, "z1");
+    snprintf(o[N].class_name, sizeof o[N].class_name, "car");
+    o[N].time = 1010, o[N].count = 4;
+    o[N + 1] = o[N], o[N + 1].time = 1020, o[N + 1].count = 6;
+    o[N + 2] = o[0];
+    snprintf(o[N + 2].camera, sizeof o[N + 2].camera, "cam-b");
+    o[N + 2].count = 99;
+    CHECK_OK(it_store_occupancy_insert(st, o, N + 3));
+    it_occupancy_sample bad = o[0];
+    bad.zone[0] = 0;
+    CHECK(it_store_occupancy_insert(st, &bad, 1) == ITSCAM_ERR_INVALID_ARG);
+    bad = o[0], bad.count = -1;
+    CHECK(it_store_occupancy_insert(st, &bad, 1) == ITSCAM_ERR_INVALID_ARG);
+
+    it_occupancy_row *rows;
+    int n;
+    CHECK_OK(it_store_occupancy(st, "cam-a", 0, 2000, 300, &rows, &n));
+    /* (900, z1, ""), (900, z1, car), (1200, z1, "") */
+    CHECKF(n == 3, "rows %d", n);
+    if (n == 3) {
+        CHECK(rows[0].bucket_start == 900 && !strcmp(rows[0].zone, "z1") && !rows[0].class_name[0]);
+        CHECKF(rows[0].samples == 7 && fabs(rows[0].mean - 3.0) < 1e-9 && rows[0].max == 6, "samples %lld mean %g max %lld",
+               (long long)rows[0].samples, rows[0].mean, (long long)rows[0].max);
+        CHECK(rows[1].bucket_start == 900 && !strcmp(rows[1].class_name, "car") && rows[1].samples == 2 &&
+              fabs(rows[1].mean - 5.0) < 1e-9 && rows[1].max == 6);
+        CHECK(rows[2].bucket_start == 1200 && rows[2].samples == 3 && fabs(rows[2].mean - 8.0) < 1e-9 &&
+              rows[2].max == 9);
+    }
+    it_free(rows);
+    /* since/until cut samples, not buckets: [1100, 1250) holds i 4..8 */
+    CHECK_OK(it_store_occupancy(st, "cam-a", 1100, 1250, 1e6, &rows, &n));
+    CHECK(n == 1 && rows && rows[0].bucket_start == 0 && rows[0].samples == 5 && fabs(rows[0].mean - 6) < 1e-9);
+    it_free(rows);
+    CHECK_OK(it_store_occupancy(st, "nobody", 0, 2000, 300, &rows, &n));
+    CHECK(n == 0 && rows == NULL);
+    CHECK(it_store_occupancy(st, "cam-a", 0, 2000, 0.5, &rows, &n) == ITSCAM_ERR_INVALID_ARG);
+    int has;
+    CHECK_OK(it_store_camera_has_data(st, "cam-b", &has));
+    CHECK(has == 1);
+    CHECK_OK(it_store_camera_has_data(st, "cam-x", &has));
+    CHECK(has == 0);
+
+    /* Retention by age, in steps: 2500 more old samples, then everything before 1150. */
+    static it_occupancy_sample many[2500];
+    for (int i = 0; i < 2500; i++) many[i] = o[0], many[i].time = 10 + i * 0.1;
+    CHECK_OK(it_store_occupancy_insert(st, many, 2500));
+    int64_t del;
+    CHECK_OK(it_store_occupancy_retain(st, 850, 2000, &del)); /* time < 1150: 2500 + i 0..4 + 2 car + cam-b */
+    CHECKF(del == 2500 + 5 + 2 + 1, "deleted %lld", (long long)del);
+    CHECK_OK(it_store_occupancy(st, "cam-a", 0, 2000, 300, &rows, &n));
+    int64_t left = 0;
+    for (int i = 0; i < n; i++) left += rows[i].samples;
+    CHECK(left == 5);
+    it_free(rows);
+    /* events retention takes occupancy with it */
+    CHECK_OK(it_store_events_retain(st, 1, 0, 1e9, &del));
+    CHECK_OK(it_store_camera_has_data(st, "cam-a", &has));
+    CHECK(has == 0);
+
+    /* The writer: a burst far beyond the queue never blocks; the overflow and bad
+     * samples are counted, the rest written. */
+    it_event_writer *w;
+    CHECK_OK(it_event_writer_start(st, 32, &w));
+    int accepted = 0;
+    for (int i = 0; i < 5000; i++) accepted += it_event_writer_push_occupancy(w, "cam-c", "z2", i % 2 ? "car" : NULL, 5000 + i, i % 7) == 0;
+    CHECK(it_event_writer_push_occupancy(w, "cam-c", "", NULL, 1, 1) == -1);
+    CHECK(it_event_writer_push_occupancy(w, "cam-c", "z2", NULL, 1, -1) == -1);
+    char longzone[100];
+    memset(longzone, 'z', sizeof longzone - 1), longzone[sizeof longzone - 1] = 0;
+    CHECK(it_event_writer_push_occupancy(w, "cam-c", longzone, NULL, 1, 1) == -1);
+    it_event_writer_flush(w);
+    it_event_writer_stats ws;
+    it_event_writer_stats_get(w, &ws);
+    CHECKF(ws.occupancy_pushed == (uint64_t)accepted && ws.occupancy_written == ws.occupancy_pushed &&
+               ws.occupancy_dropped == (uint64_t)(5000 - accepted + 3) && ws.occupancy_failed == 0 && accepted >= 32,
+           "pushed %llu written %llu dropped %llu", (unsigned long long)ws.occupancy_pushed,
+           (unsigned long long)ws.occupancy_written, (unsigned long long)ws.occupancy_dropped);
+    it_event_writer_stop(w);
+    CHECK_OK(it_store_occupancy(st, "cam-c", 0, 1e5, 1e5, &rows, &n));
+    left = 0;
+    for (int i = 0; i < n; i++) left += rows[i].samples;
+    CHECK(left == accepted);
+    it_free(rows);
+    it_store_close(st);
+}
+
+/* Filter lists, the bounded count after an id, the last id ever given. */
+static void test_lists_and_counts(void) {
+    it_store *st = open_store("lists");
+    CHECK(st != NULL);
+    if (!st) return;
+    int64_t last;
+    CHECK_OK(it_store_events_last_id(st, &last));
+    CHECK(last == 0);
+    enum { N = 300 };
+    static it_store_event ev[N];
+    int64_t ids[N];
+    for (int i = 0; i < N; i++) make_event(&ev[i], i);
+    CHECK_OK(it_store_events_insert(st, ev, N, ids));
+    const char *types[] = {"speeding", "zone_enter"}, *cls[] = {"car", "bus"};
+    it_event_filter f = {.types = types, .n_types = 2, .classes = cls, .n_classes = 2, .ascending = 1};
+    int expect = 0, expect_after = 0;
+    for (int i = 0; i < N; i++) {
+        int m = strcmp(ev[i].type, "line_cross") && (!strcmp(ev[i].class_name, "car") || !strcmp(ev[i].class_name, "bus"));
+        expect += m;
+        expect_after += m && ids[i] > ids[100];
+    }
+    static it_store_event page[IT_EVENTS_QUERY_MAX];
+    int n;
+    int64_t next, cnt;
+    CHECK_OK(it_store_events_query(st, &f, 1000, 0, page, &n, &next));
+    CHECKF(n == expect && expect > 0, "n %d expect %d", n, expect);
+    CHECK_OK(it_store_events_after(st, &f, ids[100], 1000, page, &n, &next));
+    CHECK(n == expect_after && (n == 0 || page[0].id > ids[100]));
+    CHECK_OK(it_store_events_count_after(st, &f, ids[100], 1000000, &cnt));
+    CHECK(cnt == expect_after);
+    CHECK_OK(it_store_events_count_after(st, &f, ids[100], 7, &cnt));
+    CHECK(cnt == 7);
+    CHECK_OK(it_store_events_count_after(st, NULL, 0, 1000000, &cnt));
+    CHECK(cnt == N);
+    const char *many[IT_EVENT_FILTER_LIST_MAX + 1] = {0};
+    it_event_filter g = {.types = many, .n_types = IT_EVENT_FILTER_LIST_MAX + 1};
+    CHECK(it_store_events_query(st, &g, 10, 0, page, &n, &next) == ITSCAM_ERR_INVALID_ARG);
+    CHECK_OK(it_store_events_last_id(st, &last));
+    CHECK(last == ids[N - 1]);
+    CHECK_OK(it_store_events_retain(st, 0, 1, 0, NULL)); /* keeps the newest */
+    CHECK_OK(it_store_events_retain(st, 1, 0, 1e12, NULL)); /* and that one too */
+    CHECK_OK(it_store_events_last_id(st, &last));
+    CHECK(last == ids[N - 1]); /* never goes back */
+    /* one text form, times to the microsecond */
+    it_store_event e = ev[0];
+    e.id = 42, e.time = 1714567890.123456;
+    size_t len;
+    char *t = it_store_event_text(&e, &len);
+    CHECK(t && len == strlen(t) && strstr(t, "1714567890.12346") && !strchr(t, '\n'));
+    free(t);
+    it_store_close(st);
+}
+
+/* The snapshot convention: unique names, the shape, and refusals. */
+static void test_snapshot_paths(void) {
+    char sdir[300], rel[IT_EVENT_SNAPSHOT_MAX + 1], rel2[IT_EVENT_SNAPSHOT_MAX + 1], abs[PATH_MAX];
+    snprintf(sdir, sizeof sdir, "%s/snapdir", dir);
+    CHECK(mkdir(sdir, 0700) == 0);
+    double t = 1714567890.25; /* 2024-05-01 12:51:30.250 UTC */
+    CHECK(it_snapshot_path(sdir, "cam-a", "speeding", 17, t, rel, sizeof rel) == 0);
+    CHECKF(!strcmp(rel, "snapshots/cam-a/2024-05-01/125130.250-speeding-17.jpg"), "rel %s", rel);
+    CHECK(it_snapshot_path(sdir, "cam-a", "speeding", 17, t, rel2, sizeof rel2) == 0);
+    CHECKF(!strcmp(rel2, "snapshots/cam-a/2024-05-01/125130.250-speeding-17-2.jpg"), "rel2 %s", rel2);
+    CHECK_OK(it_snapshot_resolve(sdir, rel, abs, sizeof abs));
+    CHECK(access(abs, F_OK) == 0 && strstr(abs, rel) != NULL);
+    /* bad arguments */
+    CHECK(it_snapshot_path(sdir, "Cam A", "speeding", 1, t, rel2, sizeof rel2) == -1);
+    CHECK(it_snapshot_path(sdir, "cam-a", "../x", 1, t, rel2, sizeof rel2) == -1);
+    CHECK(it_snapshot_path(sdir, "cam-a", "speeding", -1, t, rel2, sizeof rel2) == -1);
+    CHECK(it_snapshot_path(sdir, "cam-a", "speeding", 1, -5, rel2, sizeof rel2) == -1);
+    /* refused shapes */
+    const char *bad[] = {"/etc/passwd", "snapshots/../itscam.db", "snapshots/a/../../x.jpg", "snapshots//a.jpg",
+                         "snapshots/.hidden.jpg", "other/a.jpg", "snapshots/a.png", "snapshots/a b.jpg",
+                         "snapshots/a/./b.jpg", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECKF(it_snapshot_resolve(sdir, bad[i], abs, sizeof abs) == ITSCAM_ERR_INVALID_ARG, "accepted '%s'", bad[i]);
+    CHECK(it_snapshot_resolve(sdir, "snapshots/cam-a/2024-05-01/gone.jpg", abs, sizeof abs) == ITSCAM_ERR_NOT_FOUND);
+    /* a symbolic link inside the folder that leads out of it */
+    char link[600], target[300];
+    snprintf(target, sizeof target, "%s/secret.jpg", dir);
+    FILE *fp = fopen(target, "w");
+    if (fp) fclose(fp);
+    snprintf(link, sizeof link, "%s/snapshots/cam-a/2024-05-01/link.jpg", sdir);
+    CHECK(symlink(target, link) == 0);
+    CHECK(it_snapshot_resolve(sdir, "snapshots/cam-a/2024-05-01/link.jpg", abs, sizeof abs) == ITSCAM_ERR_INVALID_ARG);
+}
+
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -364,6 +570,9 @@ int main(void) {
     test_counts();
     test_retention();
     test_writer_and_reopen();
+    test_occupancy();
+    test_lists_and_counts();
+    test_snapshot_paths();
     bench_query();
     rm_tree();
     printf("%d checks, %d failures\n", check_count, check_failures);

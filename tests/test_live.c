@@ -5,14 +5,19 @@
  *     query, 200 image/jpeg at native or scaled size;
  *   mjpeg: parts parse (boundary, Content-Length, SOI/EOI, X-Frame rising); a viewer that
  *     stops reading stalls neither the camera (puts) nor another viewer;
- *   events/stream: events in order with the camera filter; a client that stops reading
- *     is told `dropped` with a count later, and the bus holds a bounded amount for it;
- *     heartbeats on a quiet stream; srv_server_stop ends open streams at once. */
+ *   events/stream: events in order with the camera filter, live-only ones without an
+ *     id line; a client that stops reading is told `dropped` with a count later, and the
+ *     bus holds a bounded amount for it; heartbeats on a quiet stream; resuming with
+ *     Last-Event-ID (or last_event_id=) against a real store while events are committed
+ *     and published concurrently: every matching event after the id once, in id order,
+ *     across the switch from replay to live; `event: reset` past the replay bound and for
+ *     an id the store never gave; srv_server_stop ends open streams at once. */
 #include "check.h"
 #include "core/core.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "sinks/bus.h"
+#include "sinks/events.h"
 #include "sinks/frames.h"
 #include "vision/image.h"
 
@@ -35,7 +40,8 @@ typedef struct client {
     size_t len, cap;
 } client;
 
-static int client_open(client *c, const char *path, int rcvbuf) {
+/* extra: more header lines ("Name: value\r\n"...), or NULL. */
+static int client_open_h(client *c, const char *path, int rcvbuf, const char *extra) {
     memset(c, 0, sizeof *c);
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     if (c->fd < 0) return -1;
@@ -44,11 +50,15 @@ static int client_open(client *c, const char *path, int rcvbuf) {
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) return -1;
     char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n%s\r\n", path, extra ? extra : "");
     if (send(c->fd, req, (size_t)n, MSG_NOSIGNAL) != n) return -1;
     c->cap = 1 << 20;
     c->buf = malloc(c->cap);
     return c->buf ? 0 : -1;
+}
+
+static int client_open(client *c, const char *path, int rcvbuf) {
+    return client_open_h(c, path, rcvbuf, NULL);
 }
 
 static void client_close(client *c) {
@@ -275,20 +285,25 @@ static void test_events(it_bus *bus) {
     long pre = client_until(&c, "\n\n", 5000); /* the opening comment: subscribed */
     CHECK(pre > 0);
     if (pre > 0) client_consume(&c, (size_t)pre);
-    uint64_t first = 0, seq;
+    uint64_t seq;
     char txt[64];
+    /* Live-only events (it_bus_publish) carry no id line; a stored one (published with
+     * its store id) carries that id. */
     for (int i = 0; i < 20; i++) {
         int n = snprintf(txt, sizeof txt, "{\"i\":%d}", i);
-        CHECK_OK(it_bus_publish(bus, i % 2 ? "cam2" : "cam1", i % 4 ? "detections" : "zone.enter", txt, (size_t)n, &seq));
-        if (!first) first = seq;
+        if (i == 8)
+            CHECK_OK(it_bus_publish_stored(bus, "cam1", "zone.enter", txt, (size_t)n, 4242, &seq));
+        else
+            CHECK_OK(it_bus_publish(bus, i % 2 ? "cam2" : "cam1", i % 4 ? "detections" : "zone.enter", txt, (size_t)n,
+                                    &seq));
     }
     int got = 0, ok = 1;
     for (int i = 0; i < 20; i += 2) {
         long e = client_until(&c, "\n\n", 10000);
         if (e < 0) break;
         char want[160];
-        snprintf(want, sizeof want, "event: %s\nid: %llu\ndata: {\"i\":%d}\n\n", i % 4 ? "detections" : "zone.enter",
-                 (unsigned long long)(first + (uint64_t)i), i);
+        snprintf(want, sizeof want, "event: %s\n%sdata: {\"i\":%d}\n\n", i % 4 ? "detections" : "zone.enter",
+                 i == 8 ? "id: 4242\n" : "", i);
         if ((size_t)e != strlen(want) || memcmp(c.buf, want, (size_t)e)) {
             fprintf(stderr, "want <%s> got <%.*s>\n", want, (int)e, c.buf);
             ok = 0;
@@ -357,6 +372,165 @@ static void *hello_main(void *arg) {
     return NULL;
 }
 
+/* ---- resuming from the store ---- */
+
+static const char *const rtypes[] = {"line_cross", "zone_enter", "speeding"};
+static const char *const rclasses[] = {"car", "bus", "truck"};
+
+static void resume_event(it_store_event *e, const char *camera, int i) {
+    memset(e, 0, sizeof *e);
+    snprintf(e->camera, sizeof e->camera, "%s", camera);
+    snprintf(e->type, sizeof e->type, "%s", rtypes[i % 3]);
+    snprintf(e->class_name, sizeof e->class_name, "%s", rclasses[(i / 3) % 3]);
+    e->time = 1.7e9 + i;
+    e->track_id = 1 + i;
+    e->class_id = (i / 3) % 3;
+    e->score = 0.5;
+    snprintf(e->details, sizeof e->details, "{\"i\":%d}", i);
+}
+
+/* The pipeline's path, done by hand: commit, then publish with the store ids (and a
+ * live-only detections event in between, which resuming clients must not count). */
+typedef struct committer {
+    it_store *db;
+    it_bus *bus;
+    int from, to; /* event numbers */
+    int64_t ids[400];
+    int bad;
+} committer;
+
+static void *committer_main(void *arg) {
+    committer *c = arg;
+    for (int i = c->from; i < c->to; i += 4) {
+        it_store_event ev[4];
+        int n = IT_MIN(4, c->to - i);
+        for (int k = 0; k < n; k++) resume_event(&ev[k], "rc", i + k);
+        int64_t ids[4];
+        if (it_store_events_insert(c->db, ev, n, ids) != ITSCAM_OK) c->bad++;
+        for (int k = 0; k < n; k++) {
+            c->ids[i + k] = ids[k];
+            ev[k].id = ids[k];
+            size_t len;
+            char *t = it_store_event_text(&ev[k], &len);
+            if (!t || it_bus_publish_stored(c->bus, "rc", ev[k].type, t, len, ids[k], NULL) != ITSCAM_OK) c->bad++;
+            free(t);
+        }
+        it_bus_publish(c->bus, "rc", "detections", "{}", 2, NULL);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+/* Read SSE events until the one with id `last` (or a timeout): ids in order into got
+ * (their count returned; -1 when an id came twice or out of order, or an unexpected
+ * event type came). */
+static int read_ids(client *c, int64_t last, int64_t *got, int max, const char *want_type, const char *want_class,
+                    int *resets) {
+    int n = 0;
+    double end = it_now_ms() + 30000;
+    int64_t prev = 0;
+    while (it_now_ms() < end) {
+        long e = client_until(c, "\n\n", 10000);
+        if (e < 0) break;
+        char *b = c->buf;
+        b[e - 1] = 0;
+        if (!strncmp(b, "event: reset\n", 13)) ++*resets;
+        const char *idl = strstr(b, "\nid: ");
+        if (idl && strncmp(b, "event: ", 7) == 0) {
+            int64_t id = atoll(idl + 5);
+            if (id <= prev || n == max) return -1;
+            if (want_type && strncmp(b + 7, want_type, strlen(want_type))) return -1;
+            if (want_class) {
+                char pat[64];
+                snprintf(pat, sizeof pat, "\"class\":\"%s\"", want_class);
+                if (!strstr(b, pat)) return -1;
+            }
+            got[n++] = prev = id;
+        } else if (!strncmp(b, "event: detections", 17) || !strncmp(b, "event: line_cross", 17)) {
+            return -1; /* filtered away, or a stored event without its id */
+        }
+        client_consume(c, (size_t)e);
+        if (prev >= last) break;
+    }
+    return n;
+}
+
+static void test_resume(srv_server *s, it_bus *bus, const char *tmp) {
+    char dir[600], err[512];
+    snprintf(dir, sizeof dir, "%s/data", tmp);
+    it_store *db = NULL;
+    /* A second connection to the server's store, as another process would have. */
+    CHECK(it_store_open(dir, &db, err, sizeof err) == 0);
+    if (!db) return;
+    /* 60 events while the clients are away, then 240 while they replay and go live. */
+    committer cm = {.db = db, .bus = bus, .from = 0, .to = 60};
+    committer_main(&cm);
+    CHECK(cm.bad == 0);
+    int64_t after = cm.ids[19]; /* the clients saw up to event 19 */
+    client a, b;
+    char head[2048], hdr[64];
+    snprintf(hdr, sizeof hdr, "Last-Event-ID: %lld\r\n", (long long)after);
+    CHECK(client_open_h(&a, "/v1/events/stream?camera=rc&type=speeding", 0, hdr) == 0);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/events/stream?camera=rc&class=bus,truck&last_event_id=%lld", (long long)after);
+    CHECK(client_open(&b, path, 0) == 0);
+    cm.from = 60, cm.to = 300;
+    pthread_t t;
+    pthread_create(&t, NULL, committer_main, &cm);
+    CHECK(client_head(&a, head, sizeof head) == 200 && client_head(&b, head, sizeof head) == 200);
+    pthread_join(t, NULL);
+    CHECK(cm.bad == 0);
+    /* expected: events 20..299 that match, in id order */
+    int64_t want_a[300], want_b[300], got[300];
+    int na = 0, nb = 0;
+    for (int i = 20; i < 300; i++) {
+        if (i % 3 == 2) want_a[na++] = cm.ids[i];
+        if ((i / 3) % 3 != 0) want_b[nb++] = cm.ids[i];
+    }
+    int resets = 0;
+    int n = read_ids(&a, want_a[na - 1], got, 300, "speeding", NULL, &resets);
+    CHECKF(n == na && !memcmp(got, want_a, sizeof *got * (size_t)na) && !resets, "type filter: %d of %d", n, na);
+    n = read_ids(&b, want_b[nb - 1], got, 300, NULL, NULL, &resets);
+    int ok = n == nb && !memcmp(got, want_b, sizeof *got * (size_t)nb);
+    for (int i = 0; ok && i < nb; i++) ok = got[i] == want_b[i];
+    CHECKF(ok && !resets, "class filter: %d of %d", n, nb);
+    client_close(&a);
+    client_close(&b);
+
+    /* An id the store never gave: reset, pointing at the whole history. */
+    client c;
+    CHECK(client_open_h(&c, "/v1/events/stream?camera=rc", 0, "Last-Event-ID: 999999999\r\n") == 0);
+    CHECK(client_head(&c, head, sizeof head) == 200);
+    long e = client_until(&c, "event: reset\n", 10000);
+    CHECK(e > 0 && client_until(&c, "\"cursor\":\"a0\"", 5000) > 0);
+    client_close(&c);
+    /* More than 10000 to replay: reset with a cursor after the id. */
+    static it_store_event many[10001];
+    for (int i = 0; i < 10001; i++) resume_event(&many[i], "many", i);
+    int64_t last;
+    CHECK_OK(it_store_events_last_id(db, &last));
+    CHECK_OK(it_store_events_insert(db, many, 10001, NULL));
+    snprintf(path, sizeof path, "/v1/events/stream?camera=many&last_event_id=%lld", (long long)last);
+    CHECK(client_open(&c, path, 0) == 0);
+    CHECK(client_head(&c, head, sizeof head) == 200);
+    char cur[64];
+    snprintf(cur, sizeof cur, "\"cursor\":\"a%lld\"", (long long)last);
+    CHECK(client_until(&c, "event: reset\n", 10000) > 0 && client_until(&c, cur, 5000) > 0);
+    client_close(&c);
+    /* a bad id */
+    CHECK(client_open_h(&c, "/v1/events/stream", 0, "Last-Event-ID: abc\r\n") == 0);
+    CHECK(client_head(&c, head, sizeof head) == 400);
+    client_close(&c);
+    CHECK(client_open(&c, "/v1/events/stream?typo=1", 0) == 0);
+    CHECK(client_head(&c, head, sizeof head) == 400);
+    client_close(&c);
+    CHECK(client_open(&c, "/v1/events/stream?type=Bad-Type", 0) == 0);
+    CHECK(client_head(&c, head, sizeof head) == 400);
+    client_close(&c);
+    it_store_close(db);
+    (void)s;
+}
+
 /* Python's urllib as an SSE client, when python3 is here. */
 static void test_python(it_bus *bus) {
     if (system("python3 -c 'import urllib.request' 2>/dev/null") != 0) {
@@ -418,6 +592,9 @@ int main(void) {
     cfg.http_threads = 2;
     cfg.stream_send_timeout_s = 3;
     char err[512];
+    char tmp[] = "/tmp/itscam_live_XXXXXX";
+    CHECK(mkdtemp(tmp) != NULL);
+    snprintf(cfg.storage_dir, sizeof cfg.storage_dir, "%s/data", tmp);
     srv_server *s = srv_server_start(&cfg, err, sizeof err);
     if (!s) {
         fprintf(stderr, "start: %s\n", err);
@@ -442,8 +619,8 @@ int main(void) {
         CHECK_OK(it_image_alloc(&img, 640, 480));
         for (int i = 0; i < 640 * 480 * 3; i++) img.data[i] = (uint8_t)(i * 7);
     }
-    char tmp[] = "/tmp/itscam_live_XXXXXX";
-    CHECK(mkdtemp(tmp) != NULL);
+    /* the store (no cameras): what resuming reads */
+    CHECK(srv_cameras_start(s, NULL, 0, err, sizeof err) == 0);
 
     double t = it_now_ms();
 #define STEP(x)                                                            \
@@ -456,6 +633,7 @@ int main(void) {
     STEP(test_mjpeg(f, &img, tmp));
     STEP(test_events(bus));
     STEP(test_heartbeat());
+    STEP(test_resume(s, bus, tmp));
     STEP(test_python(bus));
     STEP(test_metrics(tmp));
 

@@ -13,7 +13,20 @@
  * A viewer that reads slowly is never queued for: MJPEG always takes the newest frame
  * when the socket is ready (frames in between are skipped, and encoded once for every
  * viewer of the same size), and each SSE client has a bounded queue whose oldest events
- * are dropped, which the client is told with an `event: dropped`. */
+ * are dropped, which the client is told with an `event: dropped`.
+ *
+ * SSE ids are event store ids: a stored event carries `id: N`, a live-only one
+ * (detections) none, so a browser's Last-Event-ID is always a store id. A client that
+ * comes back with one (the Last-Event-ID header, or last_event_id= on a first connect)
+ * is first sent the stored events after it that pass its filters, oldest first, read
+ * from the store a batch at a time as the socket takes them, then the live ones. No
+ * event is lost or sent twice across the switch: the bus subscription is made before
+ * the replay starts; while replaying, what the bus delivers is discarded (a stored
+ * event the bus delivered was committed before, so a later replay batch reads it; the
+ * replay ends on an empty batch read after the last discard); once live, stored events
+ * with ids up to the last one the replay covered are skipped. More than SSE_REPLAY_MAX
+ * events to replay (or an id this store never gave) is answered with an `event: reset`
+ * naming a /v1/events cursor that pages through what was missed. */
 #include "server/http_internal.h"
 
 #include "core/core.h"
@@ -33,6 +46,8 @@
 #define JPEG_QUALITY_DEFAULT 80
 #define STREAM_BLOCK 65536
 #define BOUNDARY "itscamframe"
+#define SSE_REPLAY_MAX 10000           /* stored events replayed on resume at most */
+#define SSE_REPLAY_BATCH 64            /* read from the store at a time */
 
 enum { KIND_SSE, KIND_MJPEG };
 
@@ -57,10 +72,18 @@ typedef struct live_stream {
     const char *tail;
     size_t tail_len, pos;
     it_event *ev;                    /* owns body (SSE) */
+    char *owned;                     /* owns body (SSE replay and reset: malloc'd text) */
     it_jpeg *jpg;                    /* owns body (MJPEG) */
     double last_write;               /* it_now_ms of the last bytes handed over */
     /* SSE */
     it_bus_sub *sub;
+    api_event_filter flt;            /* type and class lists (camera: the subscription) */
+    int replaying;                   /* reading stored events after replay_cursor */
+    int64_t replay_cursor;           /* the last id the replay covered (or Last-Event-ID) */
+    int64_t skip_upto;               /* live: stored events with ids up to this were sent */
+    it_store_event *rbuf;            /* a replay batch: rbuf[ri .. rn) still to send */
+    int rn, ri;
+    uint64_t dropped;                /* live events dropped, not yet told */
     /* MJPEG */
     it_frames_watch *watch;
     int height, quality, annotate;
@@ -188,6 +211,8 @@ void srv_live_free(srv_server *s) {
 static void release_out(live_stream *st) {
     it_event_unref(st->ev);
     st->ev = NULL;
+    free(st->owned);
+    st->owned = NULL;
     if (st->jpg) {
         it_jpeg_unref(st->last_jpg);
         st->last_jpg = st->jpg; /* kept for the heartbeat */
@@ -219,16 +244,99 @@ static int out_pending(const live_stream *st) {
     return st->head_len + st->body_len + st->tail_len > 0;
 }
 
+/* Send text (malloc'd, taken) as the body after head's n bytes. */
+static void sse_owned(live_stream *st, int n, char *text, size_t len) {
+    st->head_len = (size_t)n;
+    st->owned = text;
+    st->body = text;
+    st->body_len = len;
+    st->tail = "\n\n";
+    st->tail_len = 2;
+}
+
+/* An `event: reset` after head's n bytes: the client should read what it missed from
+ * /v1/events (from the cursor given, oldest first); live events follow. */
+static void sse_reset(live_stream *st, int n, const char *reason, int64_t after) {
+    char cur[32];
+    api_events_cursor(1, after, cur, sizeof cur);
+    json_t *j = json_pack("{s:s,s:I,s:s}", "reason", reason, "last_event_id", (json_int_t)after, "cursor", cur);
+    char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!t) {
+        st->head_len = (size_t)n;
+        return;
+    }
+    n += snprintf(st->head + n, sizeof st->head - (size_t)n, "event: reset\ndata: ");
+    sse_owned(st, n, t, strlen(t));
+}
+
+/* The next replayed event into the output: 1 when there is one, 0 when the replay is
+ * over (the stream goes live). Reads the store under cam_mu, a batch at a time. */
+static int sse_replay(live_stream *st) {
+    srv_server *s = st->s;
+    while (st->ri == st->rn) {
+        /* Discard what the bus delivered so far (see the top of the file), then read on. */
+        it_event *e;
+        while ((e = it_bus_pop(st->sub, NULL))) it_event_unref(e);
+        it_event_filter f = {.ascending = 1};
+        api_event_filter_store(&st->flt, &f);
+        st->rn = st->ri = 0;
+        itscam_status rc = ITSCAM_ERR_IO;
+        pthread_mutex_lock(&s->cam_mu);
+        int64_t next;
+        if (s->store)
+            rc = it_store_events_after(s->store, &f, st->replay_cursor, SSE_REPLAY_BATCH, st->rbuf, &st->rn, &next);
+        pthread_mutex_unlock(&s->cam_mu);
+        if (rc != ITSCAM_OK || !st->rn) {
+            if (rc != ITSCAM_OK) it_log(ITSCAM_LOG_WARN, "event stream: replay: %s", itscam_last_error());
+            st->replaying = 0;
+            st->skip_upto = st->replay_cursor;
+            it_free(st->rbuf);
+            st->rbuf = NULL;
+            st->rn = st->ri = 0;
+            if (rc != ITSCAM_OK) {
+                sse_reset(st, 0, "the event store could not be read", st->replay_cursor);
+                return 1;
+            }
+            return 0;
+        }
+    }
+    const it_store_event *e = &st->rbuf[st->ri++];
+    st->replay_cursor = e->id;
+    size_t len;
+    char *t = it_store_event_text(e, &len);
+    if (!t) return 1; /* out of memory: this one is skipped; the next call goes on */
+    int n = snprintf(st->head, sizeof st->head, "event: %s\nid: %" PRId64 "\ndata: ", e->type, e->id);
+    sse_owned(st, n, t, len);
+    return 1;
+}
+
 /* Fill the output with the next SSE bytes: 1 when there are some, 0 when there is
  * nothing to send before the heartbeat (the timer is set). */
 static int sse_next(live_stream *st) {
+    if (st->replaying && sse_replay(st)) return 1;
+    it_event *e;
     uint64_t dropped;
-    it_event *e = it_bus_pop(st->sub, &dropped);
+    /* Events the filters refuse, or the replay already sent, are passed over. */
+    while ((e = it_bus_pop(st->sub, &dropped)) || dropped) {
+        st->dropped += dropped;
+        if (!e) continue;
+        if ((e->id > 0 && e->id <= st->skip_upto) || !api_event_filter_match(&st->flt, e)) {
+            it_event_unref(e);
+            continue;
+        }
+        break;
+    }
     int n = 0;
-    if (dropped)
-        n = snprintf(st->head, sizeof st->head, "event: dropped\ndata: {\"dropped\":%" PRIu64 "}\n\n", dropped);
+    if (st->dropped)
+        n = snprintf(st->head, sizeof st->head, "event: dropped\ndata: {\"dropped\":%" PRIu64 "}\n\n", st->dropped);
+    st->dropped = 0;
     if (e) {
-        n += snprintf(st->head + n, sizeof st->head - (size_t)n, "event: %s\nid: %" PRIu64 "\ndata: ", e->type, e->seq);
+        /* Live-only events (id 0) carry no id line: the client's Last-Event-ID stays the
+         * last stored event's, which is what resuming needs. */
+        n += snprintf(st->head + n, sizeof st->head - (size_t)n, "event: %s\n", e->type);
+        if (e->id > 0) n += snprintf(st->head + n, sizeof st->head - (size_t)n, "id: %" PRId64 "\n", e->id);
+        n += snprintf(st->head + n, sizeof st->head - (size_t)n, "data: ");
         st->ev = e;
         st->body = e->data;
         st->body_len = e->len;
@@ -337,6 +445,8 @@ static void stream_free(void *cls) {
     if (st->next) st->next->prev = st->prev;
     pthread_mutex_unlock(&s->live->mu);
     it_event_unref(st->ev);
+    free(st->owned);
+    it_free(st->rbuf);
     it_jpeg_unref(st->jpg);
     it_jpeg_unref(st->last_jpg);
     if (st->queued) srv_metrics_request(&s->mx, st->label, "", 200, (it_now_ms() - st->t0) / 1e3, 0);
@@ -512,23 +622,63 @@ enum MHD_Result api_mjpeg(http_req *r) {
     return start_stream(r, st, "multipart/x-mixed-replace; boundary=" BOUNDARY);
 }
 
-enum MHD_Result api_events(http_req *r) {
-    const char *cam = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "camera");
-    if (cam) {
-        size_t n = strlen(cam);
-        int ok = n >= 1 && n <= IT_FRAMES_ID_MAX;
-        for (size_t i = 0; ok && i < n; i++)
-            ok = (cam[i] >= 'a' && cam[i] <= 'z') || (cam[i] >= '0' && cam[i] <= '9') || cam[i] == '_' || cam[i] == '-';
-        if (!ok) return http_respond_error(r, 400, "camera='%.70s' is not a camera id ([a-z0-9_-]{1,64})", cam);
+/* The id to resume after: the Last-Event-ID header (a reconnecting EventSource sends
+ * it), else last_event_id= (a first connect can only use the URL); 0 replays from the
+ * first stored event. -2 when neither is given; -1 with a 400 in *ret when not an id. */
+static int64_t resume_id(http_req *r, enum MHD_Result *ret) {
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    const char *q = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "last_event_id");
+    const char *v = h ? h : q;
+    if (!v) return -2;
+    size_t n = strlen(v);
+    int ok = n >= 1 && n <= 18;
+    for (size_t i = 0; ok && i < n; i++) ok = v[i] >= '0' && v[i] <= '9';
+    if (!ok) {
+        *ret = http_respond_error(r, 400, "%s '%.40s' is not an event id", h ? "Last-Event-ID" : "last_event_id=", v);
+        return -1;
     }
+    return strtoll(v, NULL, 10);
+}
+
+enum MHD_Result api_events(http_req *r) {
+    static const char *const keys[] = {"camera", "type", "class", "last_event_id", NULL};
+    enum MHD_Result ret;
+    if (api_query_unknown(r, keys, &ret)) return ret;
+    int64_t after = resume_id(r, &ret);
+    if (after == -1) return ret;
     if (atomic_load(&r->s->live->stopping)) return refuse_stopping(r);
     live_stream *st = stream_new(r, KIND_SSE);
     if (!st) return http_respond_error(r, 500, "out of memory");
-    if (!(st->sub = it_bus_subscribe(r->s->bus, cam, SSE_MAX_EVENTS, SSE_MAX_BYTES, stream_wake, st))) {
+    if (api_event_filter_parse(r, &st->flt, &ret)) {
+        stream_free(st);
+        return ret;
+    }
+    /* Subscribed before the replay is decided: nothing committed from now on is missed. */
+    if (!(st->sub = it_bus_subscribe(r->s->bus, st->flt.camera, SSE_MAX_EVENTS, SSE_MAX_BYTES, stream_wake, st))) {
         stream_free(st);
         return http_respond_error_h(r, 503, itscam_last_error(), MHD_HTTP_HEADER_RETRY_AFTER, "5");
     }
     /* The first bytes go out at once, so that the client sees the stream open. */
-    st->head_len = (size_t)snprintf(st->head, sizeof st->head, "retry: 2000\n: itscam events\n\n");
+    int n = snprintf(st->head, sizeof st->head, "retry: 2000\n: itscam events\n\n");
+    const char *reset = NULL;
+    if (after >= 0) {
+        it_event_filter f = {.ascending = 1};
+        api_event_filter_store(&st->flt, &f);
+        int64_t last = 0, pending = 0;
+        itscam_status rc = ITSCAM_ERR_IO;
+        pthread_mutex_lock(&r->s->cam_mu);
+        if (r->s->store && (rc = it_store_events_last_id(r->s->store, &last)) == ITSCAM_OK)
+            rc = it_store_events_count_after(r->s->store, &f, after, SSE_REPLAY_MAX + 1, &pending);
+        pthread_mutex_unlock(&r->s->cam_mu);
+        if (rc != ITSCAM_OK) reset = "the event store could not be read";
+        else if (after > last) /* the client's history is of another store: all of this one is new to it */
+            reset = "Last-Event-ID is beyond this store's last event (the store was replaced)", after = 0;
+        else if (pending > SSE_REPLAY_MAX) reset = "more than 10000 events to replay; read them from /v1/events";
+        else if (pending > 0 && !(st->rbuf = it_malloc(SSE_REPLAY_BATCH * sizeof *st->rbuf))) reset = "out of memory";
+        else if (pending > 0) st->replaying = 1, st->replay_cursor = after;
+        else st->skip_upto = after;
+    }
+    if (reset) sse_reset(st, n, reset, after);
+    else st->head_len = (size_t)n;
     return start_stream(r, st, "text/event-stream");
 }

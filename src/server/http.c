@@ -49,7 +49,11 @@ static const http_route routes[] = {
     { HTTP_DELETE, "/v1/cameras/{camera}",                      api_camera_delete,0, 1, NULL },
     { HTTP_GET,  "/v1/cameras/{camera}/snapshot.jpg",           api_snapshot,     0, 1, NULL },
     { HTTP_GET,  "/v1/cameras/{camera}/mjpeg",                  api_mjpeg,        0, 1, NULL, HTTP_STREAM },
+    { HTTP_GET,  "/v1/cameras/{camera}/counts",                 api_camera_counts,0, 1, NULL },
     { HTTP_GET,  "/v1/events/stream",                           api_events,       0, 1, NULL, HTTP_STREAM },
+    { HTTP_GET,  "/v1/events",                                  api_events_list,  0, 1, NULL },
+    { HTTP_GET,  "/v1/events/{event}",                          api_event_get,    0, 1, NULL },
+    { HTTP_GET,  "/v1/events/{event}/snapshot.jpg",             api_event_snapshot,0, 1, NULL },
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -65,9 +69,21 @@ static int camera_id_ok(const char *u, size_t n) {
     return 1;
 }
 
+/* An event id in a URL: 1 to 18 digits, not 0 (ids count from 1). */
+static int event_id_ok(const char *u, size_t n, int64_t *id) {
+    if (n < 1 || n > 18) return 0;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] < '0' || u[i] > '9') return 0;
+        v = v * 10 + (u[i] - '0');
+    }
+    *id = v;
+    return v > 0;
+}
+
 /* Match url against a pattern segment by segment; "{model}" and "{camera}" are copied
- * into cap (a camera id must be [a-z0-9_-]{1,64} to match), "{version}" matches any
- * non-empty segment. 1 on a match. */
+ * into cap (a camera id must be [a-z0-9_-]{1,64} to match), "{event}" must be an event
+ * id (digits), "{version}" matches any non-empty segment. 1 on a match. */
 static int match(const char *pattern, const char *url, http_captures *cap) {
     const char *p = pattern, *u = url;
     while (*p && *u) {
@@ -85,6 +101,8 @@ static int match(const char *pattern, const char *url, http_captures *cap) {
                 if (!camera_id_ok(u, un)) return 0;
                 memcpy(cap->camera, u, un);
                 cap->camera[un] = 0;
+            } else if (!strncmp(p, "{event}", pn)) {
+                if (!event_id_ok(u, un, &cap->event_id)) return 0;
             }
         } else if (pn != un || strncmp(p, u, pn)) {
             return 0;
@@ -111,7 +129,7 @@ static const http_route *find_route(const char *method, const char *url, http_ca
     *allow = 0;
     *path_row = NULL;
     for (size_t i = 0; i < N_ROUTES; i++) {
-        http_captures c = { "", "" };
+        http_captures c = { "", "", 0 };
         if (!match(routes[i].pattern, url, &c)) continue;
         if (routes[i].methods & want) {
             *cap = c;
@@ -427,7 +445,7 @@ void http_stream_wrote(http_req *r) {
 static enum MHD_Result on_headers(http_req *r, const char *url, const char *method, const char *version) {
     srv_server *s = r->s;
     struct MHD_Connection *c = r->conn;
-    http_captures cap = { "", "" };
+    http_captures cap = { "", "", 0 };
     char *name = cap.model;
     unsigned allow;
     const http_route *path_row;
@@ -451,6 +469,7 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
     }
     r->route_label = label_of(r->route);
     snprintf(r->camera, sizeof r->camera, "%s", cap.camera);
+    r->event_id = cap.event_id;
     if (refuse_slots(r, &ret)) return ret;
     if (r->route->needs_auth && !srv_auth_ok(s, c))
         return http_respond_error(r, 401, "a valid bearer token is required (Authorization: Bearer TOKEN)");

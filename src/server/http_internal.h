@@ -15,6 +15,7 @@
 #include "server/server.h"
 #include "pipeline/cameras.h"
 #include "sinks/bus.h"
+#include "sinks/events.h"
 #include "sinks/store.h"
 #include "sinks/frames.h"
 #include "vision/image.h"
@@ -90,8 +91,9 @@ typedef struct srv_job {
  * all read it.
  *
  * pattern: literal segments, "{model}" (a served model's name, captured),
- * "{camera}" (a camera id, [a-z0-9_-]{1,64}, captured into r->camera) and
- * "{version}" (any one segment: a model has one version). A model route without
+ * "{camera}" (a camera id, [a-z0-9_-]{1,64}, captured into r->camera), "{event}" (an
+ * event id, digits, into r->event_id) and "{version}" (any one segment: a model has one
+ * version). A model route without
  * "{model}" takes ?model= (default: the first model).
  *
  * handler runs once the whole body is in. It answers with http_respond_* (which queues
@@ -127,6 +129,7 @@ typedef struct http_route {
 typedef struct http_captures {
     char model[128];
     char camera[IT_FRAMES_ID_MAX + 1];
+    int64_t event_id;
 } http_captures;
 
 struct http_req {
@@ -136,6 +139,7 @@ struct http_req {
     const char *route_label;    /* static: a row's label, or "other" */
     char model_name[128];       /* "" or a served model's name (the metrics label) */
     char camera[IT_FRAMES_ID_MAX + 1]; /* the {camera} of the route, or "" */
+    int64_t event_id;        /* the {event} of the route, or 0 */
     double t0;
     uint8_t *body;
     size_t len, cap;
@@ -265,6 +269,41 @@ enum MHD_Result api_backend_set(http_req *r);
 enum MHD_Result api_snapshot(http_req *r);
 enum MHD_Result api_mjpeg(http_req *r);
 enum MHD_Result api_events(http_req *r);
+/* api_events.c: the event store's history, one event, its snapshot, counts. */
+enum MHD_Result api_events_list(http_req *r);
+enum MHD_Result api_event_get(http_req *r);
+enum MHD_Result api_event_snapshot(http_req *r);
+enum MHD_Result api_camera_counts(http_req *r);
+
+/* Query arguments shared by /v1/events and /v1/events/stream (api_events.c). */
+/* 1 with a 400 in *ret when r has a query argument not in `allowed` (NULL-ended): a typo
+ * must not silently widen a query. */
+int api_query_unknown(http_req *r, const char *const *allowed, enum MHD_Result *ret);
+/* The filters camera= (one camera id), type= and class= (comma lists of at most
+ * IT_EVENT_FILTER_LIST_MAX names; types [a-z0-9_]{1,31}, classes 1..63 bytes without
+ * commas or control characters). The lists point into the struct itself: parse it where
+ * it stays (no copies). 0, or -1 with a 400 in *ret. */
+typedef struct api_event_filter {
+    char camera[IT_CAM_ID_MAX + 1];
+    char type_names[IT_EVENT_FILTER_LIST_MAX][IT_EVENT_TYPE_MAX + 1];
+    char class_names[IT_EVENT_FILTER_LIST_MAX][IT_EVENT_CLASS_MAX + 1];
+    const char *types[IT_EVENT_FILTER_LIST_MAX], *classes[IT_EVENT_FILTER_LIST_MAX];
+    int n_types, n_classes;
+} api_event_filter;
+int api_event_filter_parse(http_req *r, api_event_filter *a, enum MHD_Result *ret);
+/* The store filter of a (which must outlive it). */
+void api_event_filter_store(const api_event_filter *a, it_event_filter *f);
+/* Whether a bus event passes a's filters. A class filter passes only stored events
+ * (e->id > 0) whose JSON names one of the classes: live-only events carry no class. */
+int api_event_filter_match(const api_event_filter *a, const it_event *e);
+/* The keyset cursor /v1/events hands out for "events after id, oldest first" (what an
+ * SSE reset points clients to); cur holds at least 24 bytes. */
+void api_events_cursor(int ascending, int64_t id, char *cur, size_t n);
+/* The store under s->cam_mu (held on success, released by api_store_unlock), or NULL
+ * with 503 in *ret while the cameras (and their store) are not running. */
+it_store *api_store_lock(http_req *r, enum MHD_Result *ret);
+void api_store_unlock(http_req *r);
+
 /* Create s->bus, s->frames and the streams' timer thread. 0 or -1 with err. */
 int srv_live_start(srv_server *s, char *err, size_t errlen);
 /* End every open stream (each finishes the part it is writing) and refuse new ones:

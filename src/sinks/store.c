@@ -39,6 +39,13 @@ static const char *const migrations[] = {
     "CREATE INDEX events_time ON events (time);"
     "CREATE TABLE outbox (event_id INTEGER NOT NULL, target TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
     "PRIMARY KEY (event_id, target)) WITHOUT ROWID",
+    /* 3: zone occupancy samples (events.c): one row per camera, zone and class ('' for
+     * all classes together) every few seconds, averaged per bucket by the counts route.
+     * occupancy_camera_time serves those queries, occupancy_time retention by age. */
+    "CREATE TABLE occupancy (camera TEXT NOT NULL, zone TEXT NOT NULL, class TEXT NOT NULL DEFAULT '', "
+    "time REAL NOT NULL, count INTEGER NOT NULL);"
+    "CREATE INDEX occupancy_camera_time ON occupancy (camera, time);"
+    "CREATE INDEX occupancy_time ON occupancy (time)",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof *migrations))
 
@@ -161,6 +168,7 @@ int it_store_open(const char *dir, it_store **out, char *err, size_t errlen) {
         seterr(err, errlen, "out of memory");
         return -1;
     }
+    snprintf(st->dir, sizeof st->dir, "%s", dir);
     if (snprintf(st->path, sizeof st->path, "%s/%s", dir, DB_NAME) >= (int)sizeof st->path) {
         seterr(err, errlen, "%s: path too long", dir);
         it_free(st);
@@ -309,6 +317,10 @@ itscam_status it_store_cameras(it_store *st, it_camdef **defs, int *n, it_cam_id
     }
     *defs = d, *n = nd, *deleted = t, *n_deleted = nt;
     return ITSCAM_OK;
+}
+
+const char *it_store_dir(const it_store *st) {
+    return st->dir;
 }
 
 void it_store_close(it_store *st) {

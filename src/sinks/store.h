@@ -34,6 +34,9 @@ itscam_status it_store_camera_delete(it_store *st, const char *id);
  * tombstones into *deleted (*n_deleted). Both arrays are allocated (free them with free()
  * or it_free; NULL when empty). A row that no longer parses fails naming its id. */
 itscam_status it_store_cameras(it_store *st, it_camdef **defs, int *n, it_cam_id **deleted, int *n_deleted);
+/* The storage dir the store was opened with (snapshot paths are relative to it, see
+ * it_snapshot_path in sinks/events.h); valid until it_store_close. */
+const char *it_store_dir(const it_store *st);
 /* Close the database (checkpointing the WAL). NULL is harmless. */
 void it_store_close(it_store *st);
 

@@ -13,10 +13,11 @@ struct it_store {
     sqlite3 *db;
     sqlite3_stmt *put, *del, *list;
     /* events.c: prepared on first use */
-    sqlite3_stmt *ev_insert, *ev_outbox;
+    sqlite3_stmt *ev_insert, *ev_outbox, *occ_insert;
     char outbox_targets[IT_OUTBOX_TARGETS_MAX][32];
     int n_outbox_targets;
     char path[PATH_MAX];
+    char dir[PATH_MAX]; /* the storage dir: snapshot paths are relative to it */
 };
 
 /* Release events.c's statements; under no lock (the store is being closed). */
