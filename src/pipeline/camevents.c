@@ -106,18 +106,10 @@ static void deliver(it_cam_events *e, it_store_event *ev) {
     } else if (e->p.sink) {
         e->p.sink(e->p.sink_arg, ev);
     } else if (e->p.bus) {
-        json_t *j = it_store_event_json(ev);
-        if (j) {
-            json_object_del(j, "id"); /* live only: no store id */
-            it_bus_publish_json(e->p.bus, ev->camera, ev->type, j, NULL);
-            json_decref(j);
-        }
-    }
-    if (dropped && ev->snapshot[0] && e->storage_dir[0]) {
-        /* The event is lost (counted by the writer); its picture must not linger. */
-        char full[2048];
-        snprintf(full, sizeof full, "%s/%s", e->storage_dir, ev->snapshot);
-        unlink(full);
+        size_t len = 0;
+        char *txt = it_store_event_text(ev, &len); /* id 0: live only, never stored */
+        if (txt) it_bus_publish(e->p.bus, ev->camera, ev->type, txt, len, NULL);
+        free(txt);
     }
     pthread_mutex_lock(&e->mu);
     e->emitted++;
@@ -152,22 +144,9 @@ void it_cam_events_emit(it_cam_events *e, const char *type, double t, json_t *de
 
 /* ---- snapshots ---- */
 
-static int mkdirs(char *path) {
-    /* path is a folder; create it and its parents (0700, like the store's folder). */
-    for (char *s = path + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        int rc = mkdir(path, 0700);
-        *s = '/';
-        if (rc && errno != EEXIST) return -1;
-    }
-    return mkdir(path, 0700) && errno != EEXIST ? -1 : 0;
-}
-
-/* The frame as JPEG with the event's box drawn, under
- * storage_dir/snapshots/<camera>/<yyyymmdd>/<hhmmss.mmm>-<type>-<track>.jpg; the path
- * relative to storage_dir lands in ev->snapshot. Failures are logged and leave no
- * snapshot: the event itself matters more. */
+/* The frame as JPEG with the event's box drawn, at the path it_snapshot_path makes
+ * (sinks/events.h: relative to the storage dir, which ev->snapshot then holds).
+ * Failures are logged and leave no snapshot: the event itself matters more. */
 static void snapshot(it_cam_events *e, const it_image *img, it_store_event *ev) {
     if (!e->storage_dir[0] || !img || !img->data) return;
     it_image copy = { 0 };
@@ -183,26 +162,14 @@ static void snapshot(it_cam_events *e, const it_image *img, it_store_event *ev) 
     itscam_status st = it_image_encode_jpeg(&copy, e->p.snapshot_quality, &jpg, &len);
     it_image_free(&copy);
     if (st != ITSCAM_OK) return;
-    time_t secs = (time_t)ev->time;
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char rel[IT_EVENT_SNAPSHOT_MAX + 1], dir[1400], full[1400 + IT_EVENT_SNAPSHOT_MAX];
-    int ms = (int)((ev->time - floor(ev->time)) * 1000);
-    snprintf(dir, sizeof dir, "%s/snapshots/%s/%04d%02d%02d", e->storage_dir, ev->camera, tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday);
+    char rel[IT_EVENT_SNAPSHOT_MAX + 1] = "", full[1024 + IT_EVENT_SNAPSHOT_MAX + 2];
+    int ok = it_snapshot_path(e->storage_dir, ev->camera, ev->type, ev->track_id, ev->time, rel, sizeof rel) == 0;
     int fd = -1;
-    if (!mkdirs(dir)) {
-        /* A second event of the same type, track and millisecond gets a suffix. */
-        for (int k = 0; k < 16 && fd < 0; k++) {
-            snprintf(rel, sizeof rel, "snapshots/%s/%04d%02d%02d/%02d%02d%02d.%03d-%s-%lld%s%.0d.jpg", ev->camera,
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms, ev->type,
-                     (long long)ev->track_id, k ? "-" : "", k);
-            snprintf(full, sizeof full, "%s/%s", e->storage_dir, rel);
-            fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-            if (fd < 0 && errno != EEXIST) break;
-        }
+    if (ok) {
+        snprintf(full, sizeof full, "%s/%s", e->storage_dir, rel);
+        fd = open(full, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        ok = fd >= 0;
     }
-    int ok = fd >= 0;
     for (size_t off = 0; ok && off < len;) {
         ssize_t w = write(fd, jpg + off, len - off);
         if (w <= 0) ok = 0;
@@ -211,8 +178,9 @@ static void snapshot(it_cam_events *e, const it_image *img, it_store_event *ev) 
     if (fd >= 0 && close(fd)) ok = 0;
     it_free(jpg);
     if (!ok) {
-        if (fd >= 0) unlink(full);
-        it_log(ITSCAM_LOG_WARN, "camera %s: cannot write a snapshot under %s: %s", ev->camera, dir, strerror(errno));
+        const char *why = fd >= 0 || errno ? strerror(errno) : itscam_last_error();
+        if (rel[0]) unlink(full); /* the empty file it_snapshot_path reserved, or a partial one */
+        it_log(ITSCAM_LOG_WARN, "camera %s: cannot write a snapshot: %s", ev->camera, why);
         return;
     }
     snprintf(ev->snapshot, sizeof ev->snapshot, "%s", rel);
@@ -268,15 +236,10 @@ static void analytics_event(it_cam_events *e, const it_image *img, const it_an_e
 }
 
 static void sample_occupancy(it_cam_events *e, double t) {
-#ifndef IT_HAVE_OCCUPANCY /* until the occupancy table lands */
-    (void)e, (void)t;
-    return;
-#endif
     if (!e->p.writer || !(e->p.occupancy_every_s > 0) || !e->def.n_zones) return;
     if (t < e->next_occ) return;
     e->next_occ = t + e->p.occupancy_every_s;
     for (int z = 0; z < e->def.n_zones; z++) {
-#ifdef IT_HAVE_OCCUPANCY
         it_event_writer_push_occupancy(e->p.writer, e->def.id, e->def.zones[z].id, "",
                                        t, it_analytics_zone_occupancy(e->an, z, -1));
         for (int k = 0; k < IT_AN_MAX_CLASSES; k++) {
@@ -284,7 +247,6 @@ static void sample_occupancy(it_cam_events *e, double t) {
             int n = it_analytics_zone_occupancy(e->an, z, k);
             if (n > 0) it_event_writer_push_occupancy(e->p.writer, e->def.id, e->def.zones[z].id, e->names[k], t, n);
         }
-#endif
     }
 }
 

@@ -75,11 +75,10 @@ static int model_known(srv_server *s, const it_camdef *d, char *err, size_t n) {
 static void on_commit(void *arg, const it_store_event *ev, int n) {
     srv_server *s = arg;
     for (int i = 0; i < n; i++) {
-        json_t *j = it_store_event_json(&ev[i]);
-        char *txt = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
-        if (txt) it_bus_publish_stored(s->bus, ev[i].camera, ev[i].type, txt, strlen(txt), ev[i].id, NULL);
+        size_t len = 0;
+        char *txt = it_store_event_text(&ev[i], &len); /* the replay's form, byte for byte */
+        if (txt) it_bus_publish_stored(s->bus, ev[i].camera, ev[i].type, txt, len, ev[i].id, NULL);
         free(txt);
-        json_decref(j);
     }
 }
 
