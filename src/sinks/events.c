@@ -141,6 +141,8 @@ static void read_event(sqlite3_stmt *s, it_store_event *e) {
     copy_col(s, 13, e->snapshot, sizeof e->snapshot);
 }
 
+void it_store_event_read(sqlite3_stmt *s, it_store_event *e) { read_event(s, e); }
+
 itscam_status it_store_events_query(it_store *st, const it_event_filter *f, int limit, int64_t cursor,
                                     it_store_event *out, int *n, int64_t *next_cursor) {
     *n = 0, *next_cursor = 0;
