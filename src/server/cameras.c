@@ -112,7 +112,7 @@ int srv_cameras_start(srv_server *s, const it_camdef *cfg_cams, int n_cfg, char 
     s->store = st;
     s->cams = cams;
     pthread_mutex_unlock(&s->cam_mu);
-    return 0;
+    return srv_publish_start(s, err, errlen); /* needs the store; stopped by srv_server_stop */
 }
 
 void srv_cameras_stop(srv_server *s) {
