@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 #include <mosquitto.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -630,6 +631,12 @@ static const pub_ops redis_ops = { .name = "redis", .connect = rd_connect, .pump
 
 static void *pub_main(void *arg) {
     it_publisher *p = arg;
+    /* hiredis writes with write(): a Redis that died would raise SIGPIPE and end a host
+     * that does not ignore it. Blocked on this thread, it becomes an EPIPE error. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
     double backoff = p->prm.backoff_min_ms, next_try = 0;
     int up = 0;
     while (!atomic_load(&p->stop)) {
