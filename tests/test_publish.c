@@ -837,17 +837,20 @@ static int bench(int argc, char **argv) {
     it_event_writer *w = NULL;
     if (!wl.p[0] || !wl.p[1] || it_event_writer_start(st, 0, &w) != ITSCAM_OK) return 1;
     it_event_writer_on_commit(w, on_commit, &wl);
-    double t0 = it_now_ms();
+    double t0 = it_now_ms(), t0_wall = wall_now(), back_at[2] = { 0, 0 };
     int64_t produced = 0;
     int mq_down = 0, rd_down = 0, mq_done = 0, rd_done = 0;
-    while (it_now_ms() - t0 < secs * 1e3) {
+    /* Events stop at secs; an outage still running then ends as planned. */
+    double end = secs > out1 + len ? secs : out1 + len;
+    if (end < out2 + len) end = out2 + len;
+    while (it_now_ms() - t0 < end * 1e3) {
         double t = (it_now_ms() - t0) / 1e3;
         if (!mq_down && !mq_done && t >= out1) broker_signal(&mq, SIGKILL), mq_down = 1;
-        if (mq_down && t >= out1 + len) broker_start(&mq), mq_down = 0, mq_done = 1;
+        if (mq_down && t >= out1 + len) broker_start(&mq), mq_down = 0, mq_done = 1, back_at[0] = wall_now();
         if (!rd_down && !rd_done && t >= out2) broker_signal(&rd, SIGKILL), rd_down = 1;
-        if (rd_down && t >= out2 + len) broker_start(&rd), rd_down = 0, rd_done = 1;
+        if (rd_down && t >= out2 + len) broker_start(&rd), rd_down = 0, rd_done = 1, back_at[1] = wall_now();
         /* Paced by the clock: the events due by now, at most a second's worth at once. */
-        int64_t due = (int64_t)(t * rate);
+        int64_t due = (int64_t)((t < secs ? t : secs) * rate);
         for (int k = 0; produced < due && k < (int)rate; k++, produced++) {
             it_store_event e;
             make_event(&e, (int)(produced % 1000000));
@@ -859,7 +862,6 @@ static int bench(int argc, char **argv) {
     it_event_writer_stop(w);
     double drain_from = it_now_ms();
     while (it_now_ms() - drain_from < 120e3 && (pending(st, "mqtt") || pending(st, "redis"))) sleep_ms(100);
-    double drained_s = (it_now_ms() - t0) / 1e3;
     sleep_ms(2000);
     it_event_filter asc = { .ascending = 1 };
     it_store_event first, last;
@@ -898,6 +900,7 @@ static int bench(int argc, char **argv) {
         int64_t delivered = 0, dups = 0;
         double *delay = malloc(((size_t)m + 1) * sizeof *delay);
         int nd = 0;
+        double first_after = 0, last_first = 0; /* arrival times (unix seconds) */
         for (int i = 0; ids && i < m; i++) {
             int64_t k = ids[i] - first.id;
             if (k < 0 || k >= span) continue;
@@ -907,18 +910,22 @@ static int bench(int argc, char **argv) {
             }
             seen[k] = 1, delivered++;
             delay[nd++] = at[i] - etime[k];
+            if (at[i] > last_first) last_first = at[i];
+            if (back_at[b] && at[i] >= back_at[b] && (!first_after || at[i] < first_after)) first_after = at[i];
         }
         char why[256] = "in order";
         int d2;
         int order = ids ? check_sequence(ids, m, first.id, last.id, &d2, why, sizeof why) : -1;
         qsort(delay, (size_t)nd, sizeof *delay, cmp_double);
-        double p50 = nd ? delay[nd / 2] : NAN, max = nd ? delay[nd - 1] : NAN;
+        double p50 = nd ? delay[nd / 2] : NAN, p99 = nd ? delay[nd * 99 / 100] : NAN, max = nd ? delay[nd - 1] : NAN;
         printf("{\"broker\": \"%s\", \"outage_s\": %.0f, \"seconds\": %.0f, \"rate\": %.0f, \"produced\": %lld, "
                "\"delivered\": %lld, \"lost\": %lld, \"duplicates\": %lld, \"order\": \"%s\", "
-               "\"delay_p50_s\": %.3f, \"delay_max_s\": %.3f, \"outbox_empty_at_s\": %.1f}\n",
+               "\"delay_p50_s\": %.3f, \"delay_p99_s\": %.3f, \"delay_max_s\": %.3f, \"back_at_s\": %.1f, \"first_after_back_s\": %.1f, "
+               "\"all_delivered_at_s\": %.1f}\n",
                b ? "redis" : "mqtt", len, secs, rate, (long long)span, (long long)delivered,
-               (long long)(span - delivered), (long long)dups, order ? why : "in order, re-sends only", p50, max,
-               drained_s);
+               (long long)(span - delivered), (long long)dups, order ? why : "in order, re-sends only", p50, p99, max,
+               back_at[b] ? back_at[b] - t0_wall : NAN, first_after ? first_after - back_at[b] : NAN,
+               last_first - t0_wall);
         if (delivered != span || order) rc = 1;
         if (b == 0) pthread_mutex_unlock(&s.mu);
         else free(ids), free(rd_ms);
