@@ -136,9 +136,9 @@ static void add_sent(it_publisher *p, int n) {
     pthread_mutex_unlock(&p->mu);
 }
 
-static void refresh_pending(it_publisher *p, int force) {
+static void refresh_pending(it_publisher *p) {
     double now = it_now_ms();
-    if (!force && now < p->pending_at) return;
+    if (now < p->pending_at) return;
     p->pending_at = now + PENDING_REFRESH_MS;
     int64_t n;
     if (it_outbox_pending(p->st, p->prm.target, &n) != ITSCAM_OK) return;
@@ -640,7 +640,7 @@ static void *pub_main(void *arg) {
     double backoff = p->prm.backoff_min_ms, next_try = 0;
     int up = 0;
     while (!atomic_load(&p->stop)) {
-        refresh_pending(p, 0);
+        refresh_pending(p);
         if (!up) {
             double now = it_now_ms();
             if (now < next_try) {
