@@ -155,7 +155,9 @@ def main():
 
     cfg = os.path.join(tmp, "serve.yaml")
     with open(cfg, "w") as f:
-        f.write("models:\n  model: %s\nstorage:\n  dir: %s\ncameras:\n"
+        # The stored events are from 2024: no retention by age, or the server's first
+        # pass would delete them all (which test_events covers).
+        f.write("models:\n  model: %s\nstorage:\n  dir: %s\nevents:\n  retention_days: 0\ncameras:\n"
                 "  - id: idle\n    url: rtsp://127.0.0.1:1/none\n    priority: low\n" % (MODEL, DATA))
     srv = ServeProcess(CLI, tmp, "--config", cfg)
     try:

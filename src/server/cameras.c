@@ -80,6 +80,7 @@ static void on_commit(void *arg, const it_store_event *ev, int n) {
         if (txt) it_bus_publish_stored(s->bus, ev[i].camera, ev[i].type, txt, len, ev[i].id, NULL);
         free(txt);
     }
+    srv_publish_wake(s); /* the brokers' outbox rows were committed with the events */
 }
 
 /* Retention in the background, once a minute: small steps (events.h), so the writer
@@ -182,7 +183,16 @@ int srv_cameras_start(srv_server *s, const it_camdef *cfg_cams, int n_cfg, char 
     p.detect_defaults.conf = s->cfg.conf;
     p.detect_defaults.iou = s->cfg.iou;
     p.detect_defaults.max_det = s->cfg.max_det;
-    if (events_start(s, st, &p, err, errlen)) {
+    /* The publishers register their outbox targets before the first event is written:
+     * an event stored earlier would never get its outbox rows. */
+    pthread_mutex_lock(&s->cam_mu);
+    s->store = st;
+    pthread_mutex_unlock(&s->cam_mu);
+    if (srv_publish_start(s, err, errlen) || events_start(s, st, &p, err, errlen)) {
+        srv_publish_stop(s);
+        pthread_mutex_lock(&s->cam_mu);
+        s->store = NULL;
+        pthread_mutex_unlock(&s->cam_mu);
         it_free(all);
         it_store_close(st);
         return -1;
@@ -192,6 +202,10 @@ int srv_cameras_start(srv_server *s, const it_camdef *cfg_cams, int n_cfg, char 
         snprintf(err, errlen, "%s", itscam_last_error());
         it_free(all);
         events_stop(s);
+        srv_publish_stop(s);
+        pthread_mutex_lock(&s->cam_mu);
+        s->store = NULL;
+        pthread_mutex_unlock(&s->cam_mu);
         it_store_close(st);
         return -1;
     }

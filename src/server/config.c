@@ -188,6 +188,41 @@ static const setting settings[] = {
       "zone occupancy is sampled into the store this often, for /v1/cameras/{id}/counts; 0: never" },
     { "events", "queue", NUM(T_INT, OFF(events_queue)), 16, 1048576, "8192", NULL, NULL,
       "events waiting for the store at most; more are dropped and counted" },
+    { "publish", "mqtt.host", STR(mqtt.host), 0, 0, "", NULL, NULL,
+      "MQTT broker's host name or address; events are published to MQTT when set" },
+    { "publish", "mqtt.port", NUM(T_INT, OFF(mqtt.port)), 1, 65535, "1883", NULL, NULL,
+      "MQTT broker's port (8883 is usual with TLS)" },
+    { "publish", "mqtt.username", STR(mqtt.username), 0, 0, "", NULL, NULL, "MQTT user name (empty: none)" },
+    { "publish", "mqtt.password", STR(mqtt.password), 0, 0, "", NULL, NULL,
+      "MQTT password (never shown: dumps write ***)" },
+    { "publish", "mqtt.client_id", STR(mqtt.client_id), 0, 0, "", NULL, NULL,
+      "MQTT client id (empty: itscam-<host name>)" },
+    { "publish", "mqtt.prefix", STR(mqtt.prefix), 1, 0, "itscam", NULL, NULL,
+      "first topic level: P/available, P/events, P/<camera>/<line>/<class>/<direction>, P/<camera>/state" },
+    { "publish", "mqtt.keepalive_s", NUM(T_INT, OFF(mqtt.keepalive_s)), 5, 65535, "30", NULL, NULL,
+      "MQTT keepalive in seconds" },
+    { "publish", "mqtt.tls", NUM(T_INT, OFF(mqtt.tls)), 0, 1, "0", NULL, NULL,
+      "1: TLS to the MQTT broker (checked against the system's CAs unless ca_file is set)" },
+    { "publish", "mqtt.ca_file", STR(mqtt.ca_file), 0, 0, "", NULL, NULL, "PEM CA certificates for mqtt.tls" },
+    { "publish", "mqtt.cert_file", STR(mqtt.cert_file), 0, 0, "", NULL, NULL,
+      "PEM client certificate for mqtt.tls (needs key_file)" },
+    { "publish", "mqtt.key_file", STR(mqtt.key_file), 0, 0, "", NULL, NULL, "PEM private key of cert_file" },
+    { "publish", "mqtt.tls_insecure", NUM(T_INT, OFF(mqtt.tls_insecure)), 0, 1, "0", NULL, NULL,
+      "1: do not check the MQTT broker certificate's host name" },
+    { "publish", "redis.host", STR(redis.host), 0, 0, "", NULL, NULL,
+      "Redis host name or address; events are added to a Redis stream when set" },
+    { "publish", "redis.port", NUM(T_INT, OFF(redis.port)), 1, 65535, "6379", NULL, NULL, "Redis port" },
+    { "publish", "redis.username", STR(redis.username), 0, 0, "", NULL, NULL,
+      "Redis ACL user name (empty: AUTH with the password alone)" },
+    { "publish", "redis.password", STR(redis.password), 0, 0, "", NULL, NULL,
+      "Redis password (never shown: dumps write ***)" },
+    { "publish", "redis.db", NUM(T_INT, OFF(redis.db)), 0, 65535, "0", NULL, NULL, "Redis database (SELECT)" },
+    { "publish", "redis.stream", STR(redis.stream), 1, 0, "itscam:events", NULL, NULL,
+      "the stream key events are added to (XADD)" },
+    { "publish", "redis.maxlen", NUM(T_INT, OFF(redis.maxlen)), 0, 2147483647, "100000", NULL, NULL,
+      "the stream is trimmed to about this many entries (MAXLEN ~; 0: never trimmed)" },
+    { "publish", "redis.tls", NUM(T_INT, OFF(redis.tls)), 0, 1, "0", NULL, NULL,
+      "1 is refused: Debian 12's hiredis has no TLS (use a tunnel)" },
 };
 #define N_SETTINGS (sizeof settings / sizeof *settings)
 
@@ -205,6 +240,7 @@ static const struct {
     { "storage", "where the server keeps its state" },
     { "track", "ByteTrack defaults for every camera (a camera's own track: overrides them)" },
     { "events", "the event store: retention, snapshots, occupancy samples" },
+    { "publish", "events to MQTT (mqtt.*) and Redis Streams (redis.*), at least once from the store's outbox" },
 };
 #define N_SECTIONS (sizeof sections / sizeof *sections)
 
@@ -271,8 +307,19 @@ static const setting *find_setting(const char *section, const char *key) {
 }
 
 static void env_name(const setting *s, char *buf, size_t n) {
-    snprintf(buf, n, "ITSCAM__%s__%s", s->section, s->key);
+    snprintf(buf, n, "ITSCAM__%s__", s->section);
+    /* A nested key ("mqtt.host") is ITSCAM__PUBLISH__MQTT__HOST. */
+    for (const char *k = s->key; *k; k++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, n - l, "%s", *k == '.' ? "__" : (char[2]){ *k, 0 });
+    }
     for (char *p = buf; *p; p++) *p = (char)toupper((unsigned char)*p);
+}
+
+/* Passwords are never written out: not in dumps, files or --help. */
+static int is_secret(const setting *s) {
+    size_t l = strlen(s->key);
+    return l >= 8 && !strcmp(s->key + l - 8, "password");
 }
 
 /* Levenshtein distance, or a large number when either string is too long to matter. */
@@ -557,6 +604,7 @@ static void format_value(char *buf, size_t n, const setting *s, const srv_config
     switch (s->type) {
     case T_STR: {
         const char *v = cfield(c, s);
+        if (is_secret(s) && *v) v = "***";
         size_t o = 0;
         if (n < 3) {
             if (n) buf[0] = 0;
@@ -681,15 +729,44 @@ static const char *scalar_text(yaml_ctx *y, const yaml_node_t *n, const char *wh
     return v;
 }
 
-static int yaml_setting(yaml_ctx *y, const char *section, yaml_node_t *kn, yaml_node_t *vn) {
+/* 1 when some key of section starts with "group." (publish: mqtt.host, mqtt.port...). */
+static int is_key_group(const char *section, const char *group) {
+    size_t l = strlen(group);
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (!strcmp(settings[i].section, section) && !strncmp(settings[i].key, group, l) && settings[i].key[l] == '.')
+            return 1;
+    return 0;
+}
+
+/* One key: value of a section; prefix is "" or the group a nested mapping stands for
+ * (publish: {mqtt: {host: x}} sets the key "mqtt.host", as "mqtt.host: x" would). */
+static int yaml_setting(yaml_ctx *y, const char *section, const char *prefix, yaml_node_t *kn, yaml_node_t *vn) {
     char origin[MAX_ORIGIN];
     if (kn->type != YAML_SCALAR_NODE) {
         seterr(y->err, y->errlen, "%s:%d: %s: expected a setting name, got %s", y->path, line_of(kn),
                section, node_kind(kn));
         return -1;
     }
-    const char *key = scalar_text(y, kn, section);
-    if (!key) return -1;
+    const char *name = scalar_text(y, kn, section);
+    if (!name) return -1;
+    char key[MAX_NAME];
+    if (snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name) >= (int)sizeof key) {
+        seterr(y->err, y->errlen, "%s:%d: %s: key too long", y->path, line_of(kn), section);
+        return -1;
+    }
+    if (vn->type == YAML_SCALAR_NODE && is_key_group(section, key)) {
+        const char *v = scalar_text(y, vn, key);
+        if (!v) return -1;
+        if (!*v) return 0; /* "mqtt:" with nothing under it */
+    }
+    if (vn->type == YAML_MAPPING_NODE && is_key_group(section, key)) {
+        for (yaml_node_pair_t *p = vn->data.mapping.pairs.start; p < vn->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = yaml_document_get_node(y->doc, p->key);
+            yaml_node_t *v = yaml_document_get_node(y->doc, p->value);
+            if (!k || !v || yaml_setting(y, section, key, k, v)) return -1;
+        }
+        return 0;
+    }
     const setting *s = find_setting(section, key);
     if (!s) {
         snprintf(origin, sizeof origin, "%s:%d", y->path, line_of(kn));
@@ -778,7 +855,7 @@ static int yaml_section(yaml_ctx *y, yaml_node_t *kn, yaml_node_t *vn) {
     for (yaml_node_pair_t *p = vn->data.mapping.pairs.start; p < vn->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(y->doc, p->key);
         yaml_node_t *v = yaml_document_get_node(y->doc, p->value);
-        if (!k || !v || yaml_setting(y, sections[si].name, k, v)) return -1;
+        if (!k || !v || yaml_setting(y, sections[si].name, "", k, v)) return -1;
     }
     return 0;
 }
@@ -936,6 +1013,8 @@ int srv_config_load_env(srv_config *c, char **envp, char *err, size_t errlen) {
         size_t kl = strlen(sep + 2);
         for (size_t i = 0; i < kl; i++) key[i] = (char)tolower((unsigned char)sep[2 + i]);
         key[kl] = 0;
+        /* A nested key: ITSCAM__PUBLISH__MQTT__HOST sets publish.mqtt.host. */
+        for (char *d = strstr(key, "__"); d; d = strstr(d + 1, "__")) memmove(d, d + 1, strlen(d)), *d = '.';
         if (srv_config_set(&tmp, section, key, eq + 1, name, err, errlen)) return -1;
     }
     *c = tmp;
@@ -1096,6 +1175,7 @@ int srv_config_validate(srv_config *c, char *note, size_t notelen, char *err, si
                c->tls_cert[0] ? "server.tls_key" : "server.tls_cert");
         return -1;
     }
+    if (srv_config_publish_check(c, err, errlen)) return -1;
     drop_unreachable_preferred(c, note, notelen);
     /* A device backend is accepted even where it is not compiled in: the engine then
      * serves from the CPU and says so (or refuses with models.no_fallback). */

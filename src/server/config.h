@@ -80,6 +80,19 @@ typedef struct srv_config {
     int events_snapshot_quality;    /* 80 */
     double events_occupancy_every_s;/* 10 */
     int events_queue;               /* 8192 */
+    /* publish: events to MQTT and Redis Streams (src/sinks/publish.h, server/publish_srv.c);
+     * a broker with an empty host is off. Keys are "mqtt.host", "redis.port", ...; YAML
+     * nests them (publish: {mqtt: {host: ...}}), the environment writes
+     * ITSCAM__PUBLISH__MQTT__HOST. Passwords are never shown (dumps write "***"). */
+    struct {
+        char host[256], username[128], password[256], client_id[128], prefix[128];
+        int port, keepalive_s, tls, tls_insecure;
+        char ca_file[SRV_PATH_MAX], cert_file[SRV_PATH_MAX], key_file[SRV_PATH_MAX];
+    } mqtt;
+    struct {
+        char host[256], username[128], password[256], stream[128];
+        int port, db, maxlen, tls;
+    } redis;
 } srv_config;
 
 void srv_config_defaults(srv_config *c);
@@ -136,7 +149,13 @@ int srv_config_apply_strategy(srv_config *c, const char *strategy, char *err, si
  * changed c (the caller says so), else 0. */
 int srv_config_cameras_threading(srv_config *c, int n_cameras);
 
-/* Print every setting as "section.key = value" (for `itscam serve --print-config`). */
+/* The publish section's cross-field rules (server/publish_srv.c): the broker settings
+ * it_publisher_check refuses, with the setting named (Redis TLS, for one, is refused:
+ * Debian 12's hiredis has none). 0, or -1 with err. */
+int srv_config_publish_check(const srv_config *c, char *err, size_t errlen);
+
+/* Print every setting as "section.key = value" (for `itscam serve --print-config`);
+ * passwords as "***". */
 void srv_config_dump(FILE *f, const srv_config *c);
 /* One line per setting for --help: flag, env variable, default, help. */
 void srv_config_usage(FILE *f);

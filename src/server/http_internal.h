@@ -73,6 +73,7 @@ struct srv_server {
     pthread_mutex_t retain_mu;
     pthread_cond_t retain_cv;
     atomic_ullong events_retained;
+    struct srv_publish *publish; /* publish_srv.c: the brokers' publishers, or NULL */
 };
 
 typedef struct http_req http_req;
@@ -234,6 +235,20 @@ srv_model *srv_server_model(srv_server *s, const char *name);
 void srv_cameras_stop(srv_server *s);
 /* The itscam_camera_* series, at scrape time. */
 void srv_cameras_collect(srv_server *s);
+
+/* ---- publishing (publish_srv.c) ---- */
+/* Register the outbox targets of the enabled brokers (publish.mqtt.host, publish.redis.host)
+ * in s->store, start their publishers and their itscam_publish_* metrics. Call once the
+ * store is open and before events are written to it (an event inserted before its
+ * target is registered is never published there). Nothing to do when no broker is set.
+ * 0, or -1 with err (a broker that is down is not an error: it only delays delivery). */
+int srv_publish_start(srv_server *s, char *err, size_t errlen);
+/* Stop the publishers (MQTT says offline); before the store closes. Unsent events stay in
+ * the outbox. Harmless when none run. */
+void srv_publish_stop(srv_server *s);
+/* New events were committed: every publisher looks at the outbox now. Never blocks;
+ * safe from the event writer's on-commit hook, before, during and after stop. */
+void srv_publish_wake(srv_server *s);
 
 /* ---- handlers: one per route row ---- */
 /* cameras.c */

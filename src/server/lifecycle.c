@@ -330,6 +330,7 @@ void srv_server_stop(srv_server *s) {
     if (ls != MHD_INVALID_SOCKET) close(ls);
     srv_live_end_streams(s); /* streams never end by themselves: they count as in flight */
     wait_idle(s, it_now_ms() + s->cfg.drain_timeout_s * 1e3);
+    srv_publish_stop(s); /* MQTT says offline; before the store closes */
     srv_cameras_stop(s); /* its jobs hold model references: before the models go */
     /* Past the drain timeout, jobs still queued are answered 503 at once (which resumes
      * their connections: the daemon must not stop with a connection suspended); batches

@@ -179,6 +179,7 @@ static void filter_bind(sqlite3_stmt *s, const it_event_filter *f) {
     for (int i = 0; i < f->n_types; i++) bind_text_or_null(s, 10 + i, f->types[i]);
     for (int i = 0; i < f->n_classes; i++) bind_text_or_null(s, 30 + i, f->classes[i]);
 }
+void it_store_event_read(sqlite3_stmt *s, it_store_event *e) { read_event(s, e); }
 
 itscam_status it_store_events_query(it_store *st, const it_event_filter *f, int limit, int64_t cursor,
                                     it_store_event *out, int *n, int64_t *next_cursor) {

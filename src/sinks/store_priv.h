@@ -23,4 +23,10 @@ struct it_store {
 /* Release events.c's statements; under no lock (the store is being closed). */
 void it_store_events_finalize(struct it_store *st);
 
+/* Read the current row of s into e; the row's columns are, in this order: id, camera,
+ * type, time, track_id, class_id, class, score, x1, y1, x2, y2, details, snapshot
+ * (events.c's COLS). Used by outbox.c's join. */
+struct it_store_event;
+void it_store_event_read(sqlite3_stmt *s, struct it_store_event *e);
+
 #endif
