@@ -2,7 +2,10 @@
  * The quickest way to try a camera: no configuration, no server. */
 #include "cli/cli.h"
 #include "core/core.h"
+#include "pipeline/camevents.h"
+#include "server/config.h"
 #include "stream/source.h"
+#include "track/bytetrack.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -18,7 +21,8 @@ void cli_watch_usage(FILE *f) {
             "usage: itscam watch --model MODEL [options] URL|FILE\n"
             "       itscam watch --decode-only [options] URL|FILE\n\n"
             "Read one camera (rtsp://, http://, a video file) and print one JSON line per detected\n"
-            "frame: {\"frame\",\"captured_at\",\"latency_ms\",\"detections\":[...]}. captured_at is the\n"
+            "frame: {\"frame\",\"captured_at\",\"latency_ms\",\"detections\":[...]}; each detection has\n"
+            "its ByteTrack \"track_id\" (null until its track is confirmed). captured_at is the\n"
             "wall-clock time (integer ms since the epoch) the frame's packet was read; latency_ms runs from\n"
             "it to the result. Frames that arrive while the detector is busy are skipped.\n\n"
             "options:\n"
@@ -34,6 +38,13 @@ void cli_watch_usage(FILE *f) {
             "                   keyframes (decode key frames only)\n"
             "  --hwaccel H      none (default), auto, vaapi or cuda\n"
             "  --decode-threads N   decoder threads (1)\n"
+            "  --camera-config F    tracking and analytics as configured for a camera in F (a serve\n"
+            "                   configuration file: its track: section and the first camera of its\n"
+            "                   cameras: list, or --camera ID): lines, zones, calibration. Adds\n"
+            "                   {\"event\": {...}} lines as events happen and, at the end, one\n"
+            "                   {\"totals\": {\"lines\": {LINE: {CLASS: {\"a_to_b\", \"b_to_a\"}}}, ...}} line.\n"
+            "                   Times are the video's own (so --fast reports true dwell and speed)\n"
+            "  --camera ID      which camera of --camera-config\n"
             "  --backend B, --threads N, --precision P   as for 'itscam detect'\n\n"
             "--decode-only: no model; read and decode the source, and print one JSON summary line\n"
             "{\"frames_decoded\",\"frames_taken\",\"video_s\",\"cpu_s\",\"wall_s\",...} at its end\n"
@@ -50,7 +61,25 @@ static double wall_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static void print_frame(const it_frame_meta *m, const itscam_result *r, double done) {
+static void print_json_line(json_t *o) {
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    if (s) {
+        puts(s);
+        fflush(stdout);
+        free(s);
+    }
+    json_decref(o);
+}
+
+/* Events as they happen (the camera-events sink). */
+static void print_event(void *arg, const it_store_event *ev) {
+    (void)arg;
+    json_t *j = it_store_event_json(ev);
+    if (j) json_object_del(j, "id"); /* not stored: no id */
+    print_json_line(j ? json_pack("{s:o}", "event", j) : NULL);
+}
+
+static void print_frame(const it_frame_meta *m, const itscam_result *r, double done, const int64_t *tids) {
     json_t *o = json_object();
     json_object_set_new(o, "frame", json_integer(m->index));
     json_object_set_new(o, "captured_at", json_integer((json_int_t)llround(m->captured_at)));
@@ -60,23 +89,57 @@ static void print_frame(const it_frame_meta *m, const itscam_result *r, double d
         const itscam_detection *d = &r->dets[i];
         json_t *box = json_array();
         for (int k = 0; k < 4; k++) json_array_append_new(box, json_real(round(d->box[k] * 10) / 10));
-        json_array_append_new(arr, json_pack("{s:i, s:s, s:f, s:o}", "class_id", d->class_id, "class",
+        json_array_append_new(arr, json_pack("{s:i, s:s, s:f, s:o, s:o}", "class_id", d->class_id, "class",
                                              d->class_name ? d->class_name : "", "score",
-                                             round(d->score * 1e4) / 1e4, "box", box));
+                                             round(d->score * 1e4) / 1e4, "box", box, "track_id",
+                                             tids && tids[i] > 0 ? json_integer((json_int_t)tids[i]) : json_null()));
     }
     json_object_set_new(o, "detections", arr);
-    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(7));
-    if (s) {
-        puts(s);
-        fflush(stdout);
-        free(s);
+    print_json_line(o);
+}
+
+/* The tracker (always) and the camera's analytics (with --camera-config). */
+typedef struct watch_track {
+    it_tracker *trk;
+    it_track_det *dets;
+    it_track_out *out;
+    int64_t *tids;
+    int cap;
+    it_cam_events *ev; /* NULL without --camera-config */
+} watch_track;
+
+/* Track one frame's detections; track ids land in wt->tids (parallel to r's). */
+static const int64_t *track(watch_track *wt, const itscam_result *r, const it_image *img, double t) {
+    int n = r->count < IT_TRACK_MAX_DETS ? r->count : IT_TRACK_MAX_DETS;
+    if (!wt->trk) return NULL;
+    if (n > wt->cap) {
+        int cap = n < 64 ? 64 : n;
+        it_track_det *d = it_realloc(wt->dets, sizeof *d * (size_t)cap);
+        if (d) wt->dets = d;
+        int64_t *ti = it_realloc(wt->tids, sizeof *ti * (size_t)cap);
+        if (ti) wt->tids = ti;
+        if (!d || !ti) return NULL;
+        wt->cap = cap;
     }
-    json_decref(o);
+    for (int i = 0; i < n; i++) {
+        memcpy(wt->dets[i].box, r->dets[i].box, sizeof wt->dets[i].box);
+        wt->dets[i].score = r->dets[i].score;
+        wt->dets[i].class_id = r->dets[i].class_id;
+        wt->tids[i] = 0;
+    }
+    int k = it_tracker_update(wt->trk, wt->dets, n, wt->out, IT_TRACK_MAX_TRACKS);
+    if (k < 0) return NULL;
+    if (k > IT_TRACK_MAX_TRACKS) k = IT_TRACK_MAX_TRACKS;
+    for (int i = 0; i < k; i++)
+        if (wt->out[i].det_index >= 0 && wt->out[i].det_index < n) wt->tids[wt->out[i].det_index] = wt->out[i].track_id;
+    if (wt->ev) it_cam_events_frame(wt->ev, img, r->dets, n, wt->out, k, t);
+    return wt->tids;
 }
 
 /* Wait for frames and detect on them until the source ends or fails for good, or max
  * frames are done. Returns the exit status. */
-static int watch_loop(it_source *src, itscam_detector *det, float fps, int max_frames, const char *shown) {
+static int watch_loop(it_source *src, itscam_detector *det, float fps, int max_frames, const char *shown,
+                      watch_track *wt) {
     it_image img = { 0 };
     it_frame_meta m;
     itscam_result r = { 0 };
@@ -106,7 +169,11 @@ static int watch_loop(it_source *src, itscam_detector *det, float fps, int max_f
             rc = cli_fail(shown, st);
             break;
         }
-        print_frame(&m, &r, wall_ms());
+        /* Analytics run on the video's own clock when it has one: read with --fast, a
+         * recording's dwell times and speeds stay true. */
+        double t = m.pts_s == m.pts_s ? m.pts_s : m.captured_at / 1e3;
+        const int64_t *tids = track(wt, &r, &img, t);
+        print_frame(&m, &r, wall_ms(), tids);
         itscam_result_clear(&r);
         done++;
     }
@@ -205,15 +272,16 @@ int cli_watch(int argc, char **argv) {
         { "skip", required_argument, 0, 'S' }, { "hwaccel", required_argument, 0, 'H' },
         { "decode-threads", required_argument, 0, 'D' }, { "decode-only", no_argument, 0, 'O' },
         { "take-fps", required_argument, 0, 'R' }, { "take-every", required_argument, 0, 'E' },
+        { "camera-config", required_argument, 0, 'C' }, { "camera", required_argument, 0, 'I' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     itscam_detector_params dp = itscam_detector_default_params();
     it_source_params sp = it_source_default_params();
-    const char *model = NULL;
+    const char *model = NULL, *cam_cfg = NULL, *cam_id = NULL;
     float fps = 0, take_fps = 0;
     int max_frames = 0, c, decode_only_mode = 0, take_every = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:f:c:n:FlT:b:t:P:S:H:D:OR:E:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:f:c:n:FlT:b:t:P:S:H:D:OR:E:C:I:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'f': if (cli_parse_float(optarg, &fps) || !(fps > 0)) goto bad; break;
@@ -239,6 +307,8 @@ int cli_watch(int argc, char **argv) {
         case 'O': decode_only_mode = 1; break;
         case 'R': if (cli_parse_float(optarg, &take_fps) || !(take_fps > 0)) goto bad; break;
         case 'E': if (cli_parse_int(optarg, &take_every) || take_every <= 0) goto bad; break;
+        case 'C': cam_cfg = optarg; break;
+        case 'I': cam_id = optarg; break;
         case 'h': cli_watch_usage(stdout); return 0;
         default: cli_watch_usage(stderr); return 2;
         }
@@ -260,6 +330,48 @@ int cli_watch(int argc, char **argv) {
         it_source_close(src);
         return rc;
     }
+    /* The camera's definition: its tracker settings, lines, zones and calibration. */
+    it_camdef def;
+    it_camdef_defaults(&def);
+    snprintf(def.id, sizeof def.id, "watch");
+    it_track_params tp = it_track_default_params();
+    if (cam_cfg) {
+        char err[1024];
+        it_camdef *list = NULL;
+        int n = 0, at = -1;
+        srv_config cfg;
+        srv_config_defaults(&cfg);
+        if (srv_config_load_file(&cfg, cam_cfg, err, sizeof err) || srv_cameras_load_file(cam_cfg, &list, &n, err, sizeof err)) {
+            fprintf(stderr, "itscam watch: %s\n", err);
+            return 1;
+        }
+        for (int i = 0; i < n && at < 0; i++)
+            if (!cam_id || !strcmp(list[i].id, cam_id)) at = i;
+        if (at < 0) {
+            fprintf(stderr, "itscam watch: %s: %s\n", cam_cfg, cam_id ? "no camera with that id" : "no cameras: listed");
+            it_free(list);
+            return 1;
+        }
+        def = list[at];
+        it_free(list);
+        tp = cfg.track;
+    }
+    tp = it_camdef_track(&def, &tp);
+    if (fps > 0) tp.frame_rate = fps; /* the buffer counts detected frames */
+    watch_track wt = { 0 };
+    wt.out = it_malloc(sizeof *wt.out * IT_TRACK_MAX_TRACKS);
+    wt.trk = wt.out ? it_tracker_new(&tp) : NULL;
+    if (!wt.trk) {
+        fprintf(stderr, "itscam watch: tracker: %s\n", itscam_last_error());
+        it_free(wt.out);
+        return 1;
+    }
+    if (cam_cfg) {
+        it_cam_events_params ep = it_cam_events_default_params();
+        ep.sink = print_event;
+        ep.occupancy_every_s = 0;
+        wt.ev = it_cam_events_new(&ep, &def);
+    }
     itscam_model *m = NULL;
     itscam_detector *det = NULL;
     it_source *src = NULL;
@@ -267,8 +379,19 @@ int cli_watch(int argc, char **argv) {
     if (rc == 0) {
         sp.url = argv[optind];
         itscam_status st = it_source_open(&sp, &src);
-        rc = st != ITSCAM_OK ? cli_fail(shown, st) : watch_loop(src, det, fps, max_frames, shown);
+        rc = st != ITSCAM_OK ? cli_fail(shown, st) : watch_loop(src, det, fps, max_frames, shown, &wt);
     }
+    if (wt.ev) {
+        it_cam_events_flush(wt.ev, 0); /* the tracks still open end: zone_exit, track_end */
+        json_t *totals = it_cam_events_totals(wt.ev);
+        it_cam_events_free(wt.ev, 0);
+        if (rc == 0) print_json_line(totals ? json_pack("{s:o}", "totals", totals) : NULL);
+        else json_decref(totals);
+    }
+    it_tracker_free(wt.trk);
+    it_free(wt.out);
+    it_free(wt.dets);
+    it_free(wt.tids);
     it_source_close(src);
     itscam_detector_free(det);
     itscam_model_free(m);

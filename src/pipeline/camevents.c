@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define EV_CAP 512 /* events one frame can raise that are kept (the counts take all) */
+#define N_EXTRA 3  /* camera-level types after the analytics ones (extra_types) */
 
 struct it_cam_events {
     it_cam_events_params p;
@@ -34,6 +35,7 @@ struct it_cam_events {
     int64_t lines[IT_CAM_MAX_LINES][2];
     int zones[IT_CAM_MAX_ZONES];
     uint64_t emitted, dropped, snapshots;
+    uint64_t by_type[IT_AN_EVENT_TYPES + N_EXTRA];
 };
 
 it_cam_events_params it_cam_events_default_params(void) {
@@ -46,8 +48,7 @@ it_cam_events_params it_cam_events_default_params(void) {
 }
 
 /* Camera-level types that may keep a snapshot too, after the analytics ones. */
-static const char *const extra_types[] = { "camera_state", "quality_degraded", "shed" };
-#define N_EXTRA 3
+static const char *const extra_types[N_EXTRA] = { "camera_state", "quality_degraded", "shed" };
 
 static int type_bit(const char *name) {
     for (int t = 0; t < IT_AN_EVENT_TYPES; t++)
@@ -111,8 +112,10 @@ static void deliver(it_cam_events *e, it_store_event *ev) {
         if (txt) it_bus_publish(e->p.bus, ev->camera, ev->type, txt, len, NULL);
         free(txt);
     }
+    int b = type_bit(ev->type);
     pthread_mutex_lock(&e->mu);
     e->emitted++;
+    if (b >= 0) e->by_type[b]++;
     if (dropped) e->dropped++;
     pthread_mutex_unlock(&e->mu);
 }
@@ -307,6 +310,33 @@ void it_cam_events_counts(it_cam_events *e, int64_t lines[IT_CAM_MAX_LINES][2], 
     pthread_mutex_unlock(&e->mu);
 }
 
+json_t *it_cam_events_totals(it_cam_events *e) {
+    json_t *lines = json_object(), *zones = json_object(), *types = json_object();
+    for (int l = 0; lines && e->an && l < e->def.n_lines; l++) {
+        json_t *by_class = json_object();
+        for (int k = 0; by_class && k < IT_AN_MAX_CLASSES; k++) {
+            int64_t ab = it_analytics_line_count(e->an, l, k, IT_AN_DIR_A_TO_B);
+            int64_t ba = it_analytics_line_count(e->an, l, k, IT_AN_DIR_B_TO_A);
+            if (!ab && !ba) continue;
+            char fallback[24];
+            snprintf(fallback, sizeof fallback, "class_%d", k);
+            json_object_set_new(by_class, e->names[k] ? e->names[k] : fallback,
+                                json_pack("{s:I,s:I}", "a_to_b", (json_int_t)ab, "b_to_a", (json_int_t)ba));
+        }
+        json_object_set_new(lines, e->def.lines[l].id, by_class ? by_class : json_object());
+    }
+    for (int z = 0; zones && e->an && z < e->def.n_zones; z++)
+        json_object_set_new(zones, e->def.zones[z].id, json_integer(it_analytics_zone_occupancy(e->an, z, -1)));
+    pthread_mutex_lock(&e->mu);
+    for (int b = 0; types && b < IT_AN_EVENT_TYPES + N_EXTRA; b++)
+        if (e->by_type[b])
+            json_object_set_new(types, b < IT_AN_EVENT_TYPES ? it_an_event_name((it_an_event_type)b)
+                                                             : extra_types[b - IT_AN_EVENT_TYPES],
+                                json_integer((json_int_t)e->by_type[b]));
+    pthread_mutex_unlock(&e->mu);
+    return json_pack("{s:o*,s:o*,s:o*}", "lines", lines, "zones", zones, "events", types);
+}
+
 void it_cam_events_stats(it_cam_events *e, uint64_t *emitted, uint64_t *dropped, uint64_t *snapshots) {
     pthread_mutex_lock(&e->mu);
     if (emitted) *emitted = e->emitted;
@@ -315,12 +345,17 @@ void it_cam_events_stats(it_cam_events *e, uint64_t *emitted, uint64_t *dropped,
     pthread_mutex_unlock(&e->mu);
 }
 
+void it_cam_events_flush(it_cam_events *e, double t) {
+    if (!e || !e->an) return;
+    if (t < e->last_t) t = e->last_t;
+    int k = it_analytics_flush(e->an, t, e->ev, EV_CAP);
+    for (int i = 0; i < k && i < EV_CAP; i++) analytics_event(e, NULL, &e->ev[i]);
+}
+
 void it_cam_events_free(it_cam_events *e, double t) {
     if (!e) return;
     if (e->an) {
-        if (t < e->last_t) t = e->last_t;
-        int k = it_analytics_flush(e->an, t, e->ev, EV_CAP);
-        for (int i = 0; i < k && i < EV_CAP; i++) analytics_event(e, NULL, &e->ev[i]);
+        it_cam_events_flush(e, t);
         it_analytics_free(e->an);
     }
     pthread_mutex_destroy(&e->mu);

@@ -45,7 +45,10 @@ typedef struct it_cam_events it_cam_events;
  * analytics themselves start with the first frame (normalised coordinates need its size);
  * a configuration analytics refuses is logged once and leaves only track events. */
 it_cam_events *it_cam_events_new(const it_cam_events_params *p, const it_camdef *def);
-/* Flush (track_end for every live track, zone exits) and free. NULL is harmless. */
+/* End every live track now (zone_exit, track_end), at time t (the last frame's when
+ * earlier). Same thread as _frame. */
+void it_cam_events_flush(it_cam_events *e, double t);
+/* Flush, then free. NULL is harmless. */
 void it_cam_events_free(it_cam_events *e, double t);
 
 /* One detected frame: its detections (class names), the tracker's output for it and its
@@ -61,6 +64,12 @@ void it_cam_events_emit(it_cam_events *e, const char *type, double t, json_t *de
 /* Line counts since start ([line][0] a_to_b, [line][1] b_to_a, every class) and zone
  * occupancy (every class) after the last frame, for the camera API. Thread-safe. */
 void it_cam_events_counts(it_cam_events *e, int64_t lines[IT_CAM_MAX_LINES][2], int zones[IT_CAM_MAX_ZONES]);
+
+/* The totals since creation, for `itscam watch`'s last line: {"lines": {"<line>":
+ * {"<class>": {"a_to_b": n, "b_to_a": m}}}, "zones": {"<zone>": occupancy now},
+ * "events": {"<type>": n}}. Classes are named as the detections named them ("class_<id>"
+ * for one never named). New reference; NULL when out of memory. Same thread as _frame. */
+json_t *it_cam_events_totals(it_cam_events *e);
 
 /* Events emitted, dropped (writer full) and snapshots written, since creation. */
 void it_cam_events_stats(it_cam_events *e, uint64_t *emitted, uint64_t *dropped, uint64_t *snapshots);
