@@ -2,6 +2,8 @@
  * tracks, for tests and for tuning the tracker's settings offline. */
 #include "cli/cli.h"
 #include "core/core.h"
+#include "pipeline/camevents.h"
+#include "server/config.h"
 #include "track/bytetrack.h"
 #include "track/track_json.h"
 
@@ -38,7 +40,10 @@ void cli_track_usage(FILE *f) {
             "                        later do (%d)\n"
             "  --frame-rate F        scales the buffer: int(F / 30 * track_buffer) (%g)\n"
             "  --output FILE         write the JSON to FILE instead of stdout\n"
-            "  --timing              print the tracker's time per frame (JSON) on stderr\n",
+            "  --timing              print the tracker's time per frame (JSON) on stderr\n"
+            "  --camera-config F     also run the first camera's analytics of F (a serve configuration:\n"
+            "                        lines, zones, calibration) on the tracks; with --timing, their\n"
+            "                        time per frame too (frame times are frame / frame_rate)\n",
             d.track_high_thresh, d.track_low_thresh, d.new_track_thresh, d.track_buffer, d.match_thresh,
             d.fuse_score, d.fuse_score_low, d.frame_rate);
 }
@@ -68,7 +73,13 @@ static int cmp_ms(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int run(const char *dets_path, const char *output, const it_track_params *p, int timing) {
+static void count_event(void *arg, const it_store_event *ev) {
+    (void)ev;
+    (*(long long *)arg)++;
+}
+
+static int run(const char *dets_path, const char *output, const it_track_params *p, int timing,
+               const it_camdef *an_def) {
     uint8_t *buf = NULL;
     size_t len = 0;
     itscam_status st = it_read_file(dets_path, &buf, &len, MAX_DETECTIONS_FILE);
@@ -81,8 +92,24 @@ static int run(const char *dets_path, const char *output, const it_track_params 
     it_track_out *out = it_malloc(sizeof *out * IT_TRACK_MAX_TRACKS);
     FILE *f = NULL;
     int rc = 1;
-    double *ms = NULL;
-    long long n_dets = 0;
+    double *ms = NULL, *ams = NULL;
+    long long n_dets = 0, n_events = 0;
+    /* --camera-config: the camera's analytics on the tracks, through the same event path
+     * as the pipeline (details, names), into a counter instead of the store. */
+    it_cam_events *cev = NULL;
+    itscam_detection *cdets = NULL;
+    if (an_def) {
+        it_cam_events_params ep = it_cam_events_default_params();
+        ep.sink = count_event;
+        ep.sink_arg = &n_events;
+        ep.occupancy_every_s = 0;
+        cev = it_cam_events_new(&ep, an_def);
+        cdets = it_calloc(IT_TRACK_MAX_DETS, sizeof *cdets);
+        if (!cev || !cdets) {
+            cli_fail(NULL, ITSCAM_ERR_NOMEM);
+            goto done;
+        }
+    }
     if (!t || !out) {
         cli_fail(NULL, t ? ITSCAM_ERR_NOMEM : ITSCAM_ERR_INVALID_ARG);
         goto done;
@@ -98,6 +125,8 @@ static int run(const char *dets_path, const char *output, const it_track_params 
     int gap_cap = it_tracker_max_time_lost(t) + 2;
     /* --timing: the tracker's own time per input frame (not parsing or writing JSON). */
     if (timing) ms = it_malloc(sizeof *ms * (size_t)(in.n_frames ? in.n_frames : 1));
+    if (timing && cev) ams = it_malloc(sizeof *ams * (size_t)(in.n_frames ? in.n_frames : 1));
+    it_image frame_img = { .width = in.width, .height = in.height }; /* a size, no pixels */
     fputs("{\"frames\": [", f);
     for (int i = 0; i < in.n_frames; i++) {
         const it_track_frame *fr = &in.frames[i];
@@ -111,6 +140,13 @@ static int run(const char *dets_path, const char *output, const it_track_params 
         if (ms) ms[i] = it_now_ms() - t0;
         n_dets += fr->n;
         if (n < 0) goto fail;
+        if (cev) {
+            for (int k = 0; k < fr->n; k++) cdets[k].class_id = fr->dets[k].class_id;
+            double t1 = it_now_ms();
+            it_cam_events_frame(cev, &frame_img, cdets, fr->n, out, n < IT_TRACK_MAX_TRACKS ? n : IT_TRACK_MAX_TRACKS,
+                                fr->frame / (double)p->frame_rate);
+            if (ams) ams[i] = it_now_ms() - t1;
+        }
         json_t *fj = frame_json(fr, out, n);
         fputs(i ? ",\n" : "\n", f);
         json_dumpf(fj, f, JSON_REAL_PRECISION(10));
@@ -127,6 +163,17 @@ static int run(const char *dets_path, const char *output, const it_track_params 
                 "\"p95_ms\": %.4f, \"max_ms\": %.4f}\n",
                 in.n_frames, (double)n_dets / in.n_frames, sum / in.n_frames, it_percentile(ms, (size_t)in.n_frames, 50),
                 it_percentile(ms, (size_t)in.n_frames, 95), ms[in.n_frames - 1]);
+        if (ams) {
+            double asum = 0, both[2];
+            for (int i = 0; i < in.n_frames; i++) asum += ams[i];
+            qsort(ams, (size_t)in.n_frames, sizeof *ams, cmp_ms);
+            both[0] = it_percentile(ams, (size_t)in.n_frames, 50);
+            both[1] = it_percentile(ams, (size_t)in.n_frames, 95);
+            fprintf(stderr,
+                    "{\"analytics_mean_ms\": %.4f, \"analytics_p50_ms\": %.4f, \"analytics_p95_ms\": %.4f, "
+                    "\"tracking_plus_analytics_mean_ms\": %.4f, \"events\": %lld}\n",
+                    asum / in.n_frames, both[0], both[1], (sum + asum) / in.n_frames, n_events);
+        }
     }
     if (ferror(f)) {
         fprintf(stderr, "itscam track: %s: write error\n", output ? output : "stdout");
@@ -141,6 +188,9 @@ done:
         rc = 1;
     }
     it_free(ms);
+    it_free(ams);
+    it_cam_events_free(cev, 0);
+    it_free(cdets);
     it_free(out);
     it_tracker_free(t);
     it_track_input_free(&in);
@@ -160,11 +210,12 @@ int cli_track(int argc, char **argv) {
         { "frame-rate", required_argument, NULL, 'R' },
         { "output", required_argument, NULL, 'o' },
         { "timing", no_argument, NULL, 'T' },
+        { "camera-config", required_argument, NULL, 'C' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     it_track_params p = it_track_default_params();
-    const char *dets = NULL, *output = NULL;
+    const char *dets = NULL, *output = NULL, *cam_cfg = NULL;
     int c, timing = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:o:h", opts, NULL)) != -1) {
@@ -172,6 +223,7 @@ int cli_track(int argc, char **argv) {
         case 'd': dets = optarg; break;
         case 'o': output = optarg; break;
         case 'T': timing = 1; break;
+        case 'C': cam_cfg = optarg; break;
         case 'H': if (cli_parse_float(optarg, &p.track_high_thresh)) goto bad; break;
         case 'L': if (cli_parse_float(optarg, &p.track_low_thresh)) goto bad; break;
         case 'N': if (cli_parse_float(optarg, &p.new_track_thresh)) goto bad; break;
@@ -201,7 +253,22 @@ int cli_track(int argc, char **argv) {
         return 2;
     }
     it_tracker_free(probe);
-    return run(dets, output, &p, timing);
+    it_camdef *cams = NULL;
+    int n_cams = 0;
+    if (cam_cfg) {
+        char err[1024];
+        if (srv_cameras_load_file(cam_cfg, &cams, &n_cams, err, sizeof err)) {
+            fprintf(stderr, "itscam track: %s\n", err);
+            return 1;
+        }
+        if (n_cams < 1) {
+            fprintf(stderr, "itscam track: %s: no cameras: listed\n", cam_cfg);
+            return 1;
+        }
+    }
+    int rc = run(dets, output, &p, timing, cams);
+    it_free(cams);
+    return rc;
 bad:
     fprintf(stderr, "itscam track: bad value for --%s: '%s'\n", argv[optind - 1] + 2, optarg);
     return 2;
