@@ -158,7 +158,9 @@ def main():
         # The stored events are from 2024: no retention by age, or the server's first
         # pass would delete them all (which test_events covers).
         f.write("models:\n  model: %s\nstorage:\n  dir: %s\nevents:\n  retention_days: 0\ncameras:\n"
-                "  - id: idle\n    url: rtsp://127.0.0.1:1/none\n    priority: low\n" % (MODEL, DATA))
+                "  - id: idle\n    url: rtsp://127.0.0.1:1/none\n    priority: low\n    enabled: false\n" % (MODEL, DATA))
+    # (disabled: a camera that tries its URL stores camera_state events of its own, and
+    # the walks below count exactly the events this test inserts)
     srv = ServeProcess(CLI, tmp, "--config", cfg)
     try:
         check_list(srv, events)

@@ -26,7 +26,7 @@ for l in lines:
     assert d["frame"] > prev and d["latency_ms"] >= 0 and d["captured_at"] > 1.6e12, d
     prev = d["frame"]
     for det in d["detections"]:
-        assert set(det) == {"class_id", "class", "score", "box"} and len(det["box"]) == 4, det
+        assert set(det) == {"class_id", "class", "score", "box", "track_id"} and len(det["box"]) == 4, det
 assert sum(len(json.loads(l)["detections"]) for l in lines) > 0, "no detections at all"
 PY
 
