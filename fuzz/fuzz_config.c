@@ -4,6 +4,7 @@
  * input, a success must hold valid cameras that survive a JSON round trip, and a failure a
  * NUL-terminated message with the list left as it was. */
 #include "server/config.h"
+#include "analytics/analytics.h"
 #include "sinks/camdef.h"
 
 #include <stdint.h>
@@ -24,6 +25,20 @@ static void check_camera(const it_camdef *c) {
     json_t *r = it_camdef_to_json(c, 1); /* redacted: must not fail either */
     if (!r) __builtin_trap();
     json_decref(r);
+    /* Whatever lines, zones and calibration the reader accepted, the analytics accept
+     * too, and run on a few frames of a track crossing the whole picture. */
+    it_an_config ac = it_camdef_analytics(c, 1280, 720);
+    ac.max_tracks = 8;
+    it_analytics *a = it_analytics_new(&ac);
+    if (!a) __builtin_trap();
+    it_an_event ev[64];
+    for (int f = 0; f < 12; f++) {
+        it_track_out t = { .track_id = 1, .box = { 100.0f * f, 60.0f * f, 100.0f * f + 40, 60.0f * f + 30 },
+                           .score = 0.9f, .class_id = 2 };
+        if (it_analytics_update(a, &t, 1, 0.2 * f, ev, 64) < 0) __builtin_trap();
+    }
+    it_analytics_flush(a, 3.0, ev, 64);
+    it_analytics_free(a);
 }
 
 static void check_yaml(const uint8_t *data, size_t size) {

@@ -406,7 +406,10 @@ static int parse_lines(const json_t *v, it_camdef *c, char *err, size_t errlen) 
                     snprintf(pp, sizeof pp, "%s[%d]", path, k);
                     if (point_of(json_array_get(f, (size_t)k), pp, l->points[k], err, errlen)) return -1;
                 }
-                if (l->points[0][0] == l->points[1][0] && l->points[0][1] == l->points[1][1]) {
+                /* 0.001 apart at least: a thousandth of the frame when normalised, well
+                 * under a pixel otherwise, and always a direction analytics can use. */
+                double dx = (double)l->points[1][0] - l->points[0][0], dy = (double)l->points[1][1] - l->points[0][1];
+                if (dx * dx + dy * dy < 1e-6) {
                     seterr(err, errlen, "%s: the two points must differ", path);
                     return -1;
                 }
@@ -542,6 +545,25 @@ out:
     return rc;
 }
 
+/* No three of the four points nearly on one line: every triangle they make covers at
+ * least 1e-4 of their bounding box. The ratio survives scaling x and y apart, so points
+ * accepted here (normalised ones included) stay solvable at any frame size. */
+static int well_spread(const double p[4][2]) {
+    double x0 = p[0][0], x1 = p[0][0], y0 = p[0][1], y1 = p[0][1];
+    for (int k = 1; k < 4; k++) {
+        x0 = fmin(x0, p[k][0]), x1 = fmax(x1, p[k][0]);
+        y0 = fmin(y0, p[k][1]), y1 = fmax(y1, p[k][1]);
+    }
+    double box = (x1 - x0) * (y1 - y0);
+    if (!(box > 0)) return 0;
+    for (int a = 0; a < 4; a++) {
+        const double *p1 = p[(a + 1) % 4], *p2 = p[(a + 2) % 4], *p3 = p[(a + 3) % 4];
+        double tri = fabs((p2[0] - p1[0]) * (p3[1] - p1[1]) - (p3[0] - p1[0]) * (p2[1] - p1[1])) / 2;
+        if (tri < 1e-4 * box) return 0;
+    }
+    return 1;
+}
+
 static int parse_calibration(const json_t *v, it_camdef *c, char *err, size_t errlen) {
     if (json_is_null(v)) { /* a patch removing the calibration */
         c->has_calibration = 0;
@@ -583,7 +605,7 @@ static int parse_calibration(const json_t *v, it_camdef *c, char *err, size_t er
         return -1;
     }
     double H[9];
-    if (it_homography_solve(img, wld, H) != ITSCAM_OK) {
+    if (!well_spread(img) || !well_spread(wld) || it_homography_solve(img, wld, H) != ITSCAM_OK) {
         seterr(err, errlen, "calibration: the points do not define a view of the ground "
                             "(three of them on one line, or a point repeated)");
         return -1;
