@@ -1,8 +1,9 @@
-/* itscam watch: one camera or file through the detector, one JSON line per detected frame.
- * The quickest way to try a camera: no configuration, no server. */
+/* itscam watch: one camera or file through the detector and a ByteTrack tracker, one JSON
+ * line per detected frame. The quickest way to try a camera: no configuration, no server. */
 #include "cli/cli.h"
 #include "core/core.h"
 #include "stream/source.h"
+#include "track/bytetrack.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -20,7 +21,9 @@ void cli_watch_usage(FILE *f) {
             "Read one camera (rtsp://, http://, a video file) and print one JSON line per detected\n"
             "frame: {\"frame\",\"captured_at\",\"latency_ms\",\"detections\":[...]}. captured_at is the\n"
             "wall-clock time (integer ms since the epoch) the frame's packet was read; latency_ms runs from\n"
-            "it to the result. Frames that arrive while the detector is busy are skipped.\n\n"
+            "it to the result. Frames that arrive while the detector is busy are skipped. Each detection\n"
+            "carries the track_id ByteTrack (default settings) gives it, or null when it feeds no confirmed\n"
+            "track (a low score, or a track's first frames).\n\n"
             "options:\n"
             "  --model M        ONNX model (Ultralytics YOLOv8/YOLO11 export)\n"
             "  --fps F          detect at most F frames per second (default: every frame it can)\n"
@@ -50,7 +53,7 @@ static double wall_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static void print_frame(const it_frame_meta *m, const itscam_result *r, double done) {
+static void print_frame(const it_frame_meta *m, const itscam_result *r, const int64_t *tids, double done) {
     json_t *o = json_object();
     json_object_set_new(o, "frame", json_integer(m->index));
     json_object_set_new(o, "captured_at", json_integer((json_int_t)llround(m->captured_at)));
@@ -60,9 +63,10 @@ static void print_frame(const it_frame_meta *m, const itscam_result *r, double d
         const itscam_detection *d = &r->dets[i];
         json_t *box = json_array();
         for (int k = 0; k < 4; k++) json_array_append_new(box, json_real(round(d->box[k] * 10) / 10));
-        json_array_append_new(arr, json_pack("{s:i, s:s, s:f, s:o}", "class_id", d->class_id, "class",
+        json_array_append_new(arr, json_pack("{s:i, s:s, s:f, s:o, s:o}", "class_id", d->class_id, "class",
                                              d->class_name ? d->class_name : "", "score",
-                                             round(d->score * 1e4) / 1e4, "box", box));
+                                             round(d->score * 1e4) / 1e4, "box", box, "track_id",
+                                             tids && tids[i] > 0 ? json_integer((json_int_t)tids[i]) : json_null()));
     }
     json_object_set_new(o, "detections", arr);
     char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(7));
@@ -74,12 +78,79 @@ static void print_frame(const it_frame_meta *m, const itscam_result *r, double d
     json_decref(o);
 }
 
+/* The tracker of a watch and its per-frame buffers (grown to the largest frame). */
+typedef struct watch_track {
+    it_tracker *t;
+    it_track_det *dets;
+    it_track_out *out;
+    int64_t *ids;
+    int cap;
+    int off; /* the tracker refused a frame: ids are null from then on */
+} watch_track;
+
+static void watch_track_free(watch_track *w) {
+    it_tracker_free(w->t);
+    it_free(w->dets);
+    it_free(w->out);
+    it_free(w->ids);
+}
+
+/* The track id of each of r's detections (0: none), or NULL when tracking is off. The
+ * tracker starts on the first frame, counting time in detected frames: at --fps when
+ * given, else at the stream's frame rate (a file read with --fast, or a camera whose
+ * frames are all detected), so track_buffer keeps its meaning in seconds. */
+static const int64_t *watch_track_frame(watch_track *w, it_source *src, float fps, const itscam_result *r) {
+    if (w->off) return NULL;
+    int n = r->count > IT_TRACK_MAX_DETS ? IT_TRACK_MAX_DETS : r->count;
+    if (!w->t) {
+        it_track_params p = it_track_default_params();
+        it_source_info info;
+        it_source_state(src, &info);
+        float rate = fps > 0 ? fps : info.stream_fps > 0 ? (float)info.stream_fps : 30.0f;
+        p.frame_rate = rate < 1 ? 1 : rate > 1000 ? 1000 : rate;
+        if (!(w->out = it_malloc(sizeof *w->out * IT_TRACK_MAX_TRACKS))) {
+            it_err(ITSCAM_ERR_NOMEM, "out of memory for the tracker");
+            goto off;
+        }
+        if (!(w->t = it_tracker_new(&p))) goto off;
+    }
+    if (n > w->cap) {
+        it_track_det *d = it_realloc(w->dets, sizeof *d * (size_t)n);
+        if (d) w->dets = d;
+        int64_t *ids = it_realloc(w->ids, sizeof *ids * (size_t)n);
+        if (ids) w->ids = ids;
+        if (!d || !ids) {
+            it_err(ITSCAM_ERR_NOMEM, "out of memory for %d detections", n);
+            goto off;
+        }
+        w->cap = n;
+    }
+    for (int i = 0; i < n; i++) {
+        memcpy(w->dets[i].box, r->dets[i].box, sizeof w->dets[i].box);
+        w->dets[i].score = r->dets[i].score;
+        w->dets[i].class_id = r->dets[i].class_id;
+        w->ids[i] = 0;
+    }
+    int k = it_tracker_update(w->t, w->dets, n, w->out, IT_TRACK_MAX_TRACKS);
+    if (k < 0) goto off;
+    if (k > IT_TRACK_MAX_TRACKS) k = IT_TRACK_MAX_TRACKS;
+    for (int i = 0; i < k; i++)
+        if (w->out[i].det_index >= 0 && w->out[i].det_index < n) w->ids[w->out[i].det_index] = w->out[i].track_id;
+    /* detections past IT_TRACK_MAX_DETS were not tracked: none is read past n */
+    return r->count > n ? NULL : w->ids;
+off:
+    fprintf(stderr, "itscam watch: tracking off: %s\n", itscam_last_error());
+    w->off = 1;
+    return NULL;
+}
+
 /* Wait for frames and detect on them until the source ends or fails for good, or max
  * frames are done. Returns the exit status. */
 static int watch_loop(it_source *src, itscam_detector *det, float fps, int max_frames, const char *shown) {
     it_image img = { 0 };
     it_frame_meta m;
     itscam_result r = { 0 };
+    watch_track wt = { 0 };
     double interval = fps > 0 ? 1e3 / fps : 0, next = 0;
     int done = 0, rc = 0;
     while (max_frames <= 0 || done < max_frames) {
@@ -106,10 +177,11 @@ static int watch_loop(it_source *src, itscam_detector *det, float fps, int max_f
             rc = cli_fail(shown, st);
             break;
         }
-        print_frame(&m, &r, wall_ms());
+        print_frame(&m, &r, watch_track_frame(&wt, src, fps, &r), wall_ms());
         itscam_result_clear(&r);
         done++;
     }
+    watch_track_free(&wt);
     it_image_free(&img);
     return rc;
 }
