@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     free(scratch);
     itscam_detection d = {(int)(sum % 80), "", 0.5f, {-3.0f, 1.0f, (float)img.width + 5, (float)img.height / 2}};
-    it_draw_detections(&img, &d, 1, NULL, 0);
+    it_draw_detections(&img, &d, NULL, 1, NULL, 0);
     it_image_free(&img);
     return 0;
 }

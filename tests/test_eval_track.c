@@ -1,38 +1,13 @@
-/* MOT metrics (src/track/mot_metrics.c) and the assignment solver (src/track/lap.c): hand
- * cases, malformed files, and every value of ../shared/mot/expected.json (py-motmetrics'
- * and TrackEval's published test values) within the tolerances written there. */
+/* MOT metrics (src/track/mot_metrics.c): hand cases, malformed files, and every value of
+ * ../shared/mot/expected.json (py-motmetrics' and TrackEval's published test values)
+ * within the tolerances written there. The assignment solver is tested in test_track.c. */
 #include "check.h"
 #include "core/core.h"
-#include "track/lap.h"
 #include "track/mot_metrics.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
-
-static void test_lap(void) {
-    /* 3x3 with a known optimum: 1 + 2 + 2 = 5 (rows 0->1, 1->0, 2->2). */
-    const double c[9] = { 4, 1, 3, 2, 0, 5, 3, 2, 2 };
-    int r2c[3], c2r[3];
-    double total;
-    CHECK(it_lap_solve(c, 3, 3, r2c, c2r, &total) == 3);
-    CHECK(r2c[0] == 1 && r2c[1] == 0 && r2c[2] == 2 && fabs(total - 5) < 1e-12);
-    CHECK(c2r[1] == 0 && c2r[0] == 1 && c2r[2] == 2);
-    /* Tall: 3 rows, 2 columns; row 1 is left out. */
-    const double t[6] = { 1, 10, 5, 5, 10, 1 };
-    CHECK(it_lap_solve(t, 3, 2, r2c, NULL, &total) == 2);
-    CHECK(r2c[0] == 0 && r2c[1] == -1 && r2c[2] == 1 && fabs(total - 2) < 1e-12);
-    /* Forbidden pairs: more matches beat a cheaper total (py-motmetrics' convention). With
-     * only (0,0) cost 0.1 allowed for row 0 and row 1 allowed on both, the cheap (1,0) = 0
-     * would leave row 0 alone; two matches are preferred. */
-    const double f[4] = { 0.1, INFINITY, 0.0, 0.4 };
-    CHECK(it_lap_solve(f, 2, 2, r2c, NULL, &total) == 2);
-    CHECK(r2c[0] == 0 && r2c[1] == 1 && fabs(total - 0.5) < 1e-12);
-    const double none[4] = { NAN, INFINITY, NAN, NAN };
-    CHECK(it_lap_solve(none, 2, 2, r2c, NULL, &total) == 0 && r2c[0] == -1 && r2c[1] == -1 && total == 0);
-    CHECK(it_lap_solve(NULL, 0, 5, NULL, NULL, NULL) == 0);
-    CHECK(it_lap_solve(c, -1, 3, r2c, NULL, NULL) < 0);
-}
 
 static it_mot_seq parse(const char *text) {
     it_mot_seq s;
@@ -243,7 +218,6 @@ static void test_expected(void) {
 }
 
 int main(void) {
-    test_lap();
     test_identical_and_empty();
     test_malformed();
     test_expected();

@@ -152,7 +152,7 @@ static void *feeder_main(void *arg) {
     long long i = 1000;
     while (!atomic_load(&fd->stop)) {
         i++;
-        it_frames_put(fd->f, "cam1", fd->img, &det, 1, i, 1700000000.0 + i / 25.0);
+        it_frames_put(fd->f, "cam1", fd->img, &det, NULL, 1, i, 1700000000.0 + i / 25.0);
         atomic_fetch_add(&fd->puts, 1);
         usleep(40000);
     }
@@ -204,7 +204,7 @@ static void test_snapshot(it_frames *f, const it_image *img, const char *tmp) {
     CHECK(curl_get("/v1/cameras/Bad%21/snapshot.jpg", body, hdr) == 404);
     CHECK(curl_get("/v1/cameras/cam1/snapshot.jpg", body, hdr) == 503);
     CHECK(file_has(hdr, "Retry-After: 1"));
-    CHECK_OK(it_frames_put(f, "cam1", img, NULL, 0, 1, 1700000000.25));
+    CHECK_OK(it_frames_put(f, "cam1", img, NULL, NULL, 0, 1, 1700000000.25));
     CHECK(curl_get("/v1/cameras/cam1/snapshot.jpg?height=abc", body, hdr) == 400);
     CHECK(curl_get("/v1/cameras/cam1/snapshot.jpg?quality=0", body, hdr) == 400);
     CHECK(curl_get("/v1/cameras/cam1/snapshot.jpg", body, hdr) == 200);

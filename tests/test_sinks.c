@@ -1,13 +1,15 @@
 /* The event bus and the frame store (src/sinks): ordering, bounds and drop counts, wakes,
- * thread safety under concurrent publishers and subscribers, encode-once caching and
- * buffer reuse. */
+ * thread safety under concurrent publishers and subscribers, encode-once caching,
+ * buffer reuse and track ids on the overlay. */
 #include "check.h"
 #include "core/core.h"
 #include "sinks/bus.h"
 #include "sinks/frames.h"
+#include "vision/draw.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 /* ---- bus ---- */
 
@@ -295,7 +297,7 @@ static void test_frames(void) {
     CHECK_OK(it_image_alloc(&img, 640, 480));
     fill(&img, 0);
     it_jpeg *j = NULL;
-    CHECK(it_frames_put(f, "cam1", &img, NULL, 0, 1, 1.0) == ITSCAM_ERR_NOT_FOUND);
+    CHECK(it_frames_put(f, "cam1", &img, NULL, NULL, 0, 1, 1.0) == ITSCAM_ERR_NOT_FOUND);
     CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, 0, &j) == IT_FRAMES_UNKNOWN_CAMERA);
     const char *names[] = { "person", "bicycle", "car" };
     CHECK_OK(it_frames_add_camera(f, "cam1", names, 3));
@@ -306,7 +308,7 @@ static void test_frames(void) {
     it_frames_watch *w = it_frames_watch_add(f, "cam1", count_wake, &woke);
     CHECK(w);
     itscam_detection dets[2] = { { 2, "", 0.9f, { 100, 100, 300, 250 } }, { 0, "pedestrian", 0.5f, { 10, 10, 50, 90 } } };
-    CHECK_OK(it_frames_put(f, "cam1", &img, dets, 2, 7, 1700000000.5));
+    CHECK_OK(it_frames_put(f, "cam1", &img, dets, NULL, 2, 7, 1700000000.5));
     CHECK(atomic_load(&woke) == 1);
 
     CHECK(it_frames_jpeg(f, "cam1", 0, 80, 0, 0, &j) == IT_FRAMES_OK);
@@ -341,13 +343,13 @@ static void test_frames(void) {
     }
 
     /* steady state: a put allocates nothing when no reader holds the pooled buffers */
-    for (int i = 0; i < 3; i++) CHECK_OK(it_frames_put(f, "cam1", &img, dets, 2, 8 + i, 2.0));
+    for (int i = 0; i < 3; i++) CHECK_OK(it_frames_put(f, "cam1", &img, dets, NULL, 2, 8 + i, 2.0));
     uint64_t a0 = it_alloc_count();
-    for (int i = 0; i < 20; i++) CHECK_OK(it_frames_put(f, "cam1", &img, dets, 2, 11 + i, 2.0));
+    for (int i = 0; i < 20; i++) CHECK_OK(it_frames_put(f, "cam1", &img, dets, NULL, 2, 11 + i, 2.0));
     CHECKF(it_alloc_count() == a0, "%llu allocations for 20 puts", (unsigned long long)(it_alloc_count() - a0));
     CHECK(atomic_load(&woke) == 1 + 23);
     /* the sequence rises even when the pipeline's index restarts */
-    CHECK_OK(it_frames_put(f, "cam1", &img, NULL, 0, 0, 2.0));
+    CHECK_OK(it_frames_put(f, "cam1", &img, NULL, NULL, 0, 0, 2.0));
     CHECK(it_frames_jpeg(f, "cam1", 120, 80, 0, j->seq, &j2) == IT_FRAMES_OK && j2->frame_index == 0 && j2->seq == 25);
     it_jpeg_unref(j2);
     /* a held encoding outlives later frames */
@@ -355,7 +357,7 @@ static void test_frames(void) {
 
     /* concurrent viewers of one key and frame: one encode */
     fill(&img, 5);
-    CHECK_OK(it_frames_put(f, "cam1", &img, dets, 2, 100, 3.0));
+    CHECK_OK(it_frames_put(f, "cam1", &img, dets, NULL, 2, 100, 3.0));
     it_frames_stats_get(f, &st0);
     viewer vs[6];
     pthread_t vt[6];
@@ -383,7 +385,7 @@ static void test_frames(void) {
     it_jpeg_unref(j);
     it_frames_watch_remove(f, w);
     CHECK_OK(it_frames_add_camera(f, "cam1", NULL, 0));
-    CHECK_OK(it_frames_put(f, "cam1", &img, NULL, 0, 1, 1.0));
+    CHECK_OK(it_frames_put(f, "cam1", &img, NULL, NULL, 0, 1, 1.0));
     CHECK(atomic_load(&woke) == before + 1); /* unwatched */
 
     /* a real photo, scaled keeping its aspect */
@@ -394,7 +396,7 @@ static void test_frames(void) {
         it_image bus;
         if (it_read_file(path, &bytes, &len, 1 << 24) == ITSCAM_OK && it_image_decode(bytes, len, 1 << 24, &bus) == ITSCAM_OK) {
             CHECK_OK(it_frames_add_camera(f, "bus", NULL, 0));
-            CHECK_OK(it_frames_put(f, "bus", &bus, dets, 2, 1, 1.0));
+            CHECK_OK(it_frames_put(f, "bus", &bus, dets, NULL, 2, 1, 1.0));
             CHECK(it_frames_jpeg(f, "bus", 360, 85, 1, 0, &j2) == IT_FRAMES_OK);
             decoded_size(j2, &dw, &dh);
             CHECKF(dw == 270 && dh == 360, "%dx%d", dw, dh);
@@ -409,10 +411,49 @@ static void test_frames(void) {
     it_frames_free(f);
 }
 
+/* Track ids reach the overlay: the annotated frame is exactly the frame drawn with them
+ * ("car #12 0.90"), and differs from the same frame put without them. */
+static void test_frames_track_ids(void) {
+    it_frames *f = it_frames_new();
+    const char *names[] = { "person", "bicycle", "car" };
+    CHECK_OK(it_frames_add_camera(f, "cam1", names, 3));
+    it_image img, ref;
+    CHECK_OK(it_image_alloc(&img, 320, 240));
+    CHECK_OK(it_image_alloc(&ref, 320, 240));
+    fill(&img, 3);
+    itscam_detection dets[2] = { { 2, "", 0.9f, { 100, 100, 300, 200 } }, { 0, "pedestrian", 0.5f, { 10, 30, 50, 90 } } };
+    const int64_t tids[2] = { 12, 0 };
+    CHECK_OK(it_frames_put(f, "cam1", &img, dets, tids, 2, 1, 1.0));
+    it_jpeg *with = NULL, *without = NULL;
+    CHECK(it_frames_jpeg(f, "cam1", 0, 90, 1, 0, &with) == IT_FRAMES_OK);
+
+    memcpy(ref.data, img.data, (size_t)img.stride * img.height);
+    itscam_detection named[2] = { dets[0], dets[1] };
+    named[0].class_name = "car";
+    char label[64];
+    CHECK(!strcmp(it_detection_label(&named[0], tids[0], NULL, 0, label, sizeof label), "car #12 0.90"));
+    it_draw_detections(&ref, named, tids, 2, NULL, 0);
+    uint8_t *want = NULL;
+    size_t want_len = 0;
+    CHECK_OK(it_image_encode_jpeg(&ref, 90, &want, &want_len));
+    CHECK(with && want && with->len == want_len && !memcmp(with->data, want, want_len));
+
+    CHECK_OK(it_frames_put(f, "cam1", &img, dets, NULL, 2, 2, 2.0));
+    CHECK(it_frames_jpeg(f, "cam1", 0, 90, 1, 0, &without) == IT_FRAMES_OK);
+    CHECK(without && with && (without->len != with->len || memcmp(without->data, with->data, with->len)));
+    it_free(want);
+    it_jpeg_unref(with);
+    it_jpeg_unref(without);
+    it_image_free(&img);
+    it_image_free(&ref);
+    it_frames_free(f);
+}
+
 int main(void) {
     test_bus_basic();
     test_bus_bounds();
     test_bus_threads();
     test_frames();
+    test_frames_track_ids();
     return check_done("test_sinks");
 }

@@ -1,4 +1,5 @@
-/* ByteTrack: the Kalman filter against hand-computed values, the assignment solver against
+/* ByteTrack: the Kalman filter against hand-computed values, the assignment solver (both
+ * objectives: with a cost limit and most-pairs-then-least-cost) against
  * brute force, and tracker scenes with known answers (crossing, occlusion, low scores,
  * new-track threshold, ids per tracker, Ultralytics' lifecycle quirks). */
 #include "check.h"
@@ -79,79 +80,160 @@ static double urand(void) { /* xorshift64*, deterministic */
     return (double)((rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
-/* Best sum(cost - limit) over partial matchings of rows r.. with cost < limit. */
-static double brute(const float *c, int n, int m, double limit, int r, unsigned used) {
-    if (r == n) return 0;
-    double best = brute(c, n, m, limit, r + 1, used); /* row r unmatched */
-    for (int j = 0; j < m; j++)
-        if (!(used & (1u << j)) && c[r * m + j] < limit) {
-            double v = (c[r * m + j] - limit) + brute(c, n, m, limit, r + 1, used | (1u << j));
-            if (v < best) best = v;
-        }
-    return best;
+/* The optimum by brute force over every partial matching of rows r.. (m <= 8): the least
+ * sum(cost - limit) over allowed pairs with a finite limit; with limit = INFINITY the most
+ * pairs first, then the least total. */
+typedef struct best {
+    int pairs;
+    double val; /* sum(cost - limit), or sum(cost) without a limit */
+} best;
+
+static int better(best a, best b, int no_limit) {
+    if (no_limit && a.pairs != b.pairs) return a.pairs > b.pairs;
+    return a.val < b.val - 1e-12;
+}
+
+static best brute(const double *c, int n, int m, double limit, int r, unsigned used) {
+    best none = { 0, 0 };
+    if (r == n) return none;
+    int no_limit = isinf(limit);
+    best b = brute(c, n, m, limit, r + 1, used); /* row r unmatched */
+    for (int j = 0; j < m; j++) {
+        double x = c[r * m + j];
+        if ((used & (1u << j)) || !isfinite(x) || !(x < limit)) continue;
+        best s = brute(c, n, m, limit, r + 1, used | (1u << j));
+        s.pairs++;
+        s.val += no_limit ? x : x - limit;
+        if (better(s, b, no_limit)) b = s;
+    }
+    return b;
+}
+
+/* A valid matching (row_match and col_match agree, allowed pairs only) and its score. */
+static int check_matching(const double *c, int n, int m, double limit, const int *rm, const int *cm, best *got,
+                          double *total) {
+    int ok = 1, no_limit = isinf(limit);
+    got->pairs = 0, got->val = 0, *total = 0;
+    for (int i = 0; i < n; i++) {
+        if (rm[i] < 0) continue;
+        double x = c[i * m + rm[i]];
+        ok &= rm[i] < m && cm[rm[i]] == i && isfinite(x) && x < limit;
+        got->pairs++;
+        got->val += no_limit ? x : x - limit;
+        *total += x;
+    }
+    for (int j = 0; j < m; j++) ok &= cm[j] < 0 || (cm[j] < n && rm[cm[j]] == j);
+    return ok;
 }
 
 static void test_assign(void) {
     it_assign_ws ws = { 0 };
     int rm[8], cm[8];
+    double total;
     /* Greedy would take (0,0) at 0.1; the optimum pairs 0-1 and 1-0. Row 2 costs 0.9 > 0.8. */
-    const float c1[] = { 0.1f, 0.2f, 0.15f, 0.9f, 0.95f, 0.9f };
-    CHECK_OK(it_assign(&ws, c1, 3, 2, 0.8, rm, cm));
-    CHECK(rm[0] == 1 && rm[1] == 0 && rm[2] == -1 && cm[0] == 1 && cm[1] == 0);
-    /* A cost exactly at the limit is not matched; NaN never; empty sides are fine. */
-    const float c2[] = { 0.8f, NAN };
-    CHECK_OK(it_assign(&ws, c2, 1, 2, 0.8f, rm, cm));
-    CHECK(rm[0] == -1 && cm[0] == -1 && cm[1] == -1);
-    CHECK_OK(it_assign(&ws, NULL, 0, 3, 0.8, rm, cm));
-    CHECK(cm[0] == -1 && cm[2] == -1);
-    CHECK_OK(it_assign(&ws, NULL, 2, 0, 0.8, rm, cm));
+    const double c1[] = { 0.1, 0.2, 0.15, 0.9, 0.95, 0.9 };
+    CHECK_OK(it_assign(&ws, c1, 3, 2, 0.8, rm, cm, &total));
+    CHECK(rm[0] == 1 && rm[1] == 0 && rm[2] == -1 && cm[0] == 1 && cm[1] == 0 && fabs(total - 0.35) < 1e-12);
+    /* A cost exactly at the limit is not matched; NaN and -inf never; empty sides are fine. */
+    const double c2[] = { 0.8, NAN, -INFINITY };
+    CHECK_OK(it_assign(&ws, c2, 1, 3, 0.8, rm, cm, NULL));
+    CHECK(rm[0] == -1 && cm[0] == -1 && cm[1] == -1 && cm[2] == -1);
+    CHECK_OK(it_assign(&ws, NULL, 0, 3, 0.8, rm, cm, &total));
+    CHECK(cm[0] == -1 && cm[2] == -1 && total == 0);
+    CHECK_OK(it_assign(&ws, NULL, 2, 0, 0.8, rm, cm, NULL));
+    CHECK(rm[0] == -1 && rm[1] == -1);
+    CHECK(it_assign(&ws, c1, -1, 2, 0.8, rm, cm, NULL) == ITSCAM_ERR_INVALID_ARG);
+    CHECK(it_assign(&ws, NULL, 2, 2, 0.8, rm, cm, NULL) == ITSCAM_ERR_INVALID_ARG);
+    CHECK(it_assign(&ws, c1, 3, 2, NAN, rm, cm, NULL) == ITSCAM_ERR_INVALID_ARG);
+    const double huge[] = { 1e308, -1e308, 1e308, 1e308 };
+    CHECK(it_assign(&ws, huge, 2, 2, INFINITY, rm, cm, NULL) == ITSCAM_ERR_INVALID_ARG);
     CHECK(rm[0] == -1 && rm[1] == -1);
 
-    /* Random matrices up to 7x7 against brute force: same optimum, a valid matching. */
-    int bad = 0;
-    for (int trial = 0; trial < 3000; trial++) {
+    /* Without a limit: the full assignment (scipy's linear_sum_assignment). 3x3 with a known
+     * optimum 1 + 2 + 2 = 5 (rows 0->1, 1->0, 2->2); tall 3x2 leaves row 1 out. */
+    const double sq[9] = { 4, 1, 3, 2, 0, 5, 3, 2, 2 };
+    CHECK_OK(it_assign(&ws, sq, 3, 3, INFINITY, rm, cm, &total));
+    CHECK(rm[0] == 1 && rm[1] == 0 && rm[2] == 2 && cm[1] == 0 && cm[0] == 1 && cm[2] == 2 && fabs(total - 5) < 1e-12);
+    const double tall[6] = { 1, 10, 5, 5, 10, 1 };
+    CHECK_OK(it_assign(&ws, tall, 3, 2, INFINITY, rm, NULL, &total));
+    CHECK(rm[0] == 0 && rm[1] == -1 && rm[2] == 1 && fabs(total - 2) < 1e-12);
+    /* Forbidden pairs: more matches beat a cheaper total (py-motmetrics' convention). Row 0
+     * may only take column 0; the cheap (1,0) = 0 would leave it alone. */
+    const double f[4] = { 0.1, INFINITY, 0.0, 0.4 };
+    CHECK_OK(it_assign(&ws, f, 2, 2, INFINITY, rm, NULL, &total));
+    CHECK(rm[0] == 0 && rm[1] == 1 && fabs(total - 0.5) < 1e-12);
+    const double none[4] = { NAN, INFINITY, NAN, -INFINITY };
+    CHECK_OK(it_assign(&ws, none, 2, 2, INFINITY, rm, cm, &total));
+    CHECK(rm[0] == -1 && rm[1] == -1 && cm[0] == -1 && cm[1] == -1 && total == 0);
+    /* Negative costs (the identity matching maximises shared frames as -frames). */
+    const double neg[6] = { -5, 0, -1, 0, -4, -3 };
+    CHECK_OK(it_assign(&ws, neg, 2, 3, INFINITY, rm, NULL, &total));
+    CHECK(rm[0] == 0 && rm[1] == 1 && fabs(total + 9) < 1e-12);
+
+    /* Random matrices up to 7x7 against brute force, both objectives: same optimum, a
+     * valid matching. Sparse ones split into several connected parts; rounded ones have
+     * many ties. */
+    int bad = 0, trials = 6000;
+    for (int trial = 0; trial < trials; trial++) {
         int n = 1 + (int)(urand() * 7), m = 1 + (int)(urand() * 7);
-        double limit = 0.2 + 0.7 * urand();
-        float c[49];
+        int no_limit = trial % 2;
+        double limit = no_limit ? INFINITY : 0.2 + 0.7 * urand();
+        double c[49];
         double sparsity = urand();
         for (int k = 0; k < n * m; k++) {
-            c[k] = urand() < sparsity ? 1.0f : (float)urand();
-            if (trial % 7 == 0) c[k] = (float)(round(c[k] * 4) / 4); /* many ties */
+            c[k] = urand();
+            if (trial % 7 == 0) c[k] = round(c[k] * 4) / 4;
+            if (trial % 5 == 0) c[k] = c[k] * 20 - 10;
+            if (urand() < sparsity) c[k] = no_limit ? (trial % 3 ? INFINITY : NAN) : 1.0;
         }
-        CHECK_OK(it_assign(&ws, c, n, m, limit, rm, cm));
-        double got = 0;
-        int ok = 1;
-        for (int i = 0; i < n; i++) {
-            if (rm[i] < 0) continue;
-            ok &= rm[i] < m && cm[rm[i]] == i && c[i * m + rm[i]] < limit;
-            got += c[i * m + rm[i]] - limit;
-        }
-        for (int j = 0; j < m; j++) ok &= cm[j] < 0 || rm[cm[j]] == j;
-        double want = brute(c, n, m, limit, 0, 0);
-        if (!ok || fabs(got - want) > 1e-9) {
-            if (bad++ < 5) fprintf(stderr, "assign trial %d (%dx%d): got %.9f want %.9f ok %d\n", trial, n, m, got, want, ok);
+        CHECK_OK(it_assign(&ws, c, n, m, limit, rm, cm, &total));
+        best got, want = brute(c, n, m, limit, 0, 0);
+        double sum;
+        int ok = check_matching(c, n, m, limit, rm, cm, &got, &sum);
+        ok &= fabs(sum - total) < 1e-9 && fabs(got.val - want.val) <= 1e-9;
+        if (no_limit) ok &= got.pairs == want.pairs;
+        if (!ok) {
+            if (bad++ < 5)
+                fprintf(stderr, "assign trial %d (%dx%d, limit %g): got %d pairs %.9f, want %d pairs %.9f, total %.9f\n",
+                        trial, n, m, limit, got.pairs, got.val, want.pairs, want.val, total);
         }
     }
-    CHECKF(bad == 0, "%d of 3000 random matrices wrong", bad);
-    /* A larger one in one connected part: the Hungarian path, against a known optimum
-     * (a permutation matrix of cheap cells hidden among dear ones). */
-    enum { N = 60 };
-    static float big[N * N];
-    int perm[N];
-    for (int i = 0; i < N; i++) perm[i] = i;
-    for (int i = N - 1; i > 0; i--) {
-        int j = (int)(urand() * (i + 1)), tmp = perm[i];
-        perm[i] = perm[j];
-        perm[j] = tmp;
+    CHECKF(bad == 0, "%d of %d random matrices wrong", bad, trials);
+
+    /* Larger ones in one connected part: the Hungarian path, against a known optimum (a
+     * permutation of cheap cells hidden among dear ones), square and rectangular, with
+     * and without a limit, and the scratch reused across sizes. */
+    enum { N = 60, W = 75 };
+    static double big[N * W];
+    int perm[W];
+    for (int shape = 0; shape < 4; shape++) {
+        int rows = N, cols = shape < 2 ? N : W;
+        double limit = shape % 2 ? INFINITY : 0.8;
+        for (int j = 0; j < cols; j++) perm[j] = j;
+        for (int j = cols - 1; j > 0; j--) {
+            int k = (int)(urand() * (j + 1)), tmp = perm[j];
+            perm[j] = perm[k];
+            perm[k] = tmp;
+        }
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++) big[i * cols + j] = j == perm[i] ? 0.05 : 0.3 + 0.4 * urand();
+        int rmb[N], cmb[W];
+        CHECK_OK(it_assign(&ws, big, rows, cols, limit, rmb, cmb, &total));
+        int right = 0;
+        for (int i = 0; i < rows; i++) right += rmb[i] == perm[i];
+        CHECKF(right == rows && fabs(total - 0.05 * rows) < 1e-9, "shape %d: %d of %d right", shape, right, rows);
+        /* The transpose: the same pairs, seen from the other side. */
+        static double bt[N * W];
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++) bt[j * rows + i] = big[i * cols + j];
+        int rmt[W], cmt[N];
+        CHECK_OK(it_assign(&ws, bt, cols, rows, limit, rmt, cmt, NULL));
+        right = 0;
+        for (int i = 0; i < rows; i++) right += cmt[i] == perm[i];
+        CHECKF(right == rows, "shape %d transposed: %d of %d right", shape, right, rows);
     }
-    for (int i = 0; i < N; i++)
-        for (int j = 0; j < N; j++) big[i * N + j] = j == perm[i] ? 0.05f : 0.3f + 0.4f * (float)urand();
-    int rmb[N], cmb[N];
-    CHECK_OK(it_assign(&ws, big, N, N, 0.8, rmb, cmb));
-    int right = 0;
-    for (int i = 0; i < N; i++) right += rmb[i] == perm[i];
-    CHECK(right == N);
     it_assign_ws_free(&ws);
+    it_assign_ws_free(&ws); /* harmless twice */
 }
 
 /* ---- tracker scenes ---- */

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <png.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MAX_PIX ((size_t)100 * 1000 * 1000)
 
@@ -302,13 +303,38 @@ static void test_draw(void) {
         {-3, "", 2.0f, {45, 38, 200, 300}},
     };
     const char *names[] = {"person", "bicycle", "car", "motorcycle", "airplane", "bus"};
-    it_draw_detections(&im, d, 1, names, 6);
+    it_draw_detections(&im, d, NULL, 1, names, 6);
     uint8_t c[3];
     it_class_color(0, c);
     CHECK(px_eq(&im, 5, 30, c[0], c[1], c[2]) && px_eq(&im, 6, 30, c[0], c[1], c[2]));
     CHECK(!px_eq(&im, 7, 30, c[0], c[1], c[2]));
     CHECK(px_eq(&im, 17, 34, c[0], c[1], c[2]));
-    it_draw_detections(&im, d + 1, 3, names, 6); /* off-image, NaN and infinite boxes */
+    const int64_t tids[3] = { 7, 0, -1 };
+    it_draw_detections(&im, d + 1, tids, 3, names, 6); /* off-image, NaN and infinite boxes */
+
+    /* Labels: the tracker's id when there is one ("car #12 0.87"), none for 0 or less. */
+    char lb[64];
+    CHECK(!strcmp(it_detection_label(&d[0], 12, names, 6, lb, sizeof lb), "person #12 0.87"));
+    CHECK(!strcmp(it_detection_label(&d[0], 0, names, 6, lb, sizeof lb), "person 0.87"));
+    CHECK(!strcmp(it_detection_label(&d[0], -4, names, 6, lb, sizeof lb), "person 0.87"));
+    CHECK(!strcmp(it_detection_label(&d[1], 9007199254740993LL, names, 6, lb, sizeof lb), "bus #9007199254740993 0.50"));
+    CHECK(!strcmp(it_detection_label(&d[2], 3, NULL, 0, lb, sizeof lb), "2 #3 0.10"));
+    CHECK(!strcmp(it_detection_label(&d[3], 0, names, 6, lb, sizeof lb), "-3 2.00"));
+    CHECK(!strcmp(it_detection_label(&d[0], 12, names, 6, lb, 8), "person "));
+    /* Drawn: an id changes the picture, a 0 id does not. */
+    it_image a, b;
+    CHECK_OK(it_image_alloc(&a, 120, 80));
+    CHECK_OK(it_image_alloc(&b, 120, 80));
+    const int64_t id12 = 12, id0 = 0;
+    memset(a.data, 0, (size_t)a.stride * a.height);
+    memset(b.data, 0, (size_t)b.stride * b.height);
+    it_draw_detections(&a, d, NULL, 1, names, 6);
+    it_draw_detections(&b, d, &id0, 1, names, 6);
+    CHECK(!memcmp(a.data, b.data, (size_t)a.stride * a.height));
+    it_draw_detections(&b, d, &id12, 1, names, 6);
+    CHECK(memcmp(a.data, b.data, (size_t)a.stride * a.height) != 0);
+    it_image_free(&a);
+    it_image_free(&b);
     CHECK(it_text_width("ab", 1) == 12);
     it_draw_text(&im, -1000000000, 1000000000, "clip me", c, 1000);
     it_draw_rect(&im, 2147483647, -2147483647 - 1, -5, 2147483647, c, 2147483647);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # itscam watch end to end: a shared video as a camera prints one JSON line per detected
-# frame; a missing file and a file with no video fail with the reason and exit 1.
+# frame, its detections carrying ByteTrack ids; a missing file and a file with no video
+# fail with the reason and exit 1.
 set -u
 CLI=$1
 SRC=$2
@@ -15,7 +16,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
 "$CLI" watch "$V" --model "$M" --fast --max-frames 5 >"$T/out" 2>"$T/err" && ok || { bad "watch exit $?"; cat "$T/err"; }
-/usr/bin/python3 - "$T/out" <<'PY' && ok || bad "watch prints 5 JSON lines with detections"
+/usr/bin/python3 - "$T/out" <<'PY' && ok || bad "watch prints 5 JSON lines with detections and track ids"
 import json, sys
 lines = open(sys.argv[1]).read().splitlines()
 assert len(lines) == 5, lines
@@ -27,7 +28,16 @@ for l in lines:
     prev = d["frame"]
     for det in d["detections"]:
         assert set(det) == {"class_id", "class", "score", "box", "track_id"} and len(det["box"]) == 4, det
+        assert det["track_id"] is None or (isinstance(det["track_id"], int) and det["track_id"] >= 1), det
 assert sum(len(json.loads(l)["detections"]) for l in lines) > 0, "no detections at all"
+# ByteTrack ids: some detections carry one, and a vehicle keeps its id from frame to frame
+frames_of = {}
+for l in lines:
+    for det in json.loads(l)["detections"]:
+        if det["track_id"] is not None:
+            frames_of.setdefault(det["track_id"], set()).add(json.loads(l)["frame"])
+assert frames_of, "no detection has a track_id"
+assert max(len(f) for f in frames_of.values()) >= 3, frames_of
 PY
 
 "$CLI" watch "$V" --model "$M" --fps 5 --max-frames 3 >"$T/out" 2>"$T/err" && ok || bad "watch --fps exit $?"

@@ -65,7 +65,7 @@ static json_t *result_json(const char *path, const itscam_result *r) {
 
 /* Draw r onto img (the frame it was detected on) and write it as DIR/<stem>.jpg. */
 static int save_annotated(const char *dir, const char *path, it_image *img, const itscam_result *r) {
-    it_draw_detections(img, r->dets, r->count, NULL, 0);
+    it_draw_detections(img, r->dets, NULL, r->count, NULL, 0);
     uint8_t *jpg = NULL;
     size_t jlen = 0;
     itscam_status st = it_image_encode_jpeg(img, 90, &jpg, &jlen);

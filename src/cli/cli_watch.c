@@ -100,7 +100,9 @@ static void print_frame(const it_frame_meta *m, const itscam_result *r, double d
 
 /* The tracker (always) and the camera's analytics (with --camera-config). */
 typedef struct watch_track {
-    it_tracker *trk;
+    it_track_params tp;
+    int fps_given;     /* --fps: the tracker counts frames at it; else at the stream's rate */
+    it_tracker *trk;   /* made on the first frame, once the stream's rate is known */
     it_track_det *dets;
     it_track_out *out;
     int64_t *tids;
@@ -109,9 +111,15 @@ typedef struct watch_track {
 } watch_track;
 
 /* Track one frame's detections; track ids land in wt->tids (parallel to r's). */
-static const int64_t *track(watch_track *wt, const itscam_result *r, const it_image *img, double t) {
+static const int64_t *track(watch_track *wt, const itscam_result *r, const it_image *img, double t,
+                            double stream_fps) {
     int n = r->count < IT_TRACK_MAX_DETS ? r->count : IT_TRACK_MAX_DETS;
-    if (!wt->trk) return NULL;
+    if (!wt->trk) {
+        /* ByteTrack's buffer is in frames at frame_rate: the rate frames are detected at. */
+        if (!wt->fps_given && stream_fps > 0 && stream_fps <= 1000) wt->tp.frame_rate = (float)stream_fps;
+        wt->trk = it_tracker_new(&wt->tp);
+        if (!wt->trk) return NULL;
+    }
     if (n > wt->cap) {
         int cap = n < 64 ? 64 : n;
         it_track_det *d = it_realloc(wt->dets, sizeof *d * (size_t)cap);
@@ -172,7 +180,9 @@ static int watch_loop(it_source *src, itscam_detector *det, float fps, int max_f
         /* Analytics run on the video's own clock when it has one: read with --fast, a
          * recording's dwell times and speeds stay true. */
         double t = m.pts_s == m.pts_s ? m.pts_s : m.captured_at / 1e3;
-        const int64_t *tids = track(wt, &r, &img, t);
+        it_source_info info;
+        if (!wt->trk) it_source_state(src, &info);
+        const int64_t *tids = track(wt, &r, &img, t, wt->trk ? 0 : info.stream_fps);
         print_frame(&m, &r, wall_ms(), tids);
         itscam_result_clear(&r);
         done++;
@@ -358,14 +368,15 @@ int cli_watch(int argc, char **argv) {
     }
     tp = it_camdef_track(&def, &tp);
     if (fps > 0) tp.frame_rate = fps; /* the buffer counts detected frames */
-    watch_track wt = { 0 };
+    watch_track wt = { .tp = tp, .fps_given = fps > 0 };
     wt.out = it_malloc(sizeof *wt.out * IT_TRACK_MAX_TRACKS);
-    wt.trk = wt.out ? it_tracker_new(&tp) : NULL;
-    if (!wt.trk) {
-        fprintf(stderr, "itscam watch: tracker: %s\n", itscam_last_error());
+    it_tracker *probe = wt.out ? it_tracker_new(&tp) : NULL; /* bad settings fail now, not mid-stream */
+    if (!probe) {
+        fprintf(stderr, "itscam watch: tracker: %s\n", wt.out ? itscam_last_error() : "out of memory");
         it_free(wt.out);
         return 1;
     }
+    it_tracker_free(probe);
     if (cam_cfg) {
         it_cam_events_params ep = it_cam_events_default_params();
         ep.sink = print_event;

@@ -299,7 +299,7 @@ static void deliver(cam *c, const it_image *img, const itscam_detection *d, int 
     /* After the latency is taken: tracking is the camera's work, not the model's. */
     const int64_t *tids = track_frame(c, d, n);
     if (tids && c->ev) it_cam_events_frame(c->ev, img, d, n, c->tout, c->n_tout, captured_at / 1e3);
-    if (cs->p.frames) it_frames_put(cs->p.frames, c->def.id, img, d, n, index, captured_at / 1e3);
+    if (cs->p.frames) it_frames_put(cs->p.frames, c->def.id, img, d, tids, n, index, captured_at / 1e3);
     if (cs->p.bus) {
         json_t *o = json_pack("{s:s,s:I,s:f,s:f,s:i,s:i,s:b,s:o}", "camera", c->def.id, "frame", (json_int_t)index,
                               "captured_at", captured_at / 1e3, "latency_ms", round(lat * 100) / 100, "width",

@@ -20,6 +20,7 @@ typedef struct frame {
     int64_t index;
     double captured_at;
     itscam_detection *dets;       /* class_name points into names */
+    int64_t *tids;                /* tracker ids of dets, 0: none */
     char (*names)[NAME_MAX_LEN];
     int n_dets, cap_dets;
 } frame;
@@ -78,6 +79,7 @@ static void frame_unref(frame *fr) {
     if (fr && atomic_fetch_sub_explicit(&fr->refs, 1, memory_order_acq_rel) == 1) {
         it_free(fr->img.data);
         it_free(fr->dets);
+        it_free(fr->tids);
         it_free(fr->names);
         it_free(fr);
     }
@@ -238,19 +240,23 @@ static itscam_status frame_reserve(frame *fr, int w, int h, int n) {
     fr->img.stride = w * 3;
     if (n > fr->cap_dets) {
         it_free(fr->dets);
+        it_free(fr->tids);
         it_free(fr->names);
+        fr->tids = NULL;
         fr->names = NULL;
         fr->cap_dets = 0;
         fr->dets = it_malloc(sizeof *fr->dets * (size_t)n);
+        fr->tids = it_malloc(sizeof *fr->tids * (size_t)n);
         fr->names = it_malloc(sizeof *fr->names * (size_t)n);
-        if (!fr->dets || !fr->names) return it_err(ITSCAM_ERR_NOMEM, "frames: out of memory for %d detections", n);
+        if (!fr->dets || !fr->tids || !fr->names)
+            return it_err(ITSCAM_ERR_NOMEM, "frames: out of memory for %d detections", n);
         fr->cap_dets = n;
     }
     return ITSCAM_OK;
 }
 
-itscam_status it_frames_put(it_frames *f, const char *id, const it_image *bgr, const itscam_detection *dets, int n,
-                            int64_t frame_index, double captured_at) {
+itscam_status it_frames_put(it_frames *f, const char *id, const it_image *bgr, const itscam_detection *dets,
+                            const int64_t *track_ids, int n, int64_t frame_index, double captured_at) {
     if (!f || !id || !bgr || !bgr->data || bgr->width < 1 || bgr->height < 1 || bgr->stride < bgr->width * 3 ||
         n < 0 || (n && !dets))
         return it_err(ITSCAM_ERR_INVALID_ARG, "frames: bad frame");
@@ -312,6 +318,7 @@ itscam_status it_frames_put(it_frames *f, const char *id, const it_image *bgr, c
         snprintf(fr->names[i], NAME_MAX_LEN, "%s", nm);
         fr->dets[i] = dets[i];
         fr->dets[i].class_name = fr->names[i];
+        fr->tids[i] = track_ids ? track_ids[i] : 0;
     }
     frame *old = c->cur;
     c->cur = fr; /* our reference moves to cur */
@@ -367,7 +374,7 @@ static it_jpeg *encode(const frame *fr, int height, int quality, int annotate) {
             scaled[i].box[2] *= sx;
             scaled[i].box[3] *= sy;
         }
-        it_draw_detections(&work, scaled, fr->n_dets, NULL, 0);
+        it_draw_detections(&work, scaled, fr->tids, fr->n_dets, NULL, 0);
     }
     if (!(j = it_calloc(1, sizeof *j))) {
         it_err(ITSCAM_ERR_NOMEM, "frames: out of memory");

@@ -68,13 +68,15 @@ void it_frames_remove_camera(it_frames *f, const char *id);
 int it_frames_has(it_frames *f, const char *id);
 
 /* The pipeline's side: camera `id`'s newest frame, captured at `captured_at` (wall clock,
- * seconds since the Unix epoch; viewers see it as X-Timestamp). The pixels and the detections (up to
- * IT_FRAMES_MAX_DETS, with their class names) are copied; nothing is kept of the
- * arguments. Watchers of the camera are woken after the store lock is released.
+ * seconds since the Unix epoch; viewers see it as X-Timestamp). The pixels and the
+ * detections (up to IT_FRAMES_MAX_DETS, with their class names and, when track_ids is not
+ * NULL, their tracker ids: n entries, 0 for a detection that feeds no track; annotated
+ * frames label them "car #12 0.87") are copied; nothing is kept of the arguments.
+ * Watchers of the camera are woken after the store lock is released.
  * ITSCAM_OK, ITSCAM_ERR_NOT_FOUND (unknown camera), ITSCAM_ERR_INVALID_ARG or
  * ITSCAM_ERR_NOMEM (the previous frame stays). */
-itscam_status it_frames_put(it_frames *f, const char *id, const it_image *bgr, const itscam_detection *dets, int n,
-                            int64_t frame_index, double captured_at);
+itscam_status it_frames_put(it_frames *f, const char *id, const it_image *bgr, const itscam_detection *dets,
+                            const int64_t *track_ids, int n, int64_t frame_index, double captured_at);
 
 /* The viewer's side: the newest frame of camera `id` as JPEG, scaled to `height` pixels
  * keeping the aspect ratio (0, or a height at or above the frame's: native size, never

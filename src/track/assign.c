@@ -1,5 +1,6 @@
-/* Linear assignment with a cost limit (lapjv's extend_cost/cost_limit semantics), solved
- * exactly per connected part with the Hungarian method. */
+/* Linear assignment with a cost limit (lapjv's extend_cost/cost_limit semantics, or with
+ * no limit the most pairs at the least cost), solved exactly per connected part of the
+ * allowed pairs with the Hungarian method. */
 #include "track/assign.h"
 
 #include <math.h>
@@ -94,19 +95,26 @@ static void hungarian(const double *a, int R, int M, double *u, double *v, doubl
         if (p[j]) row_col[p[j] - 1] = j - 1;
 }
 
-itscam_status it_assign(it_assign_ws *w, const float *cost, int n, int m, double limit, int *row_match,
-                        int *col_match) {
-    if (!w || n < 0 || m < 0 || (n && m && !cost))
-        return it_err(ITSCAM_ERR_INVALID_ARG, "assignment: bad arguments (n %d, m %d)", n, m);
+/* A pair may be matched: finite and below the limit (false for NaN). */
+/* (x < limit) is false for NaN and +inf; -inf is refused by the second test. */
+static inline int allowed(double x, double limit) { return x < limit && x > -HUGE_VAL; }
+
+itscam_status it_assign(it_assign_ws *w, const double *cost, int n, int m, double limit, int *row_match,
+                        int *col_match, double *total) {
+    if (!w || n < 0 || m < 0 || (n && m && !cost) || isnan(limit))
+        return it_err(ITSCAM_ERR_INVALID_ARG, "assignment: bad arguments (n %d, m %d, limit %g)", n, m, limit);
     if (row_match)
         for (int i = 0; i < n; i++) row_match[i] = -1;
     if (col_match)
         for (int j = 0; j < m; j++) col_match[j] = -1;
+    if (total) *total = 0;
     if (!n || !m) return ITSCAM_OK;
+    const int no_limit = isinf(limit) && limit > 0;
 
-    /* Rows are nodes 0..n-1, columns n..n+m-1. Matching only ever pairs nodes joined by a
-     * cell below the limit, so each connected part of that graph is an independent
-     * problem, usually of one or two tracks. */
+    /* Rows are nodes 0..n-1, columns n..n+m-1. Matching only ever pairs nodes joined by an
+     * allowed cell, so each connected part of that graph is an independent problem,
+     * usually of one or two tracks: the optimum of the whole is the union of the parts'
+     * optima under either objective. */
     int nodes = n + m, mx = IT_MAX(n, m), mn = IT_MIN(n, m);
     size_t need = (size_t)4 * nodes + (size_t)4 * (mn + 1) + (size_t)3 * (mx + 1) + (size_t)mn;
     itscam_status st = grow_int(w, need);
@@ -120,7 +128,7 @@ itscam_status it_assign(it_assign_ws *w, const float *cost, int n, int m, double
     }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < m; j++)
-            if (cost[(size_t)i * m + j] < limit) { /* false for NaN */
+            if (allowed(cost[(size_t)i * m + j], limit)) {
                 int a = uf_find(parent, i), b = uf_find(parent, n + j);
                 if (a != b) parent[a] = b;
                 node_comp[i] = node_comp[n + j] = -1;
@@ -152,35 +160,65 @@ itscam_status it_assign(it_assign_ws *w, const float *cost, int n, int m, double
     for (int j = 0; j < m; j++)
         if (node_comp[n + j] >= 0) cols[cfill[node_comp[n + j]]++] = j;
 
+    double sum = 0;
     for (int c = 0; c < k; c++) {
         const int *cr = rows + rstart[c], *cc = cols + cstart[c];
         int nr = rstart[c + 1] - rstart[c], nc = cstart[c + 1] - cstart[c];
         if (nr == 1 && nc == 1) { /* the common case: one track, one detection */
             if (row_match) row_match[cr[0]] = cc[0];
             if (col_match) col_match[cc[0]] = cr[0];
+            sum += cost[(size_t)cr[0] * m + cc[0]];
             continue;
         }
-        /* Every row of the smaller side is assigned to a column of the larger side. A cell
-         * at or above the limit costs 0, the same as leaving both ends unmatched, so a
-         * complete assignment of minimum cost, with such cells dropped, is a partial
-         * matching of minimum sum(cost - limit): lapjv's optimum without dummies. */
+        /* Every row of the smaller side is assigned to a column of the larger side (a
+         * complete assignment), then the cells that are not allowed are dropped. */
         int transpose = nr > nc, R = transpose ? nc : nr, M = transpose ? nr : nc;
+        if ((size_t)R * M > IT_ASSIGN_MAX_CELLS)
+            return it_err(ITSCAM_ERR_INVALID_ARG, "assignment: a connected part of %d x %d pairs, at most %zu cells", nr,
+                          nc, IT_ASSIGN_MAX_CELLS);
         st = grow_dbl(w, (size_t)R * M + (size_t)R + 1 + (size_t)2 * (M + 1));
         if (st) return st;
         double *a = w->dbl, *u = a + (size_t)R * M, *v = u + R + 1, *minv = v + M + 1;
+        /* With a limit, a cell that is not allowed costs 0, the same as leaving both ends
+         * unmatched, so a complete assignment of minimum sum(cost - limit), such cells
+         * dropped, is lapjv's optimum without its dummy rows and columns. Without one, a
+         * forbidden cell costs more than any R allowed cells can differ by (py-motmetrics'
+         * add_expensive_edges): one allowed pair more always wins, then the least total. */
+        double big = 0;
+        if (no_limit) {
+            double cmax = 0;
+            for (int r = 0; r < nr; r++)
+                for (int q = 0; q < nc; q++) {
+                    double x = cost[(size_t)cr[r] * m + cc[q]];
+                    if (isfinite(x) && fabs(x) > cmax) cmax = fabs(x);
+                }
+            big = 2.0 * R * (cmax + 1) + 1;
+        }
         for (int r = 0; r < R; r++)
             for (int q = 0; q < M; q++) {
                 int i = transpose ? cr[q] : cr[r], j = transpose ? cc[r] : cc[q];
-                float x = cost[(size_t)i * m + j];
-                a[(size_t)r * M + q] = x < limit ? (double)x - limit : 0.0;
+                double x = cost[(size_t)i * m + j];
+                a[(size_t)r * M + q] = !allowed(x, limit) ? (no_limit ? big : 0.0) : no_limit ? x : x - limit;
             }
+        if (!isfinite(big)) goto overflow;
+        for (size_t q = 0; q < (size_t)R * M; q++)
+            if (!isfinite(a[q])) goto overflow;
         hungarian(a, R, M, u, v, minv, p, way, used, pick);
         for (int r = 0; r < R; r++) {
             int i = transpose ? cr[pick[r]] : cr[r], j = transpose ? cc[r] : cc[pick[r]];
-            if (!(cost[(size_t)i * m + j] < limit)) continue;
+            double x = cost[(size_t)i * m + j];
+            if (!allowed(x, limit)) continue;
             if (row_match) row_match[i] = j;
             if (col_match) col_match[j] = i;
+            sum += x;
         }
     }
+    if (total) *total = sum;
     return ITSCAM_OK;
+overflow:
+    if (row_match)
+        for (int i = 0; i < n; i++) row_match[i] = -1;
+    if (col_match)
+        for (int j = 0; j < m; j++) col_match[j] = -1;
+    return it_err(ITSCAM_ERR_INVALID_ARG, "assignment: costs too large to solve (limit %g)", limit);
 }

@@ -58,7 +58,7 @@ struct it_tracker {
     /* Per-frame lists of detection indices, each at most IT_TRACK_MAX_DETS long. */
     int *high, *low, *left, *col_match;
     /* Grows to the largest cost matrix seen, then stays. */
-    float *cost;
+    double *cost;
     size_t cost_cap;
     it_assign_ws ws;
 };
@@ -198,7 +198,7 @@ static float dist(const float tb[4], const it_track_det *d, int fuse) {
 
 static itscam_status grow_cost(it_tracker *t, size_t n) {
     if (n <= t->cost_cap) return ITSCAM_OK;
-    float *c = it_realloc(t->cost, n * sizeof *c);
+    double *c = it_realloc(t->cost, n * sizeof *c);
     if (!c) return it_err(ITSCAM_ERR_NOMEM, "tracker: a %zu-cell cost matrix", n);
     t->cost = c;
     t->cost_cap = n;
@@ -215,7 +215,7 @@ static itscam_status associate(it_tracker *t, const int *trks, int nt, const it_
         track_box(&t->slots[trks[i]], tb);
         for (int j = 0; j < nd; j++) t->cost[(size_t)i * nd + j] = dist(tb, &dets[di[j]], fuse);
     }
-    return it_assign(&t->ws, t->cost, nt, nd, limit, t->row_match, t->col_match);
+    return it_assign(&t->ws, t->cost, nt, nd, limit, t->row_match, t->col_match, NULL);
 }
 
 /* STrack.update and STrack.re_activate: the same change of state here. */

@@ -4,7 +4,7 @@
 #include "track/mot_metrics.h"
 
 #include "core/core.h"
-#include "track/lap.h"
+#include "track/assign.h"
 
 #include <errno.h>
 #include <float.h>
@@ -366,12 +366,14 @@ typedef struct eval_work {
     int *r2c, *c2r, *rows, *cols, *omask, *hmask;
     double *id_cost;
     int *id_g, *id_h;
+    it_assign_ws aw; /* the solver's scratch, shared by every matching of one evaluation */
 } eval_work;
 
 static void work_free(eval_work *w) {
     seq_index_free(&w->gi);
     seq_index_free(&w->pi);
     it_free(w->pairs.e);
+    it_assign_ws_free(&w->aw);
     void *ptrs[] = { w->m,      w->last_match, w->freq, w->tracked, w->tracked_once, w->prev_miss, w->hyp_count,
                      w->iou,    w->cost,       w->rowsum, w->colsum, w->r2c,         w->c2r,       w->rows,
                      w->cols,   w->omask,      w->hmask, w->id_cost, w->id_g,        w->id_h };
@@ -424,8 +426,8 @@ itscam_status it_mot_evaluate(const it_mot_seq *gt, const it_mot_seq *pred, cons
     int maxg = 1, maxh = 1;
     for (int f = 0; f < w.gi.nframes; f++) maxg = IT_MAX(maxg, w.gi.start[f + 1] - w.gi.start[f]);
     for (int f = 0; f < w.pi.nframes; f++) maxh = IT_MAX(maxh, w.pi.start[f + 1] - w.pi.start[f]);
-    if (maxg > IT_LAP_MAX_SIDE || maxh > IT_LAP_MAX_SIDE) {
-        st = it_err(ITSCAM_ERR_INVALID_ARG, "more than %d boxes in one frame (%s: %d, %s: %d)", IT_LAP_MAX_SIDE,
+    if (maxg > IT_ASSIGN_MAX_SIDE || maxh > IT_ASSIGN_MAX_SIDE) {
+        st = it_err(ITSCAM_ERR_INVALID_ARG, "more than %d boxes in one frame (%s: %d, %s: %d)", IT_ASSIGN_MAX_SIDE,
                     gt->name, maxg, pred->name, maxh);
         goto out;
     }
@@ -496,11 +498,8 @@ itscam_status it_mot_evaluate(const it_mot_seq *gt, const it_mot_seq *pred, cons
                 for (int a = 0; a < nr; a++)
                     for (int b = 0; b < nc; b++)
                         w.cost[a * nc + b] = CAN_MATCH(w.rows[a], w.cols[b]) ? DIST(w.rows[a], w.cols[b]) : INFINITY;
-                int got = it_lap_solve(w.cost, nr, nc, w.r2c, NULL, NULL);
-                if (got < 0) {
-                    st = (itscam_status)-got;
-                    goto out;
-                }
+                st = it_assign(&w.aw, w.cost, nr, nc, INFINITY, w.r2c, NULL, NULL);
+                if (st) goto out;
                 for (int a = 0; a < nr; a++) {
                     if (w.r2c[a] < 0) continue;
                     int i = w.rows[a], j = w.cols[w.r2c[a]], o = GID(i), h = HID(j);
@@ -573,9 +572,9 @@ itscam_status it_mot_evaluate(const it_mot_seq *gt, const it_mot_seq *pred, cons
             if (w.id_g[o] < 0) w.id_g[o] = ng++;
             if (w.id_h[h] < 0) w.id_h[h] = nh++;
         }
-        if (ng > IT_LAP_MAX_SIDE || nh > IT_LAP_MAX_SIDE) {
+        if (ng > IT_ASSIGN_MAX_SIDE || nh > IT_ASSIGN_MAX_SIDE) {
             st = it_err(ITSCAM_ERR_INVALID_ARG, "identity assignment too large: %d gt ids x %d predicted ids (at most %d)",
-                        ng, nh, IT_LAP_MAX_SIDE);
+                        ng, nh, IT_ASSIGN_MAX_SIDE);
             goto out;
         }
         if (ng && nh) {
@@ -592,12 +591,9 @@ itscam_status it_mot_evaluate(const it_mot_seq *gt, const it_mot_seq *pred, cons
                 w.id_cost[(size_t)w.id_g[ps->key / H] * nh + w.id_h[ps->key % H]] = -(double)ps->id_frames;
             }
             double total = 0;
-            int got = it_lap_solve(w.id_cost, ng, nh, r2c, NULL, &total);
+            st = it_assign(&w.aw, w.id_cost, ng, nh, INFINITY, r2c, NULL, &total);
             it_free(r2c);
-            if (got < 0) {
-                st = (itscam_status)-got;
-                goto out;
-            }
+            if (st) goto out;
             r->idtp = (int64_t)llround(-total);
         }
         r->idfn = r->num_gt - r->idtp;
@@ -625,11 +621,8 @@ itscam_status it_mot_evaluate(const it_mot_seq *gt, const it_mot_seq *pred, cons
                 }
                 w.cost[i * nh + j] = -score;
             }
-        int got = it_lap_solve(w.cost, ng, nh, w.r2c, NULL, NULL);
-        if (got < 0) {
-            st = (itscam_status)-got;
-            goto out;
-        }
+        st = it_assign(&w.aw, w.cost, ng, nh, INFINITY, w.r2c, NULL, NULL);
+        if (st) goto out;
         int nm[IT_HOTA_ALPHAS] = { 0 };
         for (int i = 0; i < ng; i++) {
             int j = w.r2c[i];

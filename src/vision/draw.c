@@ -118,7 +118,23 @@ static int to_px(float v) {
     return (int)floorf(v);
 }
 
-void it_draw_detections(it_image *img, const itscam_detection *dets, int n, const char *const *names, int n_names) {
+char *it_detection_label(const itscam_detection *d, int64_t track_id, const char *const *names, int n_names,
+                         char *buf, size_t size) {
+    if (!buf || !size) return buf;
+    char idbuf[16];
+    const char *name = d->class_name && d->class_name[0] ? d->class_name : NULL;
+    if (!name && names && d->class_id >= 0 && d->class_id < n_names) name = names[d->class_id];
+    if (!name) {
+        snprintf(idbuf, sizeof idbuf, "%d", d->class_id);
+        name = idbuf;
+    }
+    if (track_id > 0) snprintf(buf, size, "%s #%lld %.2f", name, (long long)track_id, d->score);
+    else snprintf(buf, size, "%s %.2f", name, d->score);
+    return buf;
+}
+
+void it_draw_detections(it_image *img, const itscam_detection *dets, const int64_t *track_ids, int n,
+                        const char *const *names, int n_names) {
     if (!img || !img->data || !dets) return;
     /* Labels grow with the image so they stay readable on 1080p frames. */
     int scale = IT_MAX(1, (IT_MIN(img->width, img->height) + 150) / 300);
@@ -129,14 +145,8 @@ void it_draw_detections(it_image *img, const itscam_detection *dets, int n, cons
         int x1 = to_px(d->box[0]), y1 = to_px(d->box[1]), x2 = to_px(d->box[2]), y2 = to_px(d->box[3]);
         it_draw_rect(img, x1, y1, x2, y2, col, 2);
 
-        char label[96], idbuf[16];
-        const char *name = d->class_name && d->class_name[0] ? d->class_name : NULL;
-        if (!name && names && d->class_id >= 0 && d->class_id < n_names) name = names[d->class_id];
-        if (!name) {
-            snprintf(idbuf, sizeof idbuf, "%d", d->class_id);
-            name = idbuf;
-        }
-        snprintf(label, sizeof label, "%s %.2f", name, d->score);
+        char label[112];
+        it_detection_label(d, track_ids ? track_ids[i] : 0, names, n_names, label, sizeof label);
         int tw = it_text_width(label, scale) + 2 * scale, th = 8 * scale + 2 * scale;
         /* Above the box when there is room, else just inside its top edge. */
         int ly = y1 - th >= 0 ? y1 - th : IT_MAX(y1, 0);
