@@ -97,6 +97,7 @@ struct srv_live {
     pthread_cond_t cv;
     live_stream *streams;
     int quit;
+    double next_wake;                /* when the waiting timer wakes next; 0: it is not waiting */
     atomic_int stopping;
     double heartbeat_ms;
     pthread_t timer;
@@ -120,11 +121,15 @@ static void stream_wake(void *arg) {
     pthread_mutex_unlock(&st->mu);
 }
 
-/* Ask the timer to wake st at `at` (it_now_ms clock). */
+/* Ask the timer to wake st at `at` (it_now_ms clock). The timer is signalled only when
+ * it would sleep past `at`: an SSE stream asks for its heartbeat after every event, ten
+ * seconds ahead, while the timer looks again within a second anyway, so fifty clients
+ * no longer cost a timer wake-up (two context switches and a scan of every stream) per
+ * event each. */
 static void wake_at(struct srv_live *l, live_stream *st, double at) {
     pthread_mutex_lock(&l->mu);
     st->wake_at = at;
-    pthread_cond_signal(&l->cv);
+    if (!(at >= l->next_wake && l->next_wake > 0)) pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -144,7 +149,9 @@ static void *timer_main(void *arg) {
         }
         struct timespec ts;
         it_deadline_in(&ts, next - now);
+        l->next_wake = next;
         pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+        l->next_wake = 0;
     }
     pthread_mutex_unlock(&l->mu);
     return NULL;
@@ -311,9 +318,9 @@ static int sse_replay(live_stream *st) {
     return 1;
 }
 
-/* Fill the output with the next SSE bytes: 1 when there are some, 0 when there is
- * nothing to send before the heartbeat (the timer is set). */
-static int sse_next(live_stream *st) {
+/* Set up the next replayed or queued event, after a notice of the events dropped before
+ * it: 1 when there is something to send, 0 when there is nothing. */
+static int sse_take(live_stream *st) {
     if (st->replaying && sse_replay(st)) return 1;
     it_event *e;
     uint64_t dropped;
@@ -343,10 +350,19 @@ static int sse_next(live_stream *st) {
         st->tail = "\n\n";
         st->tail_len = 2;
     }
-    double now = it_now_ms(), hb = st->s->live->heartbeat_ms;
-    if (!n && now - st->last_write >= hb) n = snprintf(st->head, sizeof st->head, ": ping\n\n");
     st->head_len = (size_t)n;
-    if (out_pending(st)) return 1;
+    return out_pending(st);
+}
+
+/* Fill the output with the next SSE bytes: 1 when there are some, 0 when there is
+ * nothing to send before the heartbeat (the timer is set). */
+static int sse_next(live_stream *st) {
+    if (sse_take(st)) return 1;
+    double now = it_now_ms(), hb = st->s->live->heartbeat_ms;
+    if (now - st->last_write >= hb) {
+        st->head_len = (size_t)snprintf(st->head, sizeof st->head, ": ping\n\n");
+        return 1;
+    }
     wake_at(st->s->live, st, st->last_write + hb);
     return 0;
 }

@@ -174,8 +174,8 @@ itscam_status it_assign(it_assign_ws *w, const double *cost, int n, int m, doubl
          * complete assignment), then the cells that are not allowed are dropped. */
         int transpose = nr > nc, R = transpose ? nc : nr, M = transpose ? nr : nc;
         if ((size_t)R * M > IT_ASSIGN_MAX_CELLS)
-            return it_err(ITSCAM_ERR_INVALID_ARG, "assignment: a connected part of %d x %d pairs, at most %zu cells", nr,
-                          nc, IT_ASSIGN_MAX_CELLS);
+            return it_err(ITSCAM_ERR_INVALID_ARG, "assignment: a connected part of %d x %d pairs, at most %zu cells",
+                          nr, nc, IT_ASSIGN_MAX_CELLS);
         st = grow_dbl(w, (size_t)R * M + (size_t)R + 1 + (size_t)2 * (M + 1));
         if (st) return st;
         double *a = w->dbl, *u = a + (size_t)R * M, *v = u + R + 1, *minv = v + M + 1;
