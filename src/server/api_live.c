@@ -424,6 +424,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     for (;;) {
         if (out_pending(st)) {
             size_t n = copy_out(st, buf, max);
+            /* SSE: the events queued already go out in the same block, so a client
+             * catching up (a replay, or the burst one inference batch publishes: a
+             * frame's detections and its tracks' events together) costs one send and one
+             * turn of the server's loop per block rather than per event. */
+            while (st->kind == KIND_SSE && n < max && !out_pending(st) && sse_take(st))
+                n += copy_out(st, buf + n, max - n);
             st->last_write = it_now_ms();
             http_stream_wrote(st->r);
             return (ssize_t)n;
