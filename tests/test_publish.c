@@ -5,6 +5,12 @@
  * empty at the end; retained line counts and camera states, the running count after a
  * publisher restart, "available" (online, offline on a clean stop, offline as the last
  * will of a killed process), the publish configuration and the server's metrics.
+ * Credentials and TLS against live brokers too: a mosquitto with two TLS listeners (a
+ * throwaway CA and server certificates made with the openssl program) and a password
+ * file (mosquitto_passwd), and a redis-server with requirepass and an ACL user: the right
+ * settings deliver, each wrong one (password, CA, host name) never connects and says why
+ * in last_error, and no password shows in an error or a log line. That part is skipped,
+ * with the reason printed, when openssl or mosquitto_passwd is absent.
  *
  * The MQTT subscriber keeps a persistent session (clean_session false, QoS 1) on a
  * mosquitto with persistence (saved every second) and no limit on messages in flight or
@@ -77,6 +83,7 @@ typedef struct broker {
     int port;
     pid_t pid;
     char dir[300];
+    char requirepass[64]; /* Redis: started with --requirepass when set */
 } broker;
 
 static broker *live[4];
@@ -135,7 +142,11 @@ static int broker_start(broker *b) {
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-        if (b->redis)
+        if (b->redis && b->requirepass[0])
+            execl(redis_bin, "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", b->dir, "--appendonly",
+                  "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no", "--daemonize", "no",
+                  "--requirepass", b->requirepass, (char *)NULL);
+        else if (b->redis)
             execl(redis_bin, "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", b->dir, "--appendonly",
                   "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no", "--daemonize", "no",
                   (char *)NULL);
@@ -236,7 +247,10 @@ static void sub_on_message(struct mosquitto *m, void *obj, const struct mosquitt
     pthread_mutex_unlock(&s->mu);
 }
 
-static int sub_start(sub *s, int port, const char *id, int clean, const char *filter) {
+/* A subscriber over TLS (ca_file not NULL, checked against it) and with credentials
+ * (user not NULL), or plain and anonymous. */
+static int sub_start_auth(sub *s, int port, const char *id, int clean, const char *filter, const char *ca_file,
+                          const char *user, const char *password) {
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
     snprintf(s->filter, sizeof s->filter, "%s", filter);
@@ -246,8 +260,14 @@ static int sub_start(sub *s, int port, const char *id, int clean, const char *fi
     mosquitto_subscribe_callback_set(s->m, sub_on_subscribe);
     mosquitto_message_callback_set(s->m, sub_on_message);
     mosquitto_reconnect_delay_set(s->m, 1, 1, false);
+    if (ca_file && mosquitto_tls_set(s->m, ca_file, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS) return -1;
+    if (user && mosquitto_username_pw_set(s->m, user, password) != MOSQ_ERR_SUCCESS) return -1;
     if (mosquitto_connect_async(s->m, "127.0.0.1", port, 30) != MOSQ_ERR_SUCCESS) return -1;
     return mosquitto_loop_start(s->m) == MOSQ_ERR_SUCCESS ? 0 : -1;
+}
+
+static int sub_start(sub *s, int port, const char *id, int clean, const char *filter) {
+    return sub_start_auth(s, port, id, clean, filter, NULL, NULL, NULL);
 }
 
 static void sub_stop(sub *s) {
@@ -318,13 +338,8 @@ static int check_sequence(const int64_t *r, int n, int64_t first, int64_t last, 
 }
 
 /* Every "id" field of the stream's entries, in stream order: *n of them (malloc'd). */
-static int64_t *redis_ids(int port, const char *stream, int *n, double **added_ms) {
+static int64_t *stream_ids(redisContext *c, const char *stream, int *n, double **added_ms) {
     *n = 0;
-    redisContext *c = redisConnect("127.0.0.1", port);
-    if (!c || c->err) {
-        if (c) redisFree(c);
-        return NULL;
-    }
     redisReply *r = redisCommand(c, "XRANGE %s - +", stream);
     int64_t *ids = NULL;
     if (r && r->type == REDIS_REPLY_ARRAY) {
@@ -342,6 +357,17 @@ static int64_t *redis_ids(int port, const char *stream, int *n, double **added_m
         }
     }
     if (r) freeReplyObject(r);
+    return ids;
+}
+
+static int64_t *redis_ids(int port, const char *stream, int *n, double **added_ms) {
+    *n = 0;
+    redisContext *c = redisConnect("127.0.0.1", port);
+    if (!c || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
+    int64_t *ids = stream_ids(c, stream, n, added_ms);
     redisFree(c);
     return ids;
 }
@@ -806,6 +832,398 @@ static void test_server(void) {
     broker_signal(&rd, SIGTERM);
 }
 
+/* ---- credentials and TLS against live brokers ---- */
+
+/* Distinct texts, so that a password leaking into an error or a log line is found. */
+#define PW_RIGHT "Right-pw-7f3a9c"
+#define PW_WRONG "Wrong-pw-91c2e4"
+#define PW_USER "User-pw-5d08b1"
+
+/* Every line the library logs while the credential tests run. */
+static struct {
+    pthread_mutex_t mu;
+    char *text;
+    size_t len, cap;
+} logs = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0 };
+
+static void log_capture(int level, const char *msg, void *user) {
+    (void)level, (void)user;
+    size_t n = strlen(msg);
+    pthread_mutex_lock(&logs.mu);
+    if (logs.len + n + 2 > logs.cap) {
+        size_t cap = 2 * (logs.len + n + 2);
+        char *t = realloc(logs.text, cap);
+        if (t) logs.text = t, logs.cap = cap;
+    }
+    if (logs.len + n + 2 <= logs.cap) {
+        memcpy(logs.text + logs.len, msg, n);
+        logs.len += n;
+        logs.text[logs.len++] = '\n';
+        logs.text[logs.len] = 0;
+    }
+    pthread_mutex_unlock(&logs.mu);
+}
+
+static int logs_contain(const char *s) {
+    pthread_mutex_lock(&logs.mu);
+    int r = logs.text && strstr(logs.text, s);
+    pthread_mutex_unlock(&logs.mu);
+    return r;
+}
+
+static void logs_reset(void) {
+    pthread_mutex_lock(&logs.mu);
+    free(logs.text);
+    logs.text = NULL, logs.len = logs.cap = 0;
+    pthread_mutex_unlock(&logs.mu);
+}
+
+/* Run argv[0] (a full path) with its output appended to log; its exit status, or -1. */
+static int run_prog(char *const argv[], const char *log) {
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A throwaway CA (d/ca.pem) and two server certificates it signs (P-256, two days):
+ * d/srv-ip.{pem,key} for IP 127.0.0.1, the address the tests connect to, and
+ * d/srv-other.{pem,key} for DNS broker.invalid only, a host name that never matches. */
+static int make_certs(const char *openssl, const char *d) {
+    char log[400], ca_key[400], ca[400];
+    snprintf(log, sizeof log, "%s/openssl.log", d);
+    snprintf(ca_key, sizeof ca_key, "%s/ca.key", d);
+    snprintf(ca, sizeof ca, "%s/ca.pem", d);
+    char *ca_argv[] = { (char *)openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=itscam test CA",
+                        "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+                        "keyUsage=critical,keyCertSign,cRLSign", NULL };
+    if (run_prog(ca_argv, log)) return -1;
+    static const char *const names[2] = { "ip", "other" };
+    static const char *const subj[2] = { "/CN=127.0.0.1", "/CN=broker.invalid" };
+    static const char *const san[2] = { "subjectAltName=IP:127.0.0.1\n", "subjectAltName=DNS:broker.invalid\n" };
+    for (int i = 0; i < 2; i++) {
+        char ext[400], key[400], csr[400], crt[400], serial[8];
+        snprintf(ext, sizeof ext, "%s/srv-%s.ext", d, names[i]);
+        snprintf(key, sizeof key, "%s/srv-%s.key", d, names[i]);
+        snprintf(csr, sizeof csr, "%s/srv-%s.csr", d, names[i]);
+        snprintf(crt, sizeof crt, "%s/srv-%s.pem", d, names[i]);
+        snprintf(serial, sizeof serial, "%d", 2 + i);
+        FILE *f = fopen(ext, "w");
+        if (!f) return -1;
+        fputs(san[i], f);
+        fclose(f);
+        char *req[] = { (char *)openssl, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", key, "-out", csr, "-subj", (char *)subj[i], NULL };
+        char *sign[] = { (char *)openssl, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-set_serial",
+                         serial, "-out", crt, "-days", "2", "-extfile", ext, NULL };
+        if (run_prog(req, log) || run_prog(sign, log)) return -1;
+    }
+    return 0;
+}
+
+static it_publisher_params auth_params(it_pub_kind kind, const char *target, int port, const char *user,
+                                       const char *password) {
+    it_publisher_params p = it_publisher_default_params(kind);
+    snprintf(p.target, sizeof p.target, "%s", target);
+    snprintf(p.host, sizeof p.host, "127.0.0.1");
+    p.port = port;
+    if (user) snprintf(p.username, sizeof p.username, "%s", user);
+    if (password) snprintf(p.password, sizeof p.password, "%s", password);
+    p.backoff_min_ms = 200, p.backoff_max_ms = 400;
+    p.io_timeout_ms = 5000;
+    return p;
+}
+
+/* The publishers of one credential test and what they must come to. */
+typedef struct auth_case {
+    it_store *st;        /* the store whose outbox it sends (a store has 4 targets at most) */
+    it_publisher_params prm;
+    int deliver;         /* 1: sends every event; 0: never connects */
+    const char *why[2];  /* 0: last_error holds one of these (NULL: no second choice) */
+    it_publisher *pub;
+    it_publisher_stats stats;
+} auth_case;
+
+/* Start every case's publisher (its target registered in its store), insert n_ev (at
+ * most 32) events in each store, and wait (up to 15 s) until those that deliver have
+ * sent them all and those that do not have failed at least twice and extra_done (may be
+ * NULL) holds. Then check each case's stats and stop it. */
+static void run_cases(auth_case *c, int n, int n_ev, int (*extra_done)(void *), void *arg) {
+    for (int i = 0; i < n; i++) {
+        c[i].pub = NULL;
+        CHECKF(it_publisher_start(c[i].st, &c[i].prm, &c[i].pub) == ITSCAM_OK, "%s: %s", c[i].prm.target,
+               itscam_last_error());
+    }
+    it_store_event ev[32];
+    for (int i = 0; i < n_ev; i++) make_event(&ev[i], i);
+    for (int i = 0; i < n; i++) {
+        int first = 1;
+        for (int k = 0; k < i; k++) first &= c[k].st != c[i].st;
+        if (first) CHECK_OK(it_store_events_insert(c[i].st, ev, n_ev, NULL));
+    }
+    for (int i = 0; i < n; i++) it_publisher_wake(c[i].pub);
+    int ever_up[16] = { 0 };
+    for (double until = it_now_ms() + 15000; it_now_ms() < until; sleep_ms(50)) {
+        int done = 1;
+        for (int i = 0; i < n; i++) {
+            if (!c[i].pub) continue;
+            it_publisher_stats_get(c[i].pub, &c[i].stats);
+            ever_up[i] |= c[i].stats.connected;
+            if (c[i].deliver ? c[i].stats.sent < (uint64_t)n_ev : c[i].stats.errors < 2) done = 0;
+        }
+        if (done && (!extra_done || extra_done(arg))) break;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!c[i].pub) continue;
+        it_publisher_stats_get(c[i].pub, &c[i].stats);
+        const it_publisher_stats *s = &c[i].stats;
+        it_store *st = c[i].st;
+        const char *t = c[i].prm.target;
+        if (c[i].deliver) {
+            CHECKF(s->sent == (uint64_t)n_ev && pending(st, t) == 0, "%s: sent %llu of %d, %lld pending; %s", t,
+                   (unsigned long long)s->sent, n_ev, (long long)pending(st, t), s->last_error);
+            CHECKF(s->connects >= 1 && s->connected, "%s: connects %llu, connected %d", t,
+                   (unsigned long long)s->connects, s->connected);
+        } else {
+            CHECKF(!ever_up[i] && !s->connects && !s->connected && !s->sent, "%s connected: %s", t, s->last_error);
+            CHECKF(s->errors >= 2 && pending(st, t) == n_ev, "%s: %llu errors, %lld pending", t,
+                   (unsigned long long)s->errors, (long long)pending(st, t));
+            CHECKF(strstr(s->last_error, c[i].why[0]) || (c[i].why[1] && strstr(s->last_error, c[i].why[1])),
+                   "%s: last_error '%s' does not say '%s'", t, s->last_error, c[i].why[0]);
+        }
+        CHECKF(!strstr(s->last_error, PW_RIGHT) && !strstr(s->last_error, PW_WRONG) &&
+                   !strstr(s->last_error, PW_USER),
+               "%s: a password in last_error '%s'", t, s->last_error);
+        fprintf(stderr, "  %s: sent %llu, errors %llu, last_error '%s'\n", t, (unsigned long long)s->sent,
+                (unsigned long long)s->errors, s->last_error);
+        it_publisher_stop(c[i].pub);
+        c[i].pub = NULL;
+    }
+}
+
+static int sub_has(void *arg) {
+    sub *s = arg;
+    pthread_mutex_lock(&s->mu);
+    int n = s->n;
+    pthread_mutex_unlock(&s->mu);
+    return n >= 20;
+}
+
+/* MQTT over TLS with a password file: the right credentials and CA deliver (to a
+ * subscriber over TLS with the same credentials); a wrong password, a missing CA and a
+ * certificate for another host name never connect and say why; tls_insecure skips only
+ * the host name check. No password in an error or a log line. */
+static void test_mqtt_tls(void) {
+    char openssl[256], passwd_bin[256];
+    if (find_bin("openssl", openssl, sizeof openssl)) {
+        printf("SKIP mqtt TLS and passwords: no openssl program to make certificates (Debian: apt-get install "
+               "openssl)\n");
+        return;
+    }
+    if (find_bin("mosquitto_passwd", passwd_bin, sizeof passwd_bin)) {
+        printf("SKIP mqtt TLS and passwords: no mosquitto_passwd to hash the password file (Debian: package "
+               "mosquitto)\n");
+        return;
+    }
+    broker mq;
+    memset(&mq, 0, sizeof mq);
+    snprintf(mq.dir, sizeof mq.dir, "%s/mosquitto-tls", tmp);
+    mkdir(mq.dir, 0700);
+    const char *d = mq.dir;
+    char ca[400], log[400], pwfile[400], conf[400];
+    snprintf(ca, sizeof ca, "%s/ca.pem", d);
+    snprintf(log, sizeof log, "%s/tools.log", d);
+    snprintf(pwfile, sizeof pwfile, "%s/passwd", d);
+    snprintf(conf, sizeof conf, "%s/mosquitto.conf", d);
+    if (make_certs(openssl, d)) {
+        CHECKF(0, "openssl could not make the test certificates (see %s/openssl.log)", d);
+        return;
+    }
+    char *pw_argv[] = { passwd_bin, "-c", "-b", pwfile, "itscam-user", PW_RIGHT, NULL };
+    if (run_prog(pw_argv, log)) {
+        CHECKF(0, "mosquitto_passwd failed (see %s)", log);
+        return;
+    }
+    /* Two TLS listeners: one with the certificate for 127.0.0.1, one with a certificate
+     * for another name. Passwords for both; no anonymous clients. */
+    mq.port = free_port();
+    int port_other = free_port();
+    while (port_other == mq.port) port_other = free_port();
+    FILE *f = fopen(conf, "w");
+    if (!f || mq.port <= 0 || port_other <= 0) {
+        if (f) fclose(f);
+        CHECK(!"no mosquitto configuration");
+        return;
+    }
+    fprintf(f,
+            "per_listener_settings false\nallow_anonymous false\npassword_file %s\n"
+            "log_dest file %s/mosquitto.log\nlog_type all\nuser root\n"
+            "listener %d 127.0.0.1\ncafile %s\ncertfile %s/srv-ip.pem\nkeyfile %s/srv-ip.key\n"
+            "require_certificate false\n"
+            "listener %d 127.0.0.1\ncafile %s\ncertfile %s/srv-other.pem\nkeyfile %s/srv-other.key\n"
+            "require_certificate false\n",
+            pwfile, d, mq.port, ca, d, d, port_other, ca, d, d);
+    fclose(f);
+    if (broker_start(&mq)) {
+        CHECKF(0, "mosquitto with TLS did not start (see %s)", d);
+        return;
+    }
+    sub s;
+    CHECK(sub_start_auth(&s, mq.port, "itscam-tls-sub", 1, "tls/events", ca, "itscam-user", PW_RIGHT) == 0);
+    CHECKF(sub_wait(&s, &s.subacks, 1, 10000) == 0, "the TLS subscriber never subscribed (see %s/mosquitto.log)", d);
+
+    enum { N_CASES = 6 };
+    static const char *const targets[N_CASES] = { "ok", "badpw", "noca", "noca-insecure", "name", "name-insecure" };
+    auth_case c[N_CASES];
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < N_CASES; i++) {
+        int other = !strncmp(targets[i], "name", 4);
+        c[i].prm = auth_params(IT_PUB_MQTT, targets[i], other ? port_other : mq.port, "itscam-user",
+                               strcmp(targets[i], "badpw") ? PW_RIGHT : PW_WRONG);
+        it_publisher_params *p = &c[i].prm;
+        snprintf(p->client_id, sizeof p->client_id, "itscam-tls-%s", targets[i]);
+        snprintf(p->prefix, sizeof p->prefix, "%s", i ? targets[i] : "tls");
+        p->tls.enabled = 1;
+        if (strncmp(targets[i], "noca", 4)) snprintf(p->tls.ca_file, sizeof p->tls.ca_file, "%s", ca);
+        p->tls.insecure = strstr(targets[i], "insecure") != NULL;
+    }
+    c[0].deliver = 1;
+    c[1].why[0] = "refused: Connection Refused: not authorised", c[1].why[1] = "bad user name or password";
+    /* Without the CA the broker's certificate is checked against the system's CAs, which
+     * never signed it, tls_insecure or not: tls_insecure is about the host name only. */
+    c[2].why[0] = c[3].why[0] = "TLS: certificate verify failed (the broker's certificate is not signed by a "
+                                "system CA; a private CA needs ca_file)";
+    c[4].why[0] = "TLS: host name verification failed (the broker's certificate does not name 127.0.0.1; "
+                  "tls_insecure skips this check)";
+    c[5].deliver = 1;
+    it_store *st[2] = { open_store("tls-a"), open_store("tls-b") };
+    if (!st[0] || !st[1]) return;
+    CHECK_OK(it_store_outbox_targets(st[0], targets, 3));
+    CHECK_OK(it_store_outbox_targets(st[1], targets + 3, 3));
+    for (int i = 0; i < N_CASES; i++) c[i].st = st[i / 3];
+    logs_reset();
+    itscam_log_set(log_capture, NULL, ITSCAM_LOG_DEBUG);
+    run_cases(c, N_CASES, 20, sub_has, &s);
+    itscam_log_set(NULL, NULL, 0);
+    /* The subscriber over TLS got the 20 events, in order. */
+    pthread_mutex_lock(&s.mu);
+    int dups = 0;
+    char why[256] = "";
+    CHECKF(check_sequence(s.ids, s.n, 1, 20, &dups, why, sizeof why) == 0 && !dups, "tls/events: %s, %d dups", why,
+           dups);
+    pthread_mutex_unlock(&s.mu);
+    CHECK(logs_contain("publish ok: connected to 127.0.0.1") && logs_contain("publish badpw: "));
+    CHECKF(!logs_contain(PW_RIGHT) && !logs_contain(PW_WRONG), "a password in the log:\n%s", logs.text);
+    logs_reset();
+    sub_stop(&s);
+    it_store_close(st[0]);
+    it_store_close(st[1]);
+    broker_signal(&mq, SIGTERM);
+}
+
+/* A client authenticated with the default user's password, on db. */
+static redisContext *redis_auth(int port, const char *password, int db) {
+    redisContext *c = redisConnect("127.0.0.1", port);
+    if (!c || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisReply *r = redisCommand(c, "AUTH %s", password);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+    if (ok && db) {
+        r = redisCommand(c, "SELECT %d", db);
+        ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r) freeReplyObject(r);
+    }
+    if (!ok) redisFree(c);
+    return ok ? c : NULL;
+}
+
+/* Redis with requirepass and an ACL user: both deliver to their db (and only there); a
+ * wrong password is refused at AUTH, no password at all at XADD; no password in an error
+ * or a log line. */
+static void test_redis_auth(void) {
+    broker rd;
+    if (broker_init(&rd, 1, "redis-auth")) {
+        CHECK(!"no free port");
+        return;
+    }
+    snprintf(rd.requirepass, sizeof rd.requirepass, "%s", PW_RIGHT);
+    if (broker_start(&rd)) {
+        CHECKF(0, "redis-server with requirepass did not start (see %s)", rd.dir);
+        return;
+    }
+    /* An ACL user besides the default one (whose password is requirepass). */
+    redisContext *adm = redis_auth(rd.port, PW_RIGHT, 0);
+    CHECK(adm != NULL);
+    if (!adm) return;
+    redisReply *r = redisCommand(adm, "ACL SETUSER itscam-user on >%s ~* +@all", PW_USER);
+    CHECKF(r && r->type == REDIS_REPLY_STATUS, "ACL SETUSER: %s", r && r->str ? r->str : "no reply");
+    if (r) freeReplyObject(r);
+    redisFree(adm);
+
+    enum { N_CASES = 4 };
+    static const char *const targets[N_CASES] = { "r-pass", "r-user", "r-badpw", "r-nopass" };
+    auth_case c[N_CASES];
+    memset(c, 0, sizeof c);
+    c[0].prm = auth_params(IT_PUB_REDIS, targets[0], rd.port, NULL, PW_RIGHT);
+    c[0].prm.db = 3;
+    snprintf(c[0].prm.stream, sizeof c[0].prm.stream, "auth:pass");
+    c[0].deliver = 1;
+    c[1].prm = auth_params(IT_PUB_REDIS, targets[1], rd.port, "itscam-user", PW_USER);
+    c[1].prm.db = 5;
+    snprintf(c[1].prm.stream, sizeof c[1].prm.stream, "auth:user");
+    c[1].deliver = 1;
+    c[2].prm = auth_params(IT_PUB_REDIS, targets[2], rd.port, NULL, PW_WRONG);
+    c[2].prm.db = 3;
+    c[2].why[0] = "AUTH refused: WRONGPASS";
+    c[2].why[1] = "AUTH refused: ERR invalid password";
+    c[3].prm = auth_params(IT_PUB_REDIS, targets[3], rd.port, NULL, NULL);
+    c[3].why[0] = "PING refused: NOAUTH";
+    it_store *st = open_store("redis-auth");
+    if (!st) return;
+    CHECK_OK(it_store_outbox_targets(st, targets, N_CASES));
+    for (int i = 0; i < N_CASES; i++) c[i].st = st;
+    logs_reset();
+    itscam_log_set(log_capture, NULL, ITSCAM_LOG_DEBUG);
+    run_cases(c, N_CASES, 10, NULL, NULL);
+    itscam_log_set(NULL, NULL, 0);
+    CHECKF(!logs_contain(PW_RIGHT) && !logs_contain(PW_WRONG) && !logs_contain(PW_USER), "a password in the log:\n%s",
+           logs.text);
+    logs_reset();
+    /* Each stream is in its db, and only there. */
+    static const struct { int db; const char *stream; } where[2] = { { 3, "auth:pass" }, { 5, "auth:user" } };
+    for (int k = 0; k < 2; k++) {
+        redisContext *rc = redis_auth(rd.port, PW_RIGHT, where[k].db);
+        CHECK(rc != NULL);
+        if (!rc) continue;
+        int n = 0, dups = 0;
+        char why[256] = "";
+        int64_t *ids = stream_ids(rc, where[k].stream, &n, NULL);
+        CHECKF(ids && check_sequence(ids, n, 1, 10, &dups, why, sizeof why) == 0 && !dups, "db %d %s: %d entries, %s",
+               where[k].db, where[k].stream, n, why);
+        free(ids);
+        redisFree(rc);
+        rc = redis_auth(rd.port, PW_RIGHT, 0);
+        if (!rc) continue;
+        r = redisCommand(rc, "EXISTS %s", where[k].stream);
+        CHECKF(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0, "%s is in db 0 too", where[k].stream);
+        if (r) freeReplyObject(r);
+        redisFree(rc);
+    }
+    it_store_close(st);
+    broker_signal(&rd, SIGTERM);
+}
+
 /* ---- bench mode ---- */
 
 static int cmp_double(const void *a, const void *b) {
@@ -975,6 +1393,12 @@ int main(int argc, char **argv) {
     printf("delivery: %.1f s\n", (it_now_ms() - t0) / 1e3);
     test_last_will();
     test_server();
+    double t1 = it_now_ms();
+    test_mqtt_tls();
+    printf("mqtt tls and passwords: %.1f s\n", (it_now_ms() - t1) / 1e3);
+    t1 = it_now_ms();
+    test_redis_auth();
+    printf("redis passwords: %.1f s\n", (it_now_ms() - t1) / 1e3);
     mosquitto_lib_cleanup();
     printf("total: %.1f s\n", (it_now_ms() - t0) / 1e3);
     return check_done("test_publish");

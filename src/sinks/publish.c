@@ -75,6 +75,7 @@ struct it_publisher {
     int connack;           /* -1 while waiting for CONNACK */
     int lost;              /* on_disconnect ran */
     int avail_mid, avail_acked;
+    char mq_log[160];      /* the library's first error line of this connection (TLS) */
     /* the window: events sent and not yet acknowledged, in id order, as a ring */
     int64_t *win_id;
     int *win_left;         /* messages of the event still awaiting their PUBACK */
@@ -265,6 +266,16 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc) {
     ((it_publisher *)obj)->lost = 1;
 }
 
+/* libmosquitto says why a TLS handshake failed only in its log ("OpenSSL Error[0]:
+ * error:0A000086:SSL routines::certificate verify failed", "Unable to load CA
+ * certificates..."); its return code is a bare MOSQ_ERR_TLS. Its error lines never hold
+ * the password. */
+static void on_log(struct mosquitto *m, void *obj, int level, const char *str) {
+    (void)m;
+    it_publisher *p = obj;
+    if (level == MOSQ_LOG_ERR && !p->mq_log[0] && str) snprintf(p->mq_log, sizeof p->mq_log, "%s", str);
+}
+
 static void on_publish(struct mosquitto *m, void *obj, int mid) {
     (void)m;
     it_publisher *p = obj;
@@ -279,6 +290,23 @@ static void on_publish(struct mosquitto *m, void *obj, int mid) {
 }
 
 static int mq_fail(it_publisher *p, const char *what, int rc) {
+    if (rc == MOSQ_ERR_TLS && p->mq_log[0]) {
+        /* OpenSSL's reason is what follows the last ':' of its error line. */
+        const char *why = strrchr(p->mq_log, ':');
+        why = why && why[1] ? why + 1 : p->mq_log;
+        while (*why == ' ') why++;
+        char hint[160] = "";
+        if (strstr(why, "certificate verify failed"))
+            snprintf(hint, sizeof hint, " (the broker's certificate is not signed by %s)",
+                     p->prm.tls.ca_file[0] ? "ca_file" : "a system CA; a private CA needs ca_file");
+        else if (strstr(why, "host name verification failed"))
+            snprintf(hint, sizeof hint, " (the broker's certificate does not name %.64s; tls_insecure skips this check)",
+                     p->prm.host);
+        size_t n = strlen(why);
+        if (n && why[n - 1] == '.') n--; /* libmosquitto's own lines end with one */
+        seterr(p, "mqtt %s:%d: %s: TLS: %.*s%s", p->prm.host, p->prm.port, what, (int)(n > 100 ? 100 : n), why, hint);
+        return -1;
+    }
     seterr(p, "mqtt %s:%d: %s: %s", p->prm.host, p->prm.port, what,
            rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
     return -1;
@@ -299,8 +327,9 @@ static int mq_io(it_publisher *p, double ms, int *woken) {
     if (r > 0 && (f[0].revents & (POLLIN | POLLERR | POLLHUP))) rc = mosquitto_loop_read(m, 1);
     if (rc == MOSQ_ERR_SUCCESS && mosquitto_want_write(m)) rc = mosquitto_loop_write(m, 1);
     if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_loop_misc(m);
-    if (rc != MOSQ_ERR_SUCCESS) return mq_fail(p, "connection lost", rc);
-    if (p->lost) return mq_fail(p, "connection lost", MOSQ_ERR_CONN_LOST);
+    const char *what = p->connack < 0 ? "connecting" : "connection lost";
+    if (rc != MOSQ_ERR_SUCCESS) return mq_fail(p, what, rc);
+    if (p->lost) return mq_fail(p, what, MOSQ_ERR_CONN_LOST);
     return 0;
 }
 
@@ -339,12 +368,14 @@ static int mq_connect(it_publisher *p) {
     if (!p->mq) return seterr(p, "mqtt: cannot create a client: %s", strerror(errno)), -1;
     struct mosquitto *m = p->mq;
     p->connack = -1, p->lost = 0, p->avail_mid = -1, p->n_msgs = 0, p->win_n = 0, p->last_sent = 0;
+    p->mq_log[0] = 0;
     p->want = 1, p->next_fetch = 0;
     mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     mosquitto_max_inflight_messages_set(m, (unsigned)prm->window + 8);
     mosquitto_connect_callback_set(m, on_connect);
     mosquitto_disconnect_callback_set(m, on_disconnect);
     mosquitto_publish_callback_set(m, on_publish);
+    mosquitto_log_callback_set(m, on_log);
     int rc;
     char will[IT_PUB_NAME_MAX + 16];
     snprintf(will, sizeof will, "%s/available", prm->prefix);
@@ -370,12 +401,20 @@ static int mq_connect(it_publisher *p) {
             seterr(p, "mqtt %s:%d: no CONNACK within %.0f ms", prm->host, prm->port, prm->io_timeout_ms);
             return mq_destroy(p), -1;
         }
-        if (mq_io(p, 100, NULL)) return mq_destroy(p), -1;
+        if (mq_io(p, 100, NULL)) {
+            /* A refusal comes with the broker closing the socket: the CONNACK's reason
+             * ("not authorised") says more than the closed connection. */
+            if (p->connack > 0) break;
+            return mq_destroy(p), -1;
+        }
     }
     if (p->connack != 0) {
         seterr(p, "mqtt %s:%d: refused: %s", prm->host, prm->port, mosquitto_connack_string(p->connack));
         return mq_destroy(p), -1;
     }
+    /* The log is wanted for the handshake only: unhooked, the library stops formatting a
+     * line for every packet. */
+    mosquitto_log_callback_set(m, NULL);
     if (mq_publish_avail(p, "online")) return mq_destroy(p), -1;
     return 0;
 }
@@ -566,6 +605,12 @@ static int rd_connect(it_publisher *p) {
         snprintf(db, sizeof db, "%d", prm->db);
         const char *a[] = { "SELECT", db };
         if (rd_simple(p, "SELECT", 2, a)) return rd_close(p, 0), -1;
+    } else if (!prm->password[0]) {
+        /* Nothing sent yet: a server that wants a password (NOAUTH) must say so now, not
+         * after the session counts as up (Redis 7 even answers an unauthenticated XADD
+         * with "Protocol error: unauthenticated multibulk length"). */
+        const char *a[] = { "PING" };
+        if (rd_simple(p, "PING", 1, a)) return rd_close(p, 0), -1;
     }
     return 0;
 }

@@ -29,7 +29,9 @@
  *
  * Redis: XADD <stream> MAXLEN ~ <maxlen> * id <id> camera <camera> type <type> json <json>,
  * pipelined in batches; AUTH (with the username when one is set) and SELECT after each
- * connection. Debian 12's hiredis (0.14) has no TLS: tls.enabled is refused. */
+ * connection, or a PING when neither is sent, so that a server wanting a password is
+ * never counted as connected. Debian 12's hiredis (0.14) has no TLS: tls.enabled is
+ * refused. */
 #ifndef ITSCAM_SINKS_PUBLISH_H
 #define ITSCAM_SINKS_PUBLISH_H
 
@@ -49,7 +51,8 @@ typedef struct it_pub_tls {
     char ca_file[IT_PUB_PATH_MAX + 1];   /* "": the system's CAs (/etc/ssl/certs) */
     char cert_file[IT_PUB_PATH_MAX + 1]; /* client certificate (PEM), with key_file */
     char key_file[IT_PUB_PATH_MAX + 1];
-    int insecure;                        /* 1: do not check the broker's host name */
+    int insecure;                        /* 1: do not check the broker's host name (its
+                                          * certificate is still checked against the CAs) */
 } it_pub_tls;
 
 typedef struct it_publisher_params {
