@@ -449,8 +449,49 @@ static void test_frames_track_ids(void) {
     it_frames_free(f);
 }
 
+/* A subscription narrowed to types (and stored events): the rest is never queued and
+ * never wakes it. */
+static void test_bus_filter(void) {
+    it_bus *b = it_bus_new(4);
+    it_bus_sub *all = it_bus_subscribe(b, NULL, 64, 1 << 20, NULL, NULL);
+    atomic_int wakes = 0;
+    it_bus_sub *ww = it_bus_subscribe(b, NULL, 64, 1 << 20, count_wake, &wakes);
+    it_bus_sub *st = it_bus_subscribe(b, "cam1", 64, 1 << 20, NULL, NULL);
+    const char *const types[] = { "wrong_way", "speeding" };
+    CHECK(it_bus_sub_filter(ww, types, 2, 0) == ITSCAM_OK);
+    CHECK(it_bus_sub_filter(st, NULL, 0, 1) == ITSCAM_OK);
+    CHECK(it_bus_sub_filter(ww, types, IT_BUS_SUB_TYPES_MAX + 1, 0) == ITSCAM_ERR_INVALID_ARG);
+    const char *const bad[] = { "" };
+    CHECK(it_bus_sub_filter(ww, bad, 1, 0) == ITSCAM_ERR_INVALID_ARG);
+    for (int i = 0; i < 10; i++) CHECK_OK(it_bus_publish(b, "cam1", "detections", "{}", 2, NULL));
+    CHECK_OK(it_bus_publish(b, "cam1", "wrong_way", "{\"live\":1}", 10, NULL));
+    CHECK_OK(it_bus_publish_stored(b, "cam1", "wrong_way", "{\"id\":7}", 8, 7, NULL));
+    CHECK_OK(it_bus_publish_stored(b, "cam2", "speeding", "{\"id\":8}", 8, 8, NULL));
+    CHECK_OK(it_bus_publish_stored(b, "cam1", "line_cross", "{\"id\":9}", 8, 9, NULL));
+    int n_all = 0, n_ww = 0, n_st = 0;
+    it_event *e;
+    uint64_t dropped;
+    while ((e = it_bus_pop(all, &dropped))) n_all++, it_event_unref(e);
+    while ((e = it_bus_pop(ww, &dropped))) {
+        CHECK(!strcmp(e->type, "wrong_way") || !strcmp(e->type, "speeding"));
+        n_ww++;
+        it_event_unref(e);
+    }
+    while ((e = it_bus_pop(st, &dropped))) {
+        CHECK(e->id == 7 || e->id == 9);
+        n_st++;
+        it_event_unref(e);
+    }
+    CHECKF(n_all == 14 && n_ww == 3 && n_st == 2, "all %d, types %d, stored %d", n_all, n_ww, n_st);
+    CHECKF(atomic_load(&wakes) == 1, "the filtered subscriber woke %d times (once: its queue went non-empty once)",
+           atomic_load(&wakes));
+    it_bus_unsubscribe(all), it_bus_unsubscribe(ww), it_bus_unsubscribe(st);
+    it_bus_free(b);
+}
+
 int main(void) {
     test_bus_basic();
+    test_bus_filter();
     test_bus_bounds();
     test_bus_threads();
     test_frames();

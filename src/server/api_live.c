@@ -680,6 +680,10 @@ enum MHD_Result api_events(http_req *r) {
         stream_free(st);
         return http_respond_error_h(r, 503, itscam_last_error(), MHD_HTTP_HEADER_RETRY_AFTER, "5");
     }
+    /* Types (and, with a class filter, stored events only: live-only ones carry no class
+     * the filter can read) are filtered by the bus, before queueing: a client never
+     * wakes for what it did not ask for. Classes are checked when read. */
+    it_bus_sub_filter(st->sub, st->flt.types, st->flt.n_types, st->flt.n_classes > 0);
     /* The first bytes go out at once, so that the client sees the stream open. */
     int n = snprintf(st->head, sizeof st->head, "retry: 2000\n: itscam events\n\n");
     const char *reset = NULL;

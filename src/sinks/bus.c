@@ -10,6 +10,8 @@ struct it_bus_sub {
     it_bus *bus;
     struct it_bus_sub *prev, *next;
     char camera[IT_BUS_CAMERA_MAX + 1]; /* "" = every camera */
+    char types[IT_BUS_SUB_TYPES_MAX][IT_BUS_TYPE_MAX + 1]; /* n_types 0: every type */
+    int n_types, stored_only;
     it_event **ring;                    /* max_events slots */
     int cap, head, count;
     size_t bytes, max_bytes;
@@ -101,6 +103,12 @@ static int enqueue(it_bus *b, it_bus_sub *s, it_event *e) {
     return was_empty;
 }
 
+static int type_wanted(const it_bus_sub *s, const char *type) {
+    for (int i = 0; i < s->n_types; i++)
+        if (!strcmp(s->types[i], type)) return 1;
+    return 0;
+}
+
 static itscam_status publish(it_bus *b, const char *camera, const char *type, const char *json_text, size_t len,
                              int64_t id, uint64_t *seq_out) {
     if (!camera) camera = "";
@@ -143,6 +151,7 @@ static itscam_status publish(it_bus *b, const char *camera, const char *type, co
     b->published++;
     for (it_bus_sub *s = b->subs; s; s = s->next) {
         if (s->camera[0] && strcmp(s->camera, e->camera)) continue;
+        if ((s->stored_only && e->id <= 0) || (s->n_types && !type_wanted(s, e->type))) continue;
         if (!enqueue(b, s, e) || !s->wake) continue;
         s->waking++;
         to_wake[n_wake++] = s;
@@ -181,6 +190,20 @@ itscam_status it_bus_publish_json(it_bus *b, const char *camera, const char *typ
     itscam_status st = it_bus_publish(b, camera, type, txt, strlen(txt), seq_out);
     free(txt);
     return st;
+}
+
+itscam_status it_bus_sub_filter(it_bus_sub *s, const char *const *types, int n, int stored_only) {
+    if (!s || n < 0 || n > IT_BUS_SUB_TYPES_MAX || (n && !types))
+        return it_err(ITSCAM_ERR_INVALID_ARG, "bus: at most %d event types in a filter", IT_BUS_SUB_TYPES_MAX);
+    for (int i = 0; i < n; i++)
+        if (!types[i] || !*types[i] || strlen(types[i]) > IT_BUS_TYPE_MAX)
+            return it_err(ITSCAM_ERR_INVALID_ARG, "bus: a filter's event types are 1 to %d bytes", IT_BUS_TYPE_MAX);
+    pthread_mutex_lock(&s->bus->mu);
+    for (int i = 0; i < n; i++) snprintf(s->types[i], sizeof s->types[i], "%s", types[i]);
+    s->n_types = n;
+    s->stored_only = stored_only != 0;
+    pthread_mutex_unlock(&s->bus->mu);
+    return ITSCAM_OK;
 }
 
 it_bus_sub *it_bus_subscribe(it_bus *b, const char *camera_filter, int max_events, size_t max_bytes,

@@ -79,6 +79,15 @@ itscam_status it_bus_publish_json(it_bus *b, const char *camera, const char *typ
  * arguments. */
 it_bus_sub *it_bus_subscribe(it_bus *b, const char *camera_filter, int max_events, size_t max_bytes,
                              void (*wake)(void *), void *wake_arg);
+/* Narrow a subscription to events of these types (n 0: every type; at most
+ * IT_BUS_SUB_TYPES_MAX names of 1..IT_BUS_TYPE_MAX bytes) and, with stored_only, to stored
+ * events (id > 0). Other events are never queued: they neither wake the subscriber nor
+ * take room in its queue (an SSE client that asked for wrong_way is not woken for every
+ * frame's detections). Applies to events published after it returns.
+ * ITSCAM_ERR_INVALID_ARG beyond the bounds, the subscription unchanged. */
+#define IT_BUS_SUB_TYPES_MAX 16
+itscam_status it_bus_sub_filter(it_bus_sub *s, const char *const *types, int n, int stored_only);
+
 /* The oldest queued event (the caller owns the reference: it_event_unref), or NULL when
  * the queue is empty. *dropped (may be NULL) gets the number of events dropped for this
  * subscriber since the previous pop, all of them older than the returned event; it can
