@@ -412,6 +412,13 @@ static void test_validate(void) {
     strcpy(c.models_dir, "models");
     EXPECT_INVALID(c, "models.model and models.models_dir are both set; set only one");
     c = base;
+    strcpy(c.events_snapshots, "wrong_way, speeding");
+    CHECKF(srv_config_validate(&c, NULL, 0, err, sizeof err) == 0, "%s", err);
+    strcpy(c.events_snapshots, "wrong_way,crash");
+    EXPECT_INVALID(c, "events.snapshots: 'crash' is not an event type (track_start, track_end, line_cross, "
+                      "wrong_way, zone_enter, zone_exit, loitering, stopped_vehicle, congestion, speeding, "
+                      "camera_state, quality_degraded, shed)");
+    c = base;
     strcpy(c.tls_cert, "cert.pem");
     EXPECT_INVALID(c, "server.tls_cert is set but server.tls_key is not; TLS needs both");
     c = base;

@@ -3,6 +3,8 @@
 #include "server/config.h"
 #include "server/config_yaml.h"
 
+#include "pipeline/camevents.h"
+
 #include "core/core.h"
 #include "itscam/itscam.h"
 
@@ -1176,6 +1178,12 @@ int srv_config_validate(srv_config *c, char *note, size_t notelen, char *err, si
         return -1;
     }
     if (srv_config_publish_check(c, err, errlen)) return -1;
+    uint32_t snap_mask;
+    char snap_why[400];
+    if (it_cam_events_types_mask(c->events_snapshots, &snap_mask, snap_why, sizeof snap_why)) {
+        seterr(err, errlen, "events.snapshots: %s", snap_why);
+        return -1;
+    }
     drop_unreachable_preferred(c, note, notelen);
     /* A device backend is accepted even where it is not compiled in: the engine then
      * serves from the CPU and says so (or refuses with models.no_fallback). */
