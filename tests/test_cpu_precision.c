@@ -178,13 +178,33 @@ static void test_precisions(void) {
     if (!qprog) goto done;
     int n_conv = 0, n_int8 = 0;
     for (int i = 0; i < p->n_steps; i++) {
-        n_conv += p->steps[i].def && p->steps[i].def->id == IT_OP_CONV;
-        n_int8 += it_cpu_step_precision(qprog, i) == IT_PREC_INT8;
+        int conv = p->steps[i].def && p->steps[i].def->id == IT_OP_CONV;
+        n_conv += conv;
+        n_int8 += conv && it_cpu_step_precision(qprog, i) == IT_PREC_INT8;
     }
     /* all but the DFL head's 1-channel Conv, which stays plain fp32 */
     printf("  int8: %d of %d Convs run int8\n", n_int8, n_conv);
     CHECKF(n_int8 >= n_conv - 1, "only %d of %d Convs run int8", n_int8, n_conv);
+    /* Between the int8 Convs, Split, Concat, MaxPool, Resize and the residual Add move the
+     * u8 copies themselves (no quantizing reorders): count them and the conversions left */
+    int n_q[IT_OP_COUNT] = {0};
+    for (int i = 0; i < p->n_steps; i++)
+        if (p->steps[i].def && p->steps[i].def->id != IT_OP_CONV && it_cpu_step_precision(qprog, i) == IT_PREC_INT8)
+            n_q[p->steps[i].def->id]++;
+    printf("  int8 moves u8 through: %d Split, %d Concat, %d MaxPool, %d Resize, %d Add\n", n_q[IT_OP_SPLIT],
+           n_q[IT_OP_CONCAT], n_q[IT_OP_MAXPOOL], n_q[IT_OP_RESIZE], n_q[IT_OP_ADD]);
+    CHECKF(n_q[IT_OP_SPLIT] >= 8 && n_q[IT_OP_CONCAT] >= 8 && n_q[IT_OP_MAXPOOL] == 3 && n_q[IT_OP_RESIZE] == 2 &&
+           n_q[IT_OP_ADD] >= 2, "too few u8 steps");
+    itscam_backend_counters c0, c1;
+    CHECK_OK(itscam_backend_get_counters("cpu", &c0));
     CHECK_OK(run_copy(cpu, qprog, p, in, got));
+    CHECK_OK(itscam_backend_get_counters("cpu", &c1));
+    printf("  int8 run: %llu reorders, %llu copies, %llu conversions\n", (unsigned long long)(c1.reorders - c0.reorders),
+           (unsigned long long)(c1.copies - c0.copies), (unsigned long long)(c1.conversions - c0.conversions));
+    CHECK(c1.runs == c0.runs + 1);
+    /* the image in, the head out: a handful, not one per int8 Conv input */
+    CHECKF(c1.conversions - c0.conversions <= 6, "%llu conversions per int8 run",
+           (unsigned long long)(c1.conversions - c0.conversions));
     /* The output mixes box coordinates (0..320) and class scores (0..1): compare both.
      * Measured on AVX2 (no VNNI: 7-bit sources, see quant_levels) with this 4-image
      * calibration: boxes 3.3%, scores 18% (3 images: 2.7%, 23%); the scores' norm is a

@@ -69,6 +69,19 @@ ITSCAM_API const char *itscam_backend_describe(const char *backend, char *buf, s
  * device. ITSCAM_ERR_NOT_FOUND for backends without device memory or without a GPU. */
 ITSCAM_API itscam_status itscam_backend_memory(const char *backend, size_t *used, size_t *free_bytes,
                                                size_t *total);
+/* What a backend's runs did, summed over every program of the process since it started:
+ * runs, and the data-movement steps they executed. A reorder changes a tensor's layout;
+ * a copy moves bytes without changing layout or type (a Split part, a Concat input
+ * copied into its window), the kind a better plan avoids; a conversion changes the data
+ * type (fp32 to bf16, quantizing to u8 and back). Per inference: divide by runs.
+ * ITSCAM_ERR_UNSUPPORTED for backends that keep no counters. */
+typedef struct itscam_backend_counters {
+    uint64_t runs;
+    uint64_t reorders;        /* layout changes */
+    uint64_t copies;          /* same layout, same type */
+    uint64_t conversions;     /* data type changes */
+} itscam_backend_counters;
+ITSCAM_API itscam_status itscam_backend_get_counters(const char *backend, itscam_backend_counters *out);
 
 /* ---------------------------------------------------------------------------------
  * Models and sessions: raw tensor in, raw tensors out.

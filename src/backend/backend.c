@@ -116,6 +116,16 @@ const char *itscam_backend_describe(const char *backend, char *buf, size_t n) {
     return buf;
 }
 
+itscam_status itscam_backend_get_counters(const char *backend, itscam_backend_counters *out) {
+    if (!out) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_backend_get_counters: NULL argument");
+    memset(out, 0, sizeof *out);
+    const it_backend *be = backend && *backend ? it_backend_find(backend) : registry[0];
+    if (!be) return it_err(ITSCAM_ERR_NOT_FOUND, "backend '%s' is not compiled in", backend ? backend : "");
+    if (!be->counters) return it_err(ITSCAM_ERR_UNSUPPORTED, "backend '%s' keeps no run counters", be->name);
+    be->counters(out);
+    return ITSCAM_OK;
+}
+
 itscam_status itscam_backend_memory(const char *backend, size_t *used, size_t *free_bytes, size_t *total) {
     if (!backend || !used || !free_bytes || !total) return it_err(ITSCAM_ERR_INVALID_ARG, "itscam_backend_memory: NULL argument");
     *used = *free_bytes = *total = 0;

@@ -102,6 +102,9 @@ typedef struct it_backend {
     /* Another program used the shared memory since this one last ran: restore what the
      * program keeps there between runs (zeroed channel padding). No allocation. */
     void (*resume)(void *prog);
+
+    /* optional: the process-wide run counters (itscam_backend_get_counters) */
+    void (*counters)(itscam_backend_counters *out);
 } it_backend;
 
 const it_backend *it_backend_find(const char *name);   /* NULL if not compiled in */

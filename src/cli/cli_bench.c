@@ -283,6 +283,9 @@ int cli_bench(int argc, char **argv) {
         }
         memset(&acc, 0, sizeof acc);
         int n = 0;
+        /* data movement per inference, from the backend's counters around the timed runs */
+        itscam_backend_counters c0, c1;
+        int have_moves = itscam_backend_get_counters(itscam_session_backend(det ? itscam_detector_session(det) : s), &c0) == ITSCAM_OK;
         double start = it_now_ms();
         while (n < MAX_ITERS) {
             double t0 = it_now_ms();
@@ -298,6 +301,10 @@ int cli_bench(int argc, char **argv) {
         double ips = total > 0 ? n * b * 1000.0 / total : 0;
         stages mean = { acc.decode / n, acc.preprocess / n, acc.inference / n, acc.postprocess / n };
         long long rss = peak_rss_bytes();
+        have_moves = have_moves &&
+                     itscam_backend_get_counters(itscam_session_backend(det ? itscam_detector_session(det) : s), &c1) == ITSCAM_OK &&
+                     c1.runs > c0.runs;
+        double per = have_moves ? 1.0 / (double)(c1.runs - c0.runs) : 0;
         if (json) {
             json_t *r = json_object(), *l = json_object(), *sg = json_object();
             json_object_set_new(r, "backend", json_string(be));
@@ -317,6 +324,13 @@ int cli_bench(int argc, char **argv) {
             json_object_set_new(r, "stages_ms", sg);
             json_object_set_new(r, "peak_rss_bytes", json_integer(rss));
             json_object_set_new(r, "isa", json_string(isa));
+            if (have_moves) {
+                json_t *mv = json_object();
+                json_object_set_new(mv, "reorders", json_real((double)(c1.reorders - c0.reorders) * per));
+                json_object_set_new(mv, "copies", json_real((double)(c1.copies - c0.copies) * per));
+                json_object_set_new(mv, "conversions", json_real((double)(c1.conversions - c0.conversions) * per));
+                json_object_set_new(r, "data_movement_per_run", mv);
+            }
             /* What really ran (cuda without a GPU runs on cpu) and, on a GPU, its memory. */
             itscam_session *rs = det ? itscam_detector_session(det) : s;
             json_object_set_new(r, "active_backend", json_string(itscam_session_backend(rs)));
@@ -332,6 +346,10 @@ int cli_bench(int argc, char **argv) {
                    sp.threads, it_percentile(lat, (size_t)n, 50), it_percentile(lat, (size_t)n, 90),
                    it_percentile(lat, (size_t)n, 95), it_percentile(lat, (size_t)n, 99), ips, mean.decode,
                    mean.preprocess, mean.inference, mean.postprocess, rss / 1048576.0);
+            if (have_moves)
+                printf("        per inference: %.0f layout reorders, %.0f same-layout copies, %.0f type conversions\n",
+                       (double)(c1.reorders - c0.reorders) * per, (double)(c1.copies - c0.copies) * per,
+                       (double)(c1.conversions - c0.conversions) * per);
         }
     }
     if (json) {

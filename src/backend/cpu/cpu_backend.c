@@ -23,6 +23,7 @@
 
 #include <dlfcn.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,8 +40,23 @@
  * blocked layout (g->tag). */
 enum { PLAIN = 0, BLOCKED = 1 };
 
+/* What a run-time reorder does (itscam_backend_counters): not a reorder (an operator's
+ * primitive, Transpose included), a layout change, a plain copy (same layout and type:
+ * the kind a better plan avoids), or a data type conversion. */
+enum { EX_OP = 0, EX_REORDER, EX_COPY, EX_CONVERT };
+
+struct cpu_prog;
+struct exec;
+/* A step of our own between primitives (prim NULL): it reads its buffers through the
+ * program (value indices, not pointers) so that cpu_rebind need not know about it. */
+typedef void (*own_fn)(struct cpu_prog *g, const struct exec *e);
+
 /* One primitive execution; it owns the memory objects of its arguments. */
 typedef struct exec {
+    int kind;                         /* EX_* */
+    own_fn fn;                        /* our own kernel instead of a primitive */
+    int v[3];                         /* its values */
+    float c[3];                       /* and constants */
     dnnl_primitive_t prim;
     int n_args;
     dnnl_exec_arg_t args[MAX_ARGS];
@@ -92,6 +108,7 @@ typedef struct cpu_prog {
     size_t scratch_bytes;
     work_buf *bufs;                   /* every buffer of the working memory */
     int n_bufs;
+    int n_moves[EX_CONVERT + 1];      /* run-time execs per run, by kind */
     size_t work_bytes;                /* what they need in a workspace, aligned */
     uint8_t *ws;                      /* the lent workspace holding them; NULL: own buffers */
     /* precision */
@@ -106,6 +123,12 @@ typedef struct cpu_prog {
     /* int8, per step */
     uint8_t *qconv;                   /* the Conv runs int8 */
     uint8_t *no_int8;                 /* its int8 build failed: run it in fp32 */
+    /* int8, per step: a Concat, Split, MaxPool or Resize that moves u8 copies, so that
+     * activations between int8 Convs stay 8-bit (no quantizing reorders, 4x fewer bytes
+     * moved); the values it joins share one scale (qgroup) */
+    uint8_t *qstep;
+    uint8_t *no_q;                    /* its u8 build failed: run it as the others */
+    int *qgroup;                      /* per value: union-find parent */
     /* int8, per value: a u8 channels-last copy */
     uint8_t *has_q;                   /* an int8 Conv reads it */
     uint8_t *prod_q;                  /* its producer (an int8 Conv) writes only that copy */
@@ -224,6 +247,14 @@ static void *act_data(const cpu_prog *g, int v, int l) {
     return l == PLAIN ? g->p->t[v].data : g->blk[v];
 }
 
+/* The descriptor and data of value v as step i moves it: its u8 copy for a u8 step. */
+static dnnl_status_t step_md(const cpu_prog *g, int i, int v, int l, dnnl_memory_desc_t *md) {
+    return g->qstep[i] ? q_md(g, v, md) : act_md(g, v, l, md);
+}
+static void *step_data(const cpu_prog *g, int i, int v, int l) {
+    return g->qstep[i] ? g->q[v] : act_data(g, v, l);
+}
+
 /* The layout step i reads input k (value v) in: its own when that copy exists, else plain
  * (a Conv reading the plain image directly). */
 static int in_layout(const cpu_prog *g, int i, int k) {
@@ -252,6 +283,10 @@ static dnnl_status_t add_mem(cpu_prog *g, exec *e, int arg, const dnnl_memory_de
 }
 
 static void exec_clear(exec *e) {
+    if (!e->prim && !e->fn) {
+        memset(e, 0, sizeof *e);
+        return;
+    }
     if (e->prim) dnnl_primitive_destroy(e->prim);
     for (int k = 0; k < e->n_args; k++) dnnl_memory_destroy(e->args[k].memory);
     memset(e, 0, sizeof *e);
@@ -298,6 +333,28 @@ static dnnl_status_t make_prim(exec *e, const_dnnl_primitive_desc_t pd) {
     return dnnl_primitive_create(&e->prim, pd);
 }
 
+/* The order of a descriptor's dimensions by decreasing stride, then its inner blocks: two
+ * descriptors with the same key store the same element at the same relative place, up to
+ * a view's offset and outer strides. */
+static int same_layout(const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b) {
+    if (a->ndims != b->ndims || a->format_kind != dnnl_blocked || b->format_kind != dnnl_blocked) return 0;
+    const dnnl_blocking_desc_t *x = &a->format_desc.blocking, *y = &b->format_desc.blocking;
+    if (x->inner_nblks != y->inner_nblks) return 0;
+    for (int k = 0; k < x->inner_nblks; k++)
+        if (x->inner_blks[k] != y->inner_blks[k] || x->inner_idxs[k] != y->inner_idxs[k]) return 0;
+    for (int i = 0; i < a->ndims; i++)
+        for (int j = 0; j < a->ndims; j++) {
+            if (a->dims[i] == 1 || a->dims[j] == 1) continue;   /* a unit dim's stride is arbitrary */
+            if ((x->strides[i] > x->strides[j]) != (y->strides[i] > y->strides[j])) return 0;
+        }
+    return 1;
+}
+
+static int reorder_kind(const dnnl_memory_desc_t *smd, const dnnl_memory_desc_t *dmd) {
+    if (smd->data_type != dmd->data_type) return EX_CONVERT;
+    return same_layout(smd, dmd) ? EX_COPY : EX_REORDER;
+}
+
 /* Append a reorder from (smd, src) to (dmd, dst) to the step's execs. */
 static dnnl_status_t add_reorder(cpu_prog *g, cpu_step *cs, const dnnl_memory_desc_t *smd, const void *src,
                                  const dnnl_memory_desc_t *dmd, void *dst) {
@@ -309,6 +366,7 @@ static dnnl_status_t add_reorder(cpu_prog *g, cpu_step *cs, const dnnl_memory_de
     if (s == dnnl_success) s = add_mem(g, e, DNNL_ARG_FROM, smd, src);
     if (s == dnnl_success) s = add_mem(g, e, DNNL_ARG_TO, dmd, dst);
     if (s == dnnl_success) s = make_prim(e, pd);
+    if (e) e->kind = reorder_kind(smd, dmd);
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
     return s;
@@ -628,15 +686,76 @@ static dnnl_status_t build_maxpool(cpu_prog *g, int i, cpu_step *cs, const char 
     dnnl_status_t st = dnnl_success;
     dnnl_memory_desc_t src_md, dst_md;
     int lx = in_layout(g, i, 0);
-    TRY("memory descriptor", act_md(g, s->in[0], lx, &src_md));
-    TRY("memory descriptor", act_md(g, s->out[0], cs->layout, &dst_md));
+    TRY("memory descriptor", step_md(g, i, s->in[0], lx, &src_md));
+    TRY("memory descriptor", step_md(g, i, s->out[0], cs->layout, &dst_md));
     dnnl_pooling_v2_desc_t d;
     TRY("pooling descriptor", dnnl_pooling_v2_forward_desc_init(&d, dnnl_forward_inference, dnnl_pooling_max,
                                                                 &src_md, &dst_md, strides, kernel, dil, pl, pr));
-    st = finish_unary(g, i, cs, &d, &src_md, act_data(g, s->in[0], lx), &dst_md,
-                      act_data(g, s->out[0], cs->layout), "pooling primitive descriptor", what);
+    st = finish_unary(g, i, cs, &d, &src_md, step_data(g, i, s->in[0], lx), &dst_md,
+                      step_data(g, i, s->out[0], cs->layout), "pooling primitive descriptor", what);
 out:
     return st;
+}
+
+/* ---- u8 Add ----------------------------------------------------------------------------
+ * The residual Add of an int8 chain, on the u8 copies: oneDNN 2.6's binary primitive has
+ * no zero points, and dequantizing both operands and quantizing the sum costs three
+ * fp32 passes where this is one u8 pass:
+ *   y = sat(round((a - za) sa / sy + (b - zb) sb / sy + zy)) = sat(round(a ca + b cb + c0)). */
+typedef struct qadd_job {
+    const uint8_t *a, *b;
+    uint8_t *y;
+    size_t n;
+    float ca, cb, c0, top;
+} qadd_job;
+
+typedef int (*omp_num_fn)(void);
+
+static void qadd_range(const qadd_job *j, size_t lo, size_t hi) {
+    const uint8_t *a = j->a, *b = j->b;
+    uint8_t *y = j->y;
+    float ca = j->ca, cb = j->cb, c0 = j->c0 + 0.5f, top = j->top + 0.5f;
+    /* a plain loop the compiler vectorises: floor(x + 0.5) of a value clamped to
+     * [0.5, top + 0.5] rounds half up, which is within half a step of nearbyint */
+    for (size_t k = lo; k < hi; k++) {
+        float r = (float)a[k] * ca + (float)b[k] * cb + c0;
+        r = r < 0.5f ? 0.5f : r > top ? top : r;
+        y[k] = (uint8_t)r;
+    }
+}
+
+static void qadd_worker(void *ctx) {
+    static omp_num_fn tid_fn, nth_fn;   /* benign race: every thread stores the same values */
+    if (!tid_fn) nth_fn = (omp_num_fn)dlsym(RTLD_DEFAULT, "omp_get_num_threads"),
+                 tid_fn = (omp_num_fn)dlsym(RTLD_DEFAULT, "omp_get_thread_num");
+    const qadd_job *j = ctx;
+    size_t t = tid_fn ? (size_t)tid_fn() : 0, nt = nth_fn ? (size_t)nth_fn() : 1;
+    if (nt < 1 || t >= nt) t = 0, nt = 1;
+    size_t per = (j->n / nt + 63) & ~(size_t)63;   /* whole cache lines per thread */
+    size_t lo = IT_MIN(t * per, j->n), hi = IT_MIN(lo + per, j->n);
+    qadd_range(j, lo, hi);
+}
+
+static void run_qadd(cpu_prog *g, const exec *e) {
+    qadd_job j = { g->q[e->v[0]], g->q[e->v[1]], g->q[e->v[2]], (size_t)it_tensor_numel(&g->p->t[e->v[2]]),
+                   e->c[0], e->c[1], e->c[2], (float)g->levels };
+    gomp_parallel_fn par = j.n >= 65536 && g->threads > 1 ? (gomp_parallel_fn)dlsym(RTLD_DEFAULT, "GOMP_parallel") : NULL;
+    if (par) par(qadd_worker, &j, (unsigned)g->threads, 0);
+    else qadd_range(&j, 0, j.n);
+}
+
+static dnnl_status_t build_qadd(cpu_prog *g, int i, cpu_step *cs) {
+    const it_plan_step *s = &g->p->steps[i];
+    int a = s->in[0], b = s->in[1], y = s->out[0];
+    exec *e = new_exec(cs);
+    if (!e) return dnnl_out_of_memory;
+    float inv = 1.0f / g->qs[y];
+    e->fn = run_qadd;
+    e->v[0] = a, e->v[1] = b, e->v[2] = y;
+    e->c[0] = g->qs[a] * inv;
+    e->c[1] = g->qs[b] * inv;
+    e->c[2] = (float)g->qz[y] - (float)g->qz[a] * e->c[0] - (float)g->qz[b] * e->c[1];
+    return dnnl_success;
 }
 
 /* Add/Sub/Mul/Div. oneDNN broadcasts src1 only, so src0 must already have the output
@@ -650,6 +769,7 @@ static dnnl_status_t build_binary(cpu_prog *g, int i, cpu_step *cs, const char *
     int va = s->in[0], vb = s->in[1];
     const it_tensor *a = &p->t[va], *b = &p->t[vb], *y = &p->t[s->out[0]];
     if (!is_f32_act(a) || !is_f32_act(b) || !is_f32_act(y)) return dnnl_unimplemented;
+    if (g->qstep[i]) return s->def->id == IT_OP_ADD ? build_qadd(g, i, cs) : dnnl_unimplemented;
     dnnl_alg_kind_t alg;
     int commutes = 0;
     switch (s->def->id) {
@@ -777,13 +897,13 @@ static dnnl_status_t build_resize(cpu_prog *g, int i, cpu_step *cs, const char *
     dnnl_status_t st = dnnl_success;
     dnnl_memory_desc_t src_md, dst_md;
     int lx = in_layout(g, i, 0);
-    TRY("memory descriptor", act_md(g, s->in[0], lx, &src_md));
-    TRY("memory descriptor", act_md(g, s->out[0], cs->layout, &dst_md));
+    TRY("memory descriptor", step_md(g, i, s->in[0], lx, &src_md));
+    TRY("memory descriptor", step_md(g, i, s->out[0], cs->layout, &dst_md));
     dnnl_resampling_desc_t d;
     TRY("resampling descriptor", dnnl_resampling_forward_desc_init(&d, dnnl_forward_inference, dnnl_resampling_nearest,
                                                                    NULL, &src_md, &dst_md));
-    st = finish_unary(g, i, cs, &d, &src_md, act_data(g, s->in[0], lx), &dst_md,
-                      act_data(g, s->out[0], cs->layout), "resampling primitive descriptor", what);
+    st = finish_unary(g, i, cs, &d, &src_md, step_data(g, i, s->in[0], lx), &dst_md,
+                      step_data(g, i, s->out[0], cs->layout), "resampling primitive descriptor", what);
 out:
     return st;
 }
@@ -826,19 +946,20 @@ static dnnl_status_t build_concat(cpu_prog *g, int i, cpu_step *cs, const char *
         /* channels-last: oneDNN's concat falls back to a slow generic copy there, while
          * a reorder into each input's window of the output (a strided view) is a jit one */
         dnnl_memory_desc_t dmd, smd, sub;
-        TRY("memory descriptor", act_md(g, s->out[0], BLOCKED, &dmd));
+        TRY("memory descriptor", step_md(g, i, s->out[0], BLOCKED, &dmd));
         int64_t off = 0;
         for (int k = 0; k < s->n_in; k++) {
             int v = s->in[k], lx = in_layout(g, i, k);
             const it_tensor *t = &p->t[v];
             dnnl_dims_t dims = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]}, offs = {0, off, 0, 0};
-            TRY("memory descriptor", act_md(g, v, lx, &smd));
+            TRY("memory descriptor", step_md(g, i, v, lx, &smd));
             TRY("submemory descriptor", dnnl_memory_desc_init_submemory(&sub, &dmd, dims, offs));
-            TRY("reorder", add_reorder(g, cs, &smd, act_data(g, v, lx), &sub, act_data(g, s->out[0], BLOCKED)));
+            TRY("reorder", add_reorder(g, cs, &smd, step_data(g, i, v, lx), &sub, step_data(g, i, s->out[0], BLOCKED)));
             off += t->dims[1];
         }
         return dnnl_success;
     }
+    if (g->qstep[i]) return dnnl_unimplemented;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_memory_desc_t src_md[MAX_CONCAT], dst_md;
@@ -894,14 +1015,14 @@ static dnnl_status_t build_split(cpu_prog *g, int i, cpu_step *cs, const char **
     dnnl_status_t st = dnnl_success;
     dnnl_memory_desc_t src_md, sub_md, dst_md;
     int lx = in_layout(g, i, 0);
-    TRY("memory descriptor", act_md(g, s->in[0], lx, &src_md));
+    TRY("memory descriptor", step_md(g, i, s->in[0], lx, &src_md));
     for (int k = 0; k < s->n_out; k++) {
         dnnl_dims_t dims, offs;
         if (!split_window(p, i, ax, k, dims, offs)) return dnnl_unimplemented;
         TRY("submemory descriptor", dnnl_memory_desc_init_submemory(&sub_md, &src_md, dims, offs));
-        TRY("memory descriptor", act_md(g, s->out[k], cs->layout, &dst_md));
-        TRY("reorder", add_reorder(g, cs, &sub_md, act_data(g, s->in[0], lx), &dst_md,
-                                   act_data(g, s->out[k], cs->layout)));
+        TRY("memory descriptor", step_md(g, i, s->out[k], cs->layout, &dst_md));
+        TRY("reorder", add_reorder(g, cs, &sub_md, step_data(g, i, s->in[0], lx), &dst_md,
+                                   step_data(g, i, s->out[k], cs->layout)));
     }
 out:
     return st;
@@ -1143,6 +1264,85 @@ static int int8_candidate(const cpu_prog *g, int i) {
            it_calib_range(g->calib, p->g->values[s->in[0]].name, &lo, &hi) == 0 && conv_geometry(p, i, &cg);
 }
 
+/* ---- int8 between convolutions --------------------------------------------------------
+ * A Concat, Split, MaxPool or Resize between int8 Convs moves bytes and compares values
+ * without arithmetic, so it can move the u8 copies themselves when its inputs and outputs
+ * share one scale and zero point: each such step joins its values into one group whose
+ * range is the union of theirs (what TensorRT and OpenVINO do for Concat). The cost is a
+ * slightly coarser step for the members whose own range was narrower. */
+
+static int qfind(cpu_prog *g, int v) {
+    while (g->qgroup[v] != v) v = g->qgroup[v] = g->qgroup[g->qgroup[v]];
+    return v;
+}
+
+/* The calibrated range v is quantized with: its group's. */
+static void qrange(cpu_prog *g, int v, float *lo, float *hi) {
+    const it_plan *p = g->p;
+    int root = qfind(g, v), any = 0;
+    *lo = *hi = 0.0f;
+    for (int u = 0; u < p->g->n_values; u++) {
+        float a, b;
+        if (qfind(g, u) != root || it_calib_range(g->calib, p->g->values[u].name, &a, &b) != 0) continue;
+        *lo = any ? IT_MIN(*lo, a) : a;
+        *hi = any ? IT_MAX(*hi, b) : b;
+        any = 1;
+    }
+}
+
+static int qstep_candidate(const cpu_prog *g, int i) {
+    const it_plan *p = g->p;
+    const it_plan_step *s = &p->steps[i];
+    const cpu_step *cs = &g->steps[i];
+    if (g->prec != IT_PREC_INT8 || !g->calib || g->no_q[i] || cs->layout != BLOCKED || !cs->act_mask) return 0;
+    int id = s->def->id;
+    if (id != IT_OP_CONCAT && id != IT_OP_SPLIT && id != IT_OP_MAXPOOL && id != IT_OP_RESIZE && id != IT_OP_ADD) return 0;
+    if (id == IT_OP_ADD && (s->n_in != 2 || cs->act_mask != 3u)) return 0;
+    float lo, hi;
+    for (int k = 0; k < s->n_in; k++)
+        if ((cs->act_mask >> k & 1u) && it_calib_range(g->calib, p->g->values[s->in[k]].name, &lo, &hi) != 0) return 0;
+    for (int k = 0; k < s->n_out; k++)
+        if (s->out[k] < 0 || it_calib_range(g->calib, p->g->values[s->out[k]].name, &lo, &hi) != 0) return 0;
+    return 1;
+}
+
+/* 1 when step j reads v as u8. */
+static int reads_u8(const cpu_prog *g, int j, int v) {
+    const it_plan_step *s = &g->p->steps[j];
+    if (g->qconv[j]) return s->in[0] == v;
+    if (!g->qstep[j]) return 0;
+    for (int k = 0; k < s->n_in; k++)
+        if (s->in[k] == v && (g->steps[j].act_mask >> k & 1u)) return 1;
+    return 0;
+}
+
+/* A candidate moves u8 when a reader of its output reads u8 (decided last to first, so
+ * readers are known), and the values of the chosen steps are grouped. */
+static void plan_qsteps(cpu_prog *g) {
+    const it_plan *p = g->p;
+    for (int v = 0; v < p->g->n_values; v++) g->qgroup[v] = v;
+    for (int i = p->n_steps - 1; i >= 0; i--) {
+        const it_plan_step *s = &p->steps[i];
+        g->qstep[i] = 0;
+        if (!qstep_candidate(g, i)) continue;
+        int want = 0;
+        for (int k = 0; k < s->n_out && !want; k++)
+            for (int j = i + 1; j < p->n_steps && !want; j++) want = reads_u8(g, j, s->out[k]);
+        for (int o = 0; o < p->g->n_outputs; o++)
+            for (int k = 0; k < s->n_out; k++) want &= p->g->outputs[o] != s->out[k];
+        g->qstep[i] = (uint8_t)want;
+    }
+    for (int i = 0; i < p->n_steps; i++) {
+        const it_plan_step *s = &p->steps[i];
+        /* an Add requantizes: its operands keep their own scales */
+        if (!g->qstep[i] || s->def->id == IT_OP_ADD) continue;
+        int root = qfind(g, s->out[0]);
+        for (int k = 0; k < s->n_in; k++)
+            if (g->steps[i].act_mask >> k & 1u) g->qgroup[qfind(g, s->in[k])] = root;
+        for (int k = 1; k < s->n_out; k++) g->qgroup[qfind(g, s->out[k])] = root;
+    }
+}
+
 static void plan_layouts(cpu_prog *g) {
     const it_plan *p = g->p;
     int nv = p->g->n_values;
@@ -1167,6 +1367,7 @@ static void plan_layouts(cpu_prog *g) {
         for (int k = 0; k < s->n_out; k++)
             if (s->out[k] >= 0) g->prod[s->out[k]] = (uint8_t)cs->layout;
     }
+    plan_qsteps(g);
     /* which copies the consumers need */
     for (int o = 0; o < p->g->n_outputs; o++) g->has_plain[p->g->outputs[o]] = 1;
     for (int i = 0; i < p->n_steps; i++) {
@@ -1175,10 +1376,7 @@ static void plan_layouts(cpu_prog *g) {
         for (int k = 0; k < s->n_in; k++) {
             int v = s->in[k];
             if (v < 0) continue;
-            if (k == 0 && g->qconv[i]) {
-                float lo = 0.0f, hi = 0.0f;
-                it_calib_range(g->calib, p->g->values[v].name, &lo, &hi);
-                quant_params(lo, hi, g->levels, &g->qs[v], &g->qz[v]);
+            if ((k == 0 && g->qconv[i]) || (g->qstep[i] && (cs->act_mask >> k & 1u))) {
                 g->has_q[v] = 1;
                 continue;
             }
@@ -1196,7 +1394,16 @@ static void plan_layouts(cpu_prog *g) {
     for (int i = 0; i < p->n_steps; i++) {
         int y = p->steps[i].n_out > 0 ? p->steps[i].out[0] : -1;
         if (g->qconv[i] && y >= 0 && g->has_q[y] && !g->has_plain[y] && !g->has_blk[y]) g->prod_q[y] = 1;
+        /* a u8 step writes only u8; readers in fp32 get a dequantized copy */
+        for (int k = 0; g->qstep[i] && k < p->steps[i].n_out; k++)
+            if (p->steps[i].out[k] >= 0) g->prod_q[p->steps[i].out[k]] = 1;
     }
+    for (int v = 0; v < nv; v++)
+        if (g->has_q[v] || g->prod_q[v]) {
+            float lo = 0.0f, hi = 0.0f;
+            qrange(g, v, &lo, &hi);
+            quant_params(lo, hi, g->levels, &g->qs[v], &g->qz[v]);
+        }
     for (int v = 0; v < nv; v++) {
         if (g->prod_q[v]) continue;
         if (g->prod[v] == BLOCKED) g->has_blk[v] = 1;
@@ -1361,6 +1568,31 @@ static dnnl_status_t add_quantize(cpu_prog *g, cpu_step *cs, int v) {
     if (s == dnnl_success) s = add_mem(g, e, DNNL_ARG_TO, &dmd, g->q[v]);
     if (s == dnnl_success && g->qz[v]) s = add_mem(g, e, DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, &zmd, &g->qz[v]);
     if (s == dnnl_success) s = make_prim(e, pd);
+    if (e) e->kind = EX_CONVERT;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
+/* The reorder that makes v's fp32 copy in layout l from its u8 copy. */
+static dnnl_status_t add_dequantize(cpu_prog *g, cpu_step *cs, int v, int l) {
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_desc_t smd, dmd, zmd;
+    const int32_t rt = DNNL_RUNTIME_S32_VAL;
+    exec *e = new_exec(cs);
+    dnnl_status_t s = e ? make_attr(&attr, 0) : dnnl_out_of_memory;
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &g->qs[v]);
+    if (s == dnnl_success && g->qz[v]) s = dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt);
+    if (s == dnnl_success) s = q_md(g, v, &smd);
+    if (s == dnnl_success) s = act_md(g, v, l, &dmd);
+    if (s == dnnl_success) s = zp_md(&zmd);
+    if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&pd, &smd, g->engine, &dmd, g->engine, attr);
+    if (s == dnnl_success) s = add_mem(g, e, DNNL_ARG_FROM, &smd, g->q[v]);
+    if (s == dnnl_success) s = add_mem(g, e, DNNL_ARG_TO, &dmd, act_data(g, v, l));
+    if (s == dnnl_success && g->qz[v]) s = add_mem(g, e, DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, &zmd, &g->qz[v]);
+    if (s == dnnl_success) s = make_prim(e, pd);
+    if (e) e->kind = EX_CONVERT;
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
     return s;
@@ -1370,7 +1602,12 @@ static dnnl_status_t add_quantize(cpu_prog *g, cpu_step *cs, int v) {
 static dnnl_status_t add_conversion(cpu_prog *g, cpu_step *cs, int v) {
     int from = g->prod[v], to = from == BLOCKED ? PLAIN : BLOCKED;
     dnnl_status_t s = dnnl_success;
-    if (g->prod_q[v]) return s;
+    if (g->prod_q[v]) {
+        /* written as u8 only: fp32 readers get x = qs * (u8 - qz) */
+        if (g->has_blk[v]) s = add_dequantize(g, cs, v, BLOCKED);
+        if (s == dnnl_success && g->has_plain[v]) s = add_dequantize(g, cs, v, PLAIN);
+        return s;
+    }
     if (from == BLOCKED ? g->has_plain[v] : g->has_blk[v]) {
         dnnl_memory_desc_t smd, dmd;
         s = act_md(g, v, from, &smd);
@@ -1397,6 +1634,7 @@ static void cpu_destroy(void *vp) {
     it_free(g->steps);
     it_free(g->execs);
     it_free(g->prod);
+    it_free(g->qgroup);
     it_free(g->blk);
     it_free(g->q);
     it_free(g->qs);
@@ -1414,8 +1652,21 @@ static itscam_status backend_err(const it_node *n, const char *what, dnnl_status
                   n ? it_node_label(n) : "?", n ? n->op_type : "?", what, (int)s);
 }
 
+/* Process-wide run counters (itscam_backend_get_counters). */
+static _Atomic uint64_t n_runs, n_moved[EX_CONVERT + 1];
+
+static void cpu_counters(itscam_backend_counters *out) {
+    out->runs = atomic_load_explicit(&n_runs, memory_order_relaxed);
+    out->reorders = atomic_load_explicit(&n_moved[EX_REORDER], memory_order_relaxed);
+    out->copies = atomic_load_explicit(&n_moved[EX_COPY], memory_order_relaxed);
+    out->conversions = atomic_load_explicit(&n_moved[EX_CONVERT], memory_order_relaxed);
+}
+
 /* Give every primitive the shared scratchpad, now that its size is known. */
 static itscam_status attach_scratch(cpu_prog *g, int n_execs) {
+    memset(g->n_moves, 0, sizeof g->n_moves);
+    for (int k = 0; k < n_execs; k++)
+        if (g->execs[k].prim || g->execs[k].fn) g->n_moves[g->execs[k].kind]++;
     for (int k = 0; k < n_execs; k++) g->scratch_bytes = IT_MAX(g->scratch_bytes, g->execs[k].scratch_bytes);
     if (!g->scratch_bytes) return ITSCAM_OK;
     g->scratch = work_alloc(g, g->scratch_bytes, 0);
@@ -1487,6 +1738,12 @@ static int build_steps(cpu_prog *g, itscam_status *st) {
                 cs->native = 1;
             } else if (ds == dnnl_unimplemented) {
                 step_reset(cs);
+                if (g->qstep[i]) {
+                    it_log(ITSCAM_LOG_DEBUG, "cpu: node '%s' (%s) moves fp32 (no u8 primitive)", it_node_label(s->node),
+                           s->node->op_type);
+                    g->no_q[i] = 1;
+                    return 1;
+                }
                 if (g->qconv[i]) {
                     /* no fast int8 kernel for this one: fp32, and plan again */
                     it_log(ITSCAM_LOG_DEBUG, "cpu: node '%s' runs fp32 (no int8 kernel)", it_node_label(s->node));
@@ -1546,14 +1803,15 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     for (int i = 0; i < p->n_steps; i++) n_execs += 3 * p->steps[i].n_out + p->steps[i].n_in + 1;
     g->steps = it_calloc(ns, sizeof *g->steps);
     g->execs = it_calloc(n_execs > 0 ? (size_t)n_execs : 1, sizeof *g->execs);
-    g->prod = it_calloc(8 * nv + 3 * ns, 1);
+    g->prod = it_calloc(8 * nv + 5 * ns, 1);
+    g->qgroup = it_calloc(nv, sizeof *g->qgroup);
     g->blk = it_calloc(nv, sizeof *g->blk);
     g->q = it_calloc(nv, sizeof *g->q);
     g->qs = it_calloc(nv, sizeof *g->qs);
     g->qz = it_calloc(nv, sizeof *g->qz);
     g->bufs = it_calloc(2 * nv + 1, sizeof *g->bufs);   /* a blocked and a u8 copy per value, the scratchpad */
     itscam_status st = ITSCAM_OK;
-    if (!g->steps || !g->execs || !g->prod || !g->blk || !g->q || !g->qs || !g->qz || !g->bufs) {
+    if (!g->steps || !g->execs || !g->prod || !g->qgroup || !g->blk || !g->q || !g->qs || !g->qz || !g->bufs) {
         st = it_err(ITSCAM_ERR_NOMEM, "cpu backend: %d steps", p->n_steps);
         goto fail;
     }
@@ -1567,6 +1825,8 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     g->force_plain = g->prod + 8 * nv;
     g->qconv = g->force_plain + ns;
     g->no_int8 = g->qconv + ns;
+    g->qstep = g->no_int8 + ns;
+    g->no_q = g->qstep + ns;
     exec *slot = g->execs;
     g->head.ex = slot, g->head.cap_ex = 2 * p->g->n_inputs, slot += 2 * p->g->n_inputs;
     for (int i = 0; i < p->n_steps; i++) {
@@ -1671,7 +1931,14 @@ static void cpu_rebind(void *vp, const it_relocation *r) {
 
 static dnnl_status_t run_execs(cpu_prog *g, const exec *ex, int n) {
     for (int k = 0; k < n; k++) {
-        dnnl_status_t s = dnnl_primitive_execute(ex[k].prim, g->stream, ex[k].n_args, ex[k].args);
+        dnnl_status_t s;
+        if (ex[k].fn) {
+            /* our kernel reads what the primitives before it wrote */
+            if ((s = dnnl_stream_wait(g->stream)) != dnnl_success) return s;
+            ex[k].fn(g, &ex[k]);
+            continue;
+        }
+        s = dnnl_primitive_execute(ex[k].prim, g->stream, ex[k].n_args, ex[k].args);
         if (s != dnnl_success) return s;
     }
     return dnnl_success;
@@ -1718,6 +1985,9 @@ static itscam_status cpu_run(void *vp) {
     }
     if (set && old_threads > 0 && old_threads != g->threads) set(old_threads);
     _mm_setcsr(csr);
+    atomic_fetch_add_explicit(&n_runs, 1, memory_order_relaxed);
+    for (int k = EX_REORDER; k <= EX_CONVERT; k++)
+        if (g->n_moves[k]) atomic_fetch_add_explicit(&n_moved[k], (uint64_t)g->n_moves[k], memory_order_relaxed);
     return st;
 }
 
@@ -1734,7 +2004,7 @@ int it_cpu_step_blocked(const void *prog, int i) {
 it_precision it_cpu_step_precision(const void *prog, int i) {
     const cpu_prog *g = prog;
     if (!it_cpu_step_native(prog, i)) return IT_PREC_FP32;
-    if (g->qconv[i]) return IT_PREC_INT8;
+    if (g->qconv[i] || g->qstep[i]) return IT_PREC_INT8;
     return g->steps[i].layout == BLOCKED && g->act_dt == dnnl_bf16 ? IT_PREC_BF16 : IT_PREC_FP32;
 }
 
@@ -1789,4 +2059,5 @@ const it_backend it_backend_cpu = {
     .workspace_bytes = cpu_workspace_bytes,
     .rebind = cpu_rebind,
     .resume = cpu_resume,
+    .counters = cpu_counters,
 };
