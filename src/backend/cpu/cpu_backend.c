@@ -129,6 +129,13 @@ typedef struct cpu_prog {
     uint8_t *qstep;
     uint8_t *no_q;                    /* its u8 build failed: run it as the others */
     int *qgroup;                      /* per value: union-find parent */
+    /* per value: channels-last Concats copy a Split part from its window of the Split's
+     * input (vsrc, from channel voff), neighbouring parts in one go; a part no other step
+     * reads (virt) is never copied out at all */
+    int *vsrc, *voff;
+    uint8_t *virt;
+    uint8_t *pinned;                  /* its copies need buffers of ours: read after its
+                                       * last reader in the plan's lifetimes */
     /* int8, per value: a u8 channels-last copy */
     uint8_t *has_q;                   /* an int8 Conv reads it */
     uint8_t *prod_q;                  /* its producer (an int8 Conv) writes only that copy */
@@ -952,10 +959,31 @@ static dnnl_status_t build_concat(cpu_prog *g, int i, cpu_step *cs, const char *
             int v = s->in[k], lx = in_layout(g, i, k);
             const it_tensor *t = &p->t[v];
             dnnl_dims_t dims = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]}, offs = {0, off, 0, 0};
-            TRY("memory descriptor", step_md(g, i, v, lx, &smd));
+            const void *src;
+            int x = g->vsrc[v];
+            /* the Split's input in the representation this Concat moves (else its own copy,
+             * which a part with other readers has) */
+            if (x >= 0 && !g->virt[v] && !(g->qstep[i] ? g->q[x] != NULL : g->has_blk[x] && g->blk[x] != NULL)) x = -1;
+            if (x >= 0) {
+                /* a Split part: its window of the Split's input, with the parts after it
+                 * that continue it there (the C2f/C3k2 pattern concatenates both halves) */
+                while (k + 1 < s->n_in && g->vsrc[s->in[k + 1]] == x &&
+                       g->voff[s->in[k + 1]] == g->voff[s->in[k]] + p->t[s->in[k]].dims[1]) {
+                    k++;
+                    dims[1] += p->t[s->in[k]].dims[1];
+                }
+                dnnl_memory_desc_t xmd;
+                dnnl_dims_t xoffs = {0, g->voff[v], 0, 0};
+                TRY("memory descriptor", step_md(g, i, x, BLOCKED, &xmd));
+                TRY("submemory descriptor", dnnl_memory_desc_init_submemory(&smd, &xmd, dims, xoffs));
+                src = step_data(g, i, x, BLOCKED);
+            } else {
+                TRY("memory descriptor", step_md(g, i, v, lx, &smd));
+                src = step_data(g, i, v, lx);
+            }
             TRY("submemory descriptor", dnnl_memory_desc_init_submemory(&sub, &dmd, dims, offs));
-            TRY("reorder", add_reorder(g, cs, &smd, step_data(g, i, v, lx), &sub, step_data(g, i, s->out[0], BLOCKED)));
-            off += t->dims[1];
+            TRY("reorder", add_reorder(g, cs, &smd, src, &sub, step_data(g, i, s->out[0], BLOCKED)));
+            off += dims[1];
         }
         return dnnl_success;
     }
@@ -1019,6 +1047,7 @@ static dnnl_status_t build_split(cpu_prog *g, int i, cpu_step *cs, const char **
     for (int k = 0; k < s->n_out; k++) {
         dnnl_dims_t dims, offs;
         if (!split_window(p, i, ax, k, dims, offs)) return dnnl_unimplemented;
+        if (g->virt[s->out[k]]) continue;   /* its Concats copy it from here */
         TRY("submemory descriptor", dnnl_memory_desc_init_submemory(&sub_md, &src_md, dims, offs));
         TRY("memory descriptor", step_md(g, i, s->out[k], cs->layout, &dst_md));
         TRY("reorder", add_reorder(g, cs, &sub_md, step_data(g, i, s->in[0], lx), &dst_md,
@@ -1343,6 +1372,60 @@ static void plan_qsteps(cpu_prog *g) {
     }
 }
 
+/* Step j is a channels-last Concat that reads input k as Split step i writes it (both u8
+ * or both not). */
+static int concat_reads_part(const cpu_prog *g, int i, int j, int k) {
+    const it_plan_step *s = &g->p->steps[j];
+    const cpu_step *cs = &g->steps[j];
+    return s->def && s->def->id == IT_OP_CONCAT && cs->layout == BLOCKED && (cs->act_mask >> k & 1u) &&
+           g->qstep[j] == g->qstep[i] && step_axis(g->p, j, 4) == 1;
+}
+
+/* How Split step i's output v is read: *concats by such Concats, *others by anything
+ * else (a graph output counts). */
+static void part_readers(const cpu_prog *g, int i, int v, int *concats, int *others) {
+    const it_plan *p = g->p;
+    *concats = *others = 0;
+    for (int o = 0; o < p->g->n_outputs; o++) *others += p->g->outputs[o] == v;
+    for (int j = i + 1; j < p->n_steps; j++)
+        for (int k = 0; k < p->steps[j].n_in; k++)
+            if (p->steps[j].in[k] == v) {
+                if (concat_reads_part(g, i, j, k)) (*concats)++;
+                else (*others)++;
+            }
+}
+
+static void plan_virtual_parts(cpu_prog *g) {
+    const it_plan *p = g->p;
+    int nv = p->g->n_values;
+    memset(g->pinned, 0, 2 * (size_t)nv);
+    for (int v = 0; v < nv; v++) g->vsrc[v] = -1, g->voff[v] = 0;
+    if (g->block != 1) return;   /* blocked layouts have in-place Concats instead (place_concats) */
+    for (int i = 0; i < p->n_steps; i++) {
+        const it_plan_step *s = &p->steps[i];
+        const cpu_step *cs = &g->steps[i];
+        if (!s->def || s->def->id != IT_OP_SPLIT || cs->layout != BLOCKED || !cs->act_mask || g->force_plain[i]) continue;
+        int x = s->in[0];
+        /* the Split must read the copy the Concats will read from */
+        if (g->qstep[i] ? !g->has_q[x] && !g->prod_q[x] : !g->has_blk[x]) continue;
+        int64_t off = 0;
+        for (int k = 0; k < s->n_out; k++) {
+            int o = s->out[k], concats, others;
+            if (o < 0) continue;
+            part_readers(g, i, o, &concats, &others);
+            if (concats) {
+                g->vsrc[o] = x, g->voff[o] = (int)off;
+                g->pinned[x] = 1;
+                if (!others) {
+                    g->virt[o] = 1;
+                    g->has_blk[o] = g->has_q[o] = 0;
+                }
+            }
+            off += p->t[o].dims[1];
+        }
+    }
+}
+
 static void plan_layouts(cpu_prog *g) {
     const it_plan *p = g->p;
     int nv = p->g->n_values;
@@ -1409,6 +1492,7 @@ static void plan_layouts(cpu_prog *g) {
         if (g->prod[v] == BLOCKED) g->has_blk[v] = 1;
         else if (p->offset[v] >= 0 || p->t[v].data) g->has_plain[v] = 1;
     }
+    plan_virtual_parts(g);
 }
 
 /* A buffer of the working memory (allocated at compile time, never per run). Left
@@ -1517,7 +1601,7 @@ static itscam_status place_blocked(cpu_prog *g) {
             return it_err(ITSCAM_ERR_BACKEND, "cpu backend: value '%s': oneDNN memory descriptor failed: status %d",
                           p->g->values[v].name, (int)s);
         size_t need = dnnl_memory_desc_get_size(&md);
-        if (!g->has_plain[v] && need <= p->t[v].nbytes) {
+        if (!g->has_plain[v] && need <= p->t[v].nbytes && !g->pinned[v]) {
             g->blk[v] = p->t[v].data;
             continue;
         }
@@ -1535,7 +1619,7 @@ static itscam_status place_blocked(cpu_prog *g) {
             return it_err(ITSCAM_ERR_BACKEND, "cpu backend: value '%s': oneDNN memory descriptor failed: status %d",
                           p->g->values[v].name, (int)s);
         size_t need = dnnl_memory_desc_get_size(&md);
-        if (!g->has_plain[v] && !g->has_blk[v] && p->offset[v] >= 0 && need <= p->t[v].nbytes) {
+        if (!g->has_plain[v] && !g->has_blk[v] && p->offset[v] >= 0 && need <= p->t[v].nbytes && !g->pinned[v]) {
             g->q[v] = p->t[v].data;
             continue;
         }
@@ -1635,6 +1719,7 @@ static void cpu_destroy(void *vp) {
     it_free(g->execs);
     it_free(g->prod);
     it_free(g->qgroup);
+    it_free(g->pinned);
     it_free(g->blk);
     it_free(g->q);
     it_free(g->qs);
@@ -1804,14 +1889,15 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     g->steps = it_calloc(ns, sizeof *g->steps);
     g->execs = it_calloc(n_execs > 0 ? (size_t)n_execs : 1, sizeof *g->execs);
     g->prod = it_calloc(8 * nv + 5 * ns, 1);
-    g->qgroup = it_calloc(nv, sizeof *g->qgroup);
+    g->qgroup = it_calloc(3 * nv, sizeof *g->qgroup);
+    g->pinned = it_calloc(2 * nv, 1);
     g->blk = it_calloc(nv, sizeof *g->blk);
     g->q = it_calloc(nv, sizeof *g->q);
     g->qs = it_calloc(nv, sizeof *g->qs);
     g->qz = it_calloc(nv, sizeof *g->qz);
     g->bufs = it_calloc(2 * nv + 1, sizeof *g->bufs);   /* a blocked and a u8 copy per value, the scratchpad */
     itscam_status st = ITSCAM_OK;
-    if (!g->steps || !g->execs || !g->prod || !g->qgroup || !g->blk || !g->q || !g->qs || !g->qz || !g->bufs) {
+    if (!g->steps || !g->execs || !g->prod || !g->qgroup || !g->pinned || !g->blk || !g->q || !g->qs || !g->qz || !g->bufs) {
         st = it_err(ITSCAM_ERR_NOMEM, "cpu backend: %d steps", p->n_steps);
         goto fail;
     }
@@ -1825,6 +1911,9 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     g->force_plain = g->prod + 8 * nv;
     g->qconv = g->force_plain + ns;
     g->no_int8 = g->qconv + ns;
+    g->vsrc = g->qgroup + nv;
+    g->voff = g->qgroup + 2 * nv;
+    g->virt = g->pinned + nv;
     g->qstep = g->no_int8 + ns;
     g->no_q = g->qstep + ns;
     exec *slot = g->execs;
