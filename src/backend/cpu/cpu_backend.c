@@ -15,6 +15,7 @@
 #define _GNU_SOURCE   /* RTLD_DEFAULT */
 #endif
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/silu.h"
 #include "graph/calib.h"
 #include "graph/ops_impl.h"
 #include "graph/ops_nn.h"
@@ -57,6 +58,7 @@ typedef struct exec {
     own_fn fn;                        /* our own kernel instead of a primitive */
     int v[3];                         /* its values */
     float c[3];                       /* and constants */
+    size_t n;                         /* and element count */
     dnnl_primitive_t prim;
     int n_args;
     dnnl_exec_arg_t args[MAX_ARGS];
@@ -117,6 +119,10 @@ typedef struct cpu_prog {
     it_weight_cache *wcache;          /* the model's shared weights (NULL: own copies) */
     int levels;                       /* int8: u8 copies hold [0, levels] */
     dnnl_data_type_t act_dt;          /* of the blocked copies: f32, or bf16 */
+    int silu_own;                     /* SiLU by our kernel after the Conv, not oneDNN's
+                                       * swish post-op (see silu_mode) */
+    void *silu_tmp;                   /* int8: a Conv's f32 output before SiLU + quantize */
+    size_t silu_tmp_bytes;
     size_t act_size;                  /* its bytes per element */
     int unsupported;                  /* 1 + the step whose reduced-precision primitive
                                        * oneDNN cannot create here */
@@ -517,6 +523,41 @@ static dnnl_status_t conv_weights_mds(const conv_geom *cg, dnnl_data_type_t dt, 
 
 static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const conv_geom *cg, const char **what);
 
+/* ---- SiLU ---------------------------------------------------------------------------
+ * oneDNN 2.6's swish post-op evaluates exp and a division inside the convolution's inner
+ * loop; on AMX it costs more than the convolution (issue 13's profile), and on AVX-512 it
+ * adds ~20% (convprobe). Our kernel (silu.c) runs on the output right after the Conv,
+ * while the last tiles are still in cache. Which one is faster depends on the machine:
+ * silu_mode says, ITSCAM_CPU_SILU=own|onednn overrides it. */
+static void run_silu(cpu_prog *g, const exec *e) {
+    void *x = e->v[1] == BLOCKED ? g->blk[e->v[0]] : g->p->t[e->v[0]].data;
+    if (g->act_dt == dnnl_bf16 && e->v[1] == BLOCKED) it_silu_bf16_mt(x, e->n, g->threads);
+    else it_silu_f32_mt(x, e->n, g->threads);
+}
+
+/* int8: the Conv wrote fp32 into silu_tmp; SiLU and quantize into the u8 copy in one pass. */
+static void run_silu_quant(cpu_prog *g, const exec *e) {
+    it_silu_quant_u8_mt(g->silu_tmp, g->q[e->v[0]], e->n, e->c[0], e->c[1], g->levels, g->threads);
+}
+
+static dnnl_status_t add_silu(cpu_prog *g, cpu_step *cs, int v, int l, const dnnl_memory_desc_t *md) {
+    exec *e = new_exec(cs);
+    if (!e) return dnnl_out_of_memory;
+    e->fn = run_silu;
+    e->v[0] = v, e->v[1] = l;
+    /* a padded blocked layout: the padding is zero and SiLU(0) = 0 */
+    e->n = dnnl_memory_desc_get_size(md) / (l == BLOCKED ? g->act_size : sizeof(float));
+    return dnnl_success;
+}
+
+static int silu_mode(it_precision prec) {
+    const char *env = getenv("ITSCAM_CPU_SILU");
+    if (env && !strcmp(env, "own")) return 1;
+    if (env && !strcmp(env, "onednn")) return 0;
+    (void)prec;
+    return 1;
+}
+
 /* fp32, or bf16 when it reads a bf16 blocked copy: bf16 weights, fp32 bias, the SiLU
  * post-op, bf16 blocked output. */
 static dnnl_status_t build_conv(cpu_prog *g, int i, cpu_step *cs, const char **what) {
@@ -547,7 +588,8 @@ static dnnl_status_t build_conv(cpu_prog *g, int i, cpu_step *cs, const char **w
         dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
                                                    &src_md, &w_any, b ? &b_md : NULL, &dst_md,
                                                    cg.strides, cg.dil, cg.pl, cg.pr));
-    TRY("attributes", make_attr(&attr, s->activation == IT_ACT_SILU));
+    int own = s->activation == IT_ACT_SILU && g->silu_own;
+    TRY("attributes", make_attr(&attr, s->activation == IT_ACT_SILU && !own));
     dnnl_status_t ps = dnnl_primitive_desc_create(&pd, &cd, attr, g->engine, NULL);
     /* a reduced precision that oneDNN cannot run here is the caller's error, not a
      * reason to fall back to fp32 behind its back */
@@ -560,6 +602,7 @@ static dnnl_status_t build_conv(cpu_prog *g, int i, cpu_step *cs, const char **w
     if (b) TRY("memory", add_mem(g, e, DNNL_ARG_BIAS, &b_md, b->data));
     TRY("memory", add_mem(g, e, DNNL_ARG_DST, &dst_md, act_data(g, s->out[0], cs->layout)));
     TRY("convolution primitive", make_prim(e, pd));
+    if (own) TRY("SiLU", add_silu(g, cs, s->out[0], cs->layout, &dst_md));
 out:
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
@@ -598,7 +641,10 @@ static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const con
         cs->bias[oc] = bv ? bv[oc] / os[oc] : 0.0f;
     }
     TRY("memory descriptor", q_md(g, x, &src_md));
-    TRY("memory descriptor", g->prod_q[y] ? q_md(g, y, &dst_md) : act_md(g, y, cs->layout, &dst_md));
+    /* own SiLU: the Conv writes fp32 (to silu_tmp when its readers want u8), our kernel
+     * applies SiLU (and quantizes) after it */
+    int own = s->activation == IT_ACT_SILU && g->silu_own, tmp = own && g->prod_q[y];
+    TRY("memory descriptor", g->prod_q[y] && !tmp ? q_md(g, y, &dst_md) : act_md(g, y, cs->layout, &dst_md));
     TRY("memory descriptor", conv_weights_mds(cg, dnnl_s8, &w_any, &w_user));
     dnnl_dims_t bd = {M};
     TRY("memory descriptor", dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x));
@@ -611,8 +657,9 @@ static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const con
     TRY("attributes", make_attr(&attr, 0));
     TRY("output scales", dnnl_primitive_attr_set_output_scales(attr, M, 1 << 1, os));
     TRY("post-ops", dnnl_post_ops_create(&ops));
-    if (s->activation == IT_ACT_SILU) TRY("post-ops", dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_swish, 1.0f, 0.0f));
-    if (g->prod_q[y]) {
+    if (s->activation == IT_ACT_SILU && !own)
+        TRY("post-ops", dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_swish, 1.0f, 0.0f));
+    if (g->prod_q[y] && !tmp) {
         TRY("post-ops", dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_linear, 1.0f / g->qs[y], (float)g->qz[y]));
         /* beyond the calibrated range: saturate at what the readers may take */
         if (g->levels < 255)
@@ -641,9 +688,21 @@ static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const con
     TRY("memory", add_mem(g, e, DNNL_ARG_SRC, &src_md, g->q[x]));
     TRY("memory", add_mem(g, e, DNNL_ARG_WEIGHTS, w_md, cs->weights));
     TRY("memory", add_mem(g, e, DNNL_ARG_BIAS, &b_md, cs->bias));
-    TRY("memory", add_mem(g, e, DNNL_ARG_DST, &dst_md, g->prod_q[y] ? g->q[y] : act_data(g, y, cs->layout)));
+    TRY("memory", add_mem(g, e, DNNL_ARG_DST, &dst_md,
+                          tmp ? g->silu_tmp : g->prod_q[y] ? g->q[y] : act_data(g, y, cs->layout)));
     if (g->qz[x]) TRY("memory", add_mem(g, e, DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, &z_md, &g->qz[x]));
     TRY("convolution primitive", make_prim(e, pd));
+    if (tmp) {
+        exec *f = new_exec(cs);
+        TRY("SiLU", f ? dnnl_success : dnnl_out_of_memory);
+        f->fn = run_silu_quant;
+        f->v[0] = y;
+        f->c[0] = 1.0f / g->qs[y];
+        f->c[1] = (float)g->qz[y];
+        f->n = (size_t)it_tensor_numel(&p->t[y]);
+    } else if (own) {
+        TRY("SiLU", add_silu(g, cs, y, cs->layout, &dst_md));
+    }
 out:
     if (ops) dnnl_post_ops_destroy(ops);
     if (pd) dnnl_primitive_desc_destroy(pd);
@@ -1520,6 +1579,7 @@ static void free_work(cpu_prog *g) {
     g->n_bufs = 0;
     g->work_bytes = 0;
     g->scratch = NULL;
+    g->silu_tmp = NULL;
 }
 
 static void free_blocked(cpu_prog *g) {
@@ -1628,6 +1688,14 @@ static itscam_status place_blocked(cpu_prog *g) {
                                     p->g->values[v].name);
         g->q_owned[v] = 1;
     }
+    /* int8 Convs whose SiLU and quantization run after them write fp32 here first; one
+     * buffer serves all, as steps run one at a time */
+    size_t tmp = 0;
+    for (int i = 0; i < p->n_steps && g->silu_own; i++)
+        if (g->qconv[i] && p->steps[i].activation == IT_ACT_SILU && g->prod_q[p->steps[i].out[0]])
+            tmp = IT_MAX(tmp, (size_t)it_tensor_numel(&p->t[p->steps[i].out[0]]) * sizeof(float));
+    if (tmp && !(g->silu_tmp = work_alloc(g, tmp, 0)))
+        return it_err(ITSCAM_ERR_NOMEM, "cpu backend: %zu bytes for int8 SiLU", tmp);
     return ITSCAM_OK;
 }
 
@@ -1932,6 +2000,7 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     g->block = 1;
     g->tag = probe_layout(g, &g->block);
     g->levels = quant_levels();
+    g->silu_own = silu_mode(g->prec);
     if (g->prec == IT_PREC_INT8)
         for (int i = 0; i < p->n_steps; i++)
             if (int8_candidate(g, i)) {
@@ -2010,6 +2079,7 @@ static void cpu_rebind(void *vp, const it_relocation *r) {
         g->q[v] = relocate(g, r, g->q[v]);
     }
     g->scratch = relocate(g, r, g->scratch);
+    g->silu_tmp = relocate(g, r, g->silu_tmp);
     for (int k = 0; k < g->n_bufs; k++) {
         if (!g->ws) it_aligned_free(g->bufs[k].ptr);
         g->bufs[k].ptr = r->new_workspace + g->bufs[k].offset;
