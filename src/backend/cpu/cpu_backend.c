@@ -632,6 +632,14 @@ static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const con
     TRY("scales", ws && cs->bias ? dnnl_success : dnnl_out_of_memory);
     TRY("exec slot", e ? dnnl_success : dnnl_out_of_memory);
     const float *wv = w->data, *bv = b ? b->data : NULL;
+    /* Zero-point-free source: with no padding every tap reads a real pixel, so
+     * sum w (x - z) = sum w x - z sum w, and the second term is a constant per channel that
+     * folds into the bias. oneDNN's kernels for a source zero point are slower (on AMX it
+     * falls from brgconv to jit); a padded window would see oneDNN's zeros, not z, at the
+     * border, so those keep the zero point. With VNNI only: without it oneDNN halves the
+     * weights internally (vpmaddubsw saturation), and the sum below would not be theirs. */
+    int fold = g->qz[x] && g->levels == 255 && cg->k[0] == 1 && cg->k[1] == 1 && !cg->pl[0] && !cg->pl[1] &&
+               !cg->pr[0] && !cg->pr[1];
     for (int64_t oc = 0; oc < M; oc++) {
         float mx = 0.0f;
         for (int64_t j = 0; j < per; j++) mx = IT_MAX(mx, fabsf(wv[oc * per + j]));
@@ -639,6 +647,15 @@ static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const con
         ws[oc] = 1.0f / sw;            /* the weights reorder multiplies by it */
         os[oc] = g->qs[x] * sw;
         cs->bias[oc] = bv ? bv[oc] / os[oc] : 0.0f;
+        if (fold) {
+            /* the s8 weights as the reorder makes them: nearest even, saturated */
+            double sum = 0;
+            for (int64_t j = 0; j < per; j++) {
+                float q = nearbyintf(wv[oc * per + j] * ws[oc]);
+                sum += IT_MIN(IT_MAX(q, -128.0f), 127.0f);
+            }
+            cs->bias[oc] -= (float)((double)g->qz[x] * sum);
+        }
     }
     TRY("memory descriptor", q_md(g, x, &src_md));
     /* own SiLU: the Conv writes fp32 (to silu_tmp when its readers want u8), our kernel
@@ -666,7 +683,7 @@ static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const con
             TRY("post-ops", dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_clip, 0.0f, (float)g->levels));
     }
     TRY("post-ops", dnnl_primitive_attr_set_post_ops(attr, ops));
-    if (g->qz[x]) {
+    if (g->qz[x] && !fold) {
         const int32_t rt = DNNL_RUNTIME_S32_VAL;
         TRY("zero points", dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt));
     }
@@ -690,7 +707,7 @@ static dnnl_status_t build_conv_int8(cpu_prog *g, int i, cpu_step *cs, const con
     TRY("memory", add_mem(g, e, DNNL_ARG_BIAS, &b_md, cs->bias));
     TRY("memory", add_mem(g, e, DNNL_ARG_DST, &dst_md,
                           tmp ? g->silu_tmp : g->prod_q[y] ? g->q[y] : act_data(g, y, cs->layout)));
-    if (g->qz[x]) TRY("memory", add_mem(g, e, DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, &z_md, &g->qz[x]));
+    if (g->qz[x] && !fold) TRY("memory", add_mem(g, e, DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, &z_md, &g->qz[x]));
     TRY("convolution primitive", make_prim(e, pd));
     if (tmp) {
         exec *f = new_exec(cs);
