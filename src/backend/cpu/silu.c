@@ -19,7 +19,10 @@
 
 #include <dlfcn.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define SILU_X86 1
@@ -305,9 +308,26 @@ int it_silu_runs(it_silu_isa isa) {
     }
 }
 
+/* The best variant, capped like oneDNN by ONEDNN_MAX_CPU_ISA (read once), so that one
+ * setting makes the whole backend behave as a smaller machine would: AVX2 caps at AVX2,
+ * SSE41 (or anything below AVX2) at scalar, AVX512... and the default leave it alone. */
+static it_silu_isa env_cap(void) {
+    static _Atomic int cap = -1;
+    int c = atomic_load_explicit(&cap, memory_order_relaxed);
+    if (c < 0) {
+        const char *e = getenv("ONEDNN_MAX_CPU_ISA");
+        c = IT_SILU_AVX512;
+        if (e && (!strncasecmp(e, "AVX2", 4))) c = IT_SILU_AVX2;
+        else if (e && (!strncasecmp(e, "SSE", 3) || !strcasecmp(e, "AVX"))) c = IT_SILU_SCALAR;
+        atomic_store_explicit(&cap, c, memory_order_relaxed);
+    }
+    return (it_silu_isa)c;
+}
+
 it_silu_isa it_silu_best(void) {
-    if (it_silu_runs(IT_SILU_AVX512)) return IT_SILU_AVX512;
-    if (it_silu_runs(IT_SILU_AVX2)) return IT_SILU_AVX2;
+    it_silu_isa cap = env_cap();
+    if (cap >= IT_SILU_AVX512 && it_silu_runs(IT_SILU_AVX512)) return IT_SILU_AVX512;
+    if (cap >= IT_SILU_AVX2 && it_silu_runs(IT_SILU_AVX2)) return IT_SILU_AVX2;
     return IT_SILU_SCALAR;
 }
 
