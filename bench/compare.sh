@@ -57,8 +57,9 @@ for p in $PRECS; do
       echo "$p: skipped: $(tail -n 1 "$TMP/err")" | tee -a "$TMP/skipped"; continue
     fi
     if [ -z "$CALIB" ]; then
-      echo "calibrating int8 on 32 coco128 images (ref kernels, about 1 s per 640 image)..." >&2
-      "$CLI" calibrate --model "$MODEL" --images "$SHARED/coco128/images" --count 32 --out "$TMP/calib.json" 2>"$TMP/err" ||
+      echo "calibrating int8 on 32 coco128 images (cpu backend, fp32, about 0.15 s per 640 image on 2 cores)..." >&2
+      "$CLI" calibrate --model "$MODEL" --images "$SHARED/coco128/images" --count 32 --threads "$THREADS" \
+        --out "$TMP/calib.json" 2>"$TMP/err" ||
         { echo "$p: skipped: calibration failed: $(tail -n 1 "$TMP/err")" | tee -a "$TMP/skipped"; continue; }
       CALIB=$TMP/calib.json
     fi

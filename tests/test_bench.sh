@@ -42,6 +42,8 @@ expect 2 "eval --precision fp64" "$CLI" eval --model "$M" --precision fp64 --ima
 expect 2 "calibrate --method foo" "$CLI" calibrate --model "$M" --images "$SHARED/images" --method foo
 expect 2 "calibrate without --images" "$CLI" calibrate --model "$M"
 expect 2 "calibrate --count 0" "$CLI" calibrate --model "$M" --images "$SHARED/images" --count 0
+expect 2 "calibrate --backend foo" "$CLI" calibrate --model "$M" --images "$SHARED/images" --backend foo
+expect 2 "calibrate --threads 0" "$CLI" calibrate --model "$M" --images "$SHARED/images" --threads 0
 
 check_json() { # check_json FILE MODE BATCHES
   $PY - "$1" "$2" "$3" <<'PY'
@@ -81,6 +83,12 @@ import json; d=json.load(open('$T/calib.json'))
 assert d['method']=='percentile' and d['images']==2 and d['model']=='yolo11n-320.onnx', d
 assert len(d['ranges'])>100 and all(lo<=hi for lo,hi in d['ranges'].values())" && ok || bad "calibration table content"
 grep -q "2/2 images" "$T/err" && ok || bad "calibrate reports progress"
+# the default is the cpu backend where it is compiled in; --backend ref the ref kernels
+if "$CLI" version 2>&1 | grep -q "cpu"; then
+  grep -q "on the cpu backend" "$T/err" && ok || bad "calibrate runs on the cpu backend: $(head -n 1 "$T/err")"
+fi
+expect 0 "calibrate --backend ref" "$CLI" calibrate --model "$M" --images "$SHARED/images" --count 1 --backend ref --out "$T/calib-ref.json"
+grep -q "on the ref kernels" "$T/err" && ok || bad "calibrate --backend ref runs the ref kernels"
 expect 0 "bench --calib" "$CLI" bench --model "$M" --calib "$T/calib.json" --iterations 1 --warmup 0 --json
 expect 0 "detect --calib" "$CLI" detect --model "$M" --precision fp32 --calib "$T/calib.json" "$SHARED/images/bus.jpg"
 printf '{"ranges":{"x":[2,1]}}' > "$T/broken.json"

@@ -1,5 +1,7 @@
 /* Calibration: ranges collected on real images cover every Conv input, are ordered, and
- * survive a save/load round trip; bad table files fail with messages naming the problem. */
+ * survive a save/load round trip; bad table files fail with messages naming the problem.
+ * The cpu backend's tables (the whole plan per image, every activation kept) match the
+ * ref kernels' (one step at a time): the same names, the same ranges up to fp32 rounding. */
 #include "check.h"
 #include "runtime/calibrate.h"
 #include "runtime/model.h"
@@ -26,12 +28,14 @@ static int letterbox_file(const char *path, int h, int w, float *dst) {
     return st == ITSCAM_OK ? 0 : -1;
 }
 
-static it_calib *collect(const itscam_model *m, const char *const *imgs, int n, it_calib_method method) {
+static it_calib *collect(const itscam_model *m, const char *const *imgs, int n, it_calib_method method,
+                         const it_calib_exec *ex) {
     it_calib_collector *c = NULL;
     it_calib *out = NULL;
     float *in = it_malloc(sizeof(float) * 3 * 320 * 320);
     CHECK(in != NULL);
-    CHECK_OK(it_calib_collect_begin(m->g, 320, 320, method, 99.99, &c));
+    CHECK_OK(it_calib_collect_begin_with(m->g, 320, 320, method, 99.99, ex, &c));
+    if (c) CHECK(!strcmp(it_calib_collect_backend(c), ex ? ex->backend->name : "ref"));
     for (int i = 0; c && in && i < n; i++) {
         CHECKF(letterbox_file(imgs[i], 320, 320, in) == 0, "%s", imgs[i]);
         CHECK_OK(it_calib_collect_add(c, in));
@@ -41,6 +45,61 @@ static it_calib *collect(const itscam_model *m, const char *const *imgs, int n, 
     it_calib_collect_free(c);
     it_free(in);
     return out;
+}
+
+/* The largest difference between two tables' ranges, relative to each range's span;
+ * -1 when their names differ. */
+static double table_diff(const it_calib *want, const it_calib *got, const char **worst) {
+    if (want->n != got->n) return -1;
+    double d = 0;
+    for (int i = 0; i < want->n; i++) {
+        float lo, hi;
+        if (it_calib_range(got, want->names[i], &lo, &hi) != 0) return -1;
+        double span = fmax((double)want->hi[i] - want->lo[i], 1e-6);
+        double e = fmax(fabs((double)lo - want->lo[i]), fabs((double)hi - want->hi[i])) / span;
+        if (e > d) d = e, *worst = want->names[i];
+    }
+    return d;
+}
+
+/* The cpu backend's tables against the ref kernels' (pc, mm) on the same images. The
+ * activations differ by fp32 rounding (oneDNN sums in another order, its SiLU is another
+ * polynomial): the extremes by ~1e-5 of the span. A percentile is read from a histogram of
+ * 2048 bins (widened to span/1024 at worst) and interpolated inside its bin, so a value
+ * that crosses a bin edge in the sparse tail moves it by up to about one bin: measured
+ * up to 1.1e-3 of the span (yolo11n at 640, 4 coco128 images), hence 2.5e-3. */
+static void compare_backends(const itscam_model *m, const char *const *imgs, int n, const it_calib *pc,
+                             const it_calib *mm) {
+    const it_backend *cpu = it_backend_find("cpu");
+    char why[256] = "";
+    if (!cpu || !it_backend_usable(cpu, why, sizeof why)) {
+        printf("  cpu vs ref: skipped, the cpu backend is %s %s\n", cpu ? "unusable:" : "not compiled in", why);
+        return;
+    }
+    /* over the memory bound: refused, saying how much, nothing returned */
+    it_calib_exec tiny = { .backend = cpu, .max_bytes = 1 << 20 };
+    it_calib_collector *c = NULL;
+    CHECK(it_calib_collect_begin_with(m->g, 320, 320, IT_CALIB_MINMAX, 0, &tiny, &c) == ITSCAM_ERR_NOMEM && !c);
+    CHECKF(strstr(itscam_last_error(), "MiB limit") != NULL, "%s", itscam_last_error());
+    it_calib_exec ex = { .backend = cpu };
+    CHECK_OK(it_calib_collect_begin_with(m->g, 320, 320, IT_CALIB_MINMAX, 0, &ex, &c));
+    if (c) printf("  cpu backend: %.1f MiB held at 320x320\n", (double)it_calib_collect_memory(c) / (1 << 20));
+    it_calib_collect_free(c);
+
+    it_calib *cpc = collect(m, imgs, n, IT_CALIB_PERCENTILE, &ex);
+    it_calib *cmm = collect(m, imgs, n, IT_CALIB_MINMAX, &ex);
+    CHECK(cpc && cmm);
+    if (cpc && cmm) {
+        const char *wp = "", *wm = "";
+        double dp = table_diff(pc, cpc, &wp), dm = table_diff(mm, cmm, &wm);
+        printf("  cpu vs ref: %d ranges; minmax within %.2g of the span (%s), percentile within %.2g (%s)\n",
+               cpc->n, dm, wm, dp, wp);
+        CHECKF(dm >= 0 && dp >= 0, "the cpu and ref tables name different values (%d, %d ranges)", cpc->n, pc->n);
+        CHECKF(dm < 1e-4, "minmax: %s differs by %.3g of its span", wm, dm);
+        CHECKF(dp < 2.5e-3, "percentile: %s differs by %.3g of its span", wp, dp);
+    }
+    it_calib_free(cpc);
+    it_calib_free(cmm);
 }
 
 /* Write `text` to a temporary file and expect it_calib_load to fail naming `needle`. */
@@ -87,8 +146,8 @@ int main(void) {
     CHECK(it_calib_collect_begin(m->g, 320, 320, IT_CALIB_PERCENTILE, 20.0, &bad) == ITSCAM_ERR_INVALID_ARG && !bad);
     CHECK(it_calib_collect_begin(m->g, 0, 320, IT_CALIB_MINMAX, 0, &bad) == ITSCAM_ERR_INVALID_ARG && !bad);
 
-    it_calib *pc = collect(m, imgs, 2, IT_CALIB_PERCENTILE);
-    it_calib *mm = collect(m, imgs, 2, IT_CALIB_MINMAX);
+    it_calib *pc = collect(m, imgs, 2, IT_CALIB_PERCENTILE, NULL);
+    it_calib *mm = collect(m, imgs, 2, IT_CALIB_MINMAX, NULL);
     CHECK(pc && mm);
     if (pc && mm) {
         CHECK(!strcmp(pc->method, "percentile") && !strcmp(mm->method, "minmax"));
@@ -134,6 +193,7 @@ int main(void) {
         it_calib_free(back);
         remove(path);
     }
+    if (pc && mm) compare_backends(m, imgs, 2, pc, mm);
     it_calib_free(pc);
     it_calib_free(mm);
     itscam_model_free(m);

@@ -1,4 +1,7 @@
-/* Calibration: measure activation ranges by running the ref kernels one step at a time. */
+/* Calibration: measure activation ranges, either with a backend running the whole plan
+ * once per input (every tracked value kept alive and read from its plain copy after the
+ * run) or with the ref kernels one step at a time (recording each step's outputs before
+ * the arena reuses their memory). */
 #include "runtime/calibrate.h"
 #include "graph/plan.h"
 
@@ -20,7 +23,13 @@ typedef struct tracked {
 
 struct it_calib_collector {
     const it_graph *g;
-    it_plan *p;
+    it_plan *p;            /* planned on g (ref), or on `view` (a backend) */
+    const it_backend *be;  /* NULL: the ref kernels, one step at a time */
+    void *prog;            /* be's program for p */
+    it_graph view;         /* g with every tracked value made a graph output */
+    it_value *view_values; /* owned arrays of the view; everything else is g's */
+    int *view_outputs;
+    size_t mem_bytes;      /* activations (+ the backend's working memory) */
     it_calib_method method;
     double percentile;
     int n_added;
@@ -31,10 +40,14 @@ struct it_calib_collector {
 
 void it_calib_collect_free(it_calib_collector *c) {
     if (!c) return;
+    /* the program points into the plan, the plan into the view */
+    if (c->prog) c->be->destroy(c->prog);
+    it_plan_free(c->p);
+    it_free(c->view_values);
+    it_free(c->view_outputs);
     for (int i = 0; i < c->n_tr; i++) it_free(c->tr[i].hist);
     it_free(c->tr);
     it_free(c->track_of);
-    it_plan_free(c->p);
     it_free(c);
 }
 
@@ -49,22 +62,97 @@ static itscam_status track(it_calib_collector *c, int v) {
     return ITSCAM_OK;
 }
 
-itscam_status it_calib_collect_begin(const it_graph *g, int h, int w, it_calib_method method, double percentile,
-                                     it_calib_collector **out) {
+static double mib(size_t b) { return (double)b / (1024.0 * 1024.0); }
+
+/* The backend path: plan a view of the graph in which every tracked value is a graph
+ * output, so that the arena keeps them all alive to the end of the run and the backend
+ * writes a plain NCHW copy of each into its arena slot. The view shares everything with
+ * g but the values (for is_output) and the outputs list. Marking the tracked values
+ * changes no fusion: Conv+Sigmoid+Mul fuses only when the Conv's and the Sigmoid's own
+ * outputs have no other reader, and those are not step outputs of the fused plan, so not
+ * tracked. The step outputs are checked to be the same all the same. */
+static itscam_status begin_backend(it_calib_collector *c, const it_tensor *in, const it_calib_exec *ex) {
+    const it_graph *g = c->g;
+    size_t limit = ex->max_bytes ? ex->max_bytes : IT_CALIB_MAX_BYTES;
+    c->view = *g;
+    c->view_values = it_malloc(sizeof *c->view_values * (size_t)(g->n_values ? g->n_values : 1));
+    c->view_outputs = it_malloc(sizeof(int) * (size_t)(g->n_outputs + c->n_tr + 1));
+    if (!c->view_values || !c->view_outputs) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
+    memcpy(c->view_values, g->values, sizeof *c->view_values * (size_t)g->n_values);
+    int n_out = 0;
+    for (int k = 0; k < g->n_outputs; k++) c->view_outputs[n_out++] = g->outputs[k];
+    for (int i = 0; i < c->n_tr; i++) {
+        int v = c->tr[i].v;
+        if (!c->view_values[v].is_output) c->view_outputs[n_out++] = v;
+        c->view_values[v].is_output = 1;
+    }
+    c->view.values = c->view_values;
+    c->view.outputs = c->view_outputs;
+    c->view.n_outputs = n_out;
+
+    it_plan *vp = NULL;
+    itscam_status st = it_plan_create_unbound(&c->view, in, 1, &vp);
+    if (st != ITSCAM_OK) return st;
+    it_plan_free(c->p);
+    c->p = vp;
+    int n_seen = 0;
+    for (int i = 0; i < vp->n_steps; i++)
+        for (int k = 0; k < vp->steps[i].n_out; k++) {
+            int v = vp->steps[i].out[k];
+            if (v < 0 || vp->t[v].dtype != IT_F32 || vp->folded[v]) continue;
+            if (c->track_of[v] < 0)
+                return it_err(ITSCAM_ERR_INTERNAL, "%s: calibration plan differs: '%s' is not tracked", g->path,
+                              g->values[v].name);
+            n_seen++;
+        }
+    if (n_seen + 1 != c->n_tr) /* + the graph input */
+        return it_err(ITSCAM_ERR_INTERNAL, "%s: calibration plan differs: %d step outputs, %d tracked", g->path,
+                      n_seen, c->n_tr - 1);
+    if (vp->arena_bytes > limit)
+        return it_err(ITSCAM_ERR_NOMEM,
+                      "%s: calibration on the %s backend keeps every activation alive at once: %.0f MiB, above "
+                      "the %.0f MiB limit", g->path, c->be->name, mib(vp->arena_bytes), mib(limit));
+    uint8_t *arena = it_aligned_alloc(vp->arena_bytes ? vp->arena_bytes : IT_ALIGN);
+    if (!arena) return it_err(ITSCAM_ERR_NOMEM, "cannot allocate a %zu-byte activation arena", vp->arena_bytes);
+    it_plan_bind(vp, arena);
+    vp->arena_owned = 1;
+    it_backend_opts bo = { .threads = ex->threads, .precision = IT_PREC_FP32, .device = -1 };
+    if ((st = c->be->compile(vp, &bo, &c->prog)) != ITSCAM_OK) {
+        c->prog = NULL;
+        return it_err_prefix(st, "%s backend", c->be->name);
+    }
+    /* the program's layout copies and scratchpad, allocated now but mostly not yet touched */
+    c->mem_bytes = vp->arena_bytes + (c->be->workspace_bytes ? c->be->workspace_bytes(c->prog) : 0);
+    if (c->mem_bytes > limit)
+        return it_err(ITSCAM_ERR_NOMEM,
+                      "%s: calibration on the %s backend needs %.0f MiB (activations and their layout copies), "
+                      "above the %.0f MiB limit", g->path, c->be->name, mib(c->mem_bytes), mib(limit));
+    return ITSCAM_OK;
+}
+
+itscam_status it_calib_collect_begin_with(const it_graph *g, int h, int w, it_calib_method method, double percentile,
+                                          const it_calib_exec *ex, it_calib_collector **out) {
     if (!g || !out || h <= 0 || w <= 0) return it_err(ITSCAM_ERR_INVALID_ARG, "it_calib_collect_begin: bad arguments");
     *out = NULL;
     if (method == IT_CALIB_PERCENTILE && !(percentile > 50 && percentile <= 100))
         return it_err(ITSCAM_ERR_INVALID_ARG, "calibration percentile %g is outside (50, 100]", percentile);
     if (g->n_inputs != 1)
         return it_err(ITSCAM_ERR_UNSUPPORTED, "%s: calibration needs a model with one input, not %d", g->path, g->n_inputs);
+    const it_backend *be = ex ? ex->backend : NULL;
+    if (be && be->kind != IT_BACKEND_HOST)
+        return it_err(ITSCAM_ERR_UNSUPPORTED, "calibration reads activations in host memory: the %s backend "
+                      "is not a host backend", be->name);
     it_calib_collector *c = it_calloc(1, sizeof *c);
     if (!c) return it_err(ITSCAM_ERR_NOMEM, "out of memory");
     c->g = g;
+    c->be = be;
     c->method = method;
     c->percentile = percentile;
     it_tensor in = { .dtype = IT_F32, .ndim = 4, .dims = { 1, 3, h, w } };
-    itscam_status st = it_plan_create(g, &in, 1, &c->p);
+    /* the ref path runs this plan; the backend path only learns from it what to track */
+    itscam_status st = be ? it_plan_create_unbound(g, &in, 1, &c->p) : it_plan_create(g, &in, 1, &c->p);
     if (st != ITSCAM_OK) goto fail;
+    c->mem_bytes = c->p->arena_bytes;
     /* At most one tracked value per graph value: the input plus every step output. */
     c->track_of = it_malloc(sizeof(int) * (size_t)g->n_values);
     c->tr = it_calloc((size_t)g->n_values, sizeof *c->tr);
@@ -74,12 +162,22 @@ itscam_status it_calib_collect_begin(const it_graph *g, int h, int w, it_calib_m
     for (int i = 0; i < c->p->n_steps; i++)
         for (int k = 0; k < c->p->steps[i].n_out; k++)
             if ((st = track(c, c->p->steps[i].out[k])) != ITSCAM_OK) goto fail;
+    if (be && (st = begin_backend(c, &in, ex)) != ITSCAM_OK) goto fail;
     *out = c;
     return ITSCAM_OK;
 fail:
     it_calib_collect_free(c);
     return st;
 }
+
+itscam_status it_calib_collect_begin(const it_graph *g, int h, int w, it_calib_method method, double percentile,
+                                     it_calib_collector **out) {
+    return it_calib_collect_begin_with(g, h, w, method, percentile, NULL, out);
+}
+
+const char *it_calib_collect_backend(const it_calib_collector *c) { return c && c->be ? c->be->name : "ref"; }
+
+size_t it_calib_collect_memory(const it_calib_collector *c) { return c ? c->mem_bytes : 0; }
 
 /* Double the bin width keeping `base`: bins 2j and 2j+1 become bin j. */
 static void widen_up(tracked *t) {
@@ -98,12 +196,84 @@ static void widen_down(tracked *t) {
     t->w *= 2;
 }
 
-static void record(tracked *t, const float *x, int64_t n) {
-    float mn = INFINITY, mx = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        if (x[i] < mn) mn = x[i];
-        if (x[i] > mx) mx = x[i];
+/* Extremes of x, and whether it holds a NaN or an infinity. GCC/Clang vector extensions
+ * (portable, no -march), four lanes at a time: with a branchy or mixed-type loop the
+ * compiler keeps this scalar, and this pass reads every activation once per image. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static v4f vsel(v4i m, v4f a, v4f b) { return (v4f)(((v4i)a & m) | ((v4i)b & ~m)); }
+
+static void extremes(const float *x, int64_t n, float *mn_out, float *mx_out, int *nonfinite) {
+    v4f mn = { INFINITY, INFINITY, INFINITY, INFINITY }, mx = -mn, z = { 0, 0, 0, 0 };
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v4f v;
+        memcpy(&v, x + i, sizeof v);
+        mn = vsel(v < mn, v, mn); /* a NaN compares false: ignored */
+        mx = vsel(v > mx, v, mx);
+        z += v - v;               /* 0, or NaN for a NaN or an infinity */
     }
+    float lo = INFINITY, hi = -INFINITY, zs = 0;
+    for (int j = 0; j < 4; j++) {
+        lo = mn[j] < lo ? mn[j] : lo;
+        hi = mx[j] > hi ? mx[j] : hi;
+        zs += z[j];
+    }
+    for (; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+        zs += x[i] - x[i];
+    }
+    *mn_out = lo;
+    *mx_out = hi;
+    *nonfinite = zs != zs;
+}
+
+/* Count x (finite, all inside the histogram's span up to rounding) into t->hist. The bin
+ * indices of a block are computed first (a loop the compiler vectorizes), then counted
+ * into four interleaved 32-bit sub-histograms, so that runs of one value (a ReLU's or a
+ * padded image's) do not wait on the previous increment of the same counter. */
+#define HIST_BLOCK 1024
+#define HIST_WAYS 4
+static void count_bins(tracked *t, const float *x, int64_t n) {
+    uint32_t sub[HIST_WAYS][HIST_BINS];
+    int32_t idx[HIST_BLOCK];
+    memset(sub, 0, sizeof sub);
+    const double base = t->base, inv = 1.0 / t->w, top = HIST_BINS - 1;
+    int64_t since_flush = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += HIST_BLOCK) {
+        int m = (int)(n - i0 < HIST_BLOCK ? n - i0 : HIST_BLOCK);
+        const float *xb = x + i0;
+        for (int i = 0; i < m; i++) {
+            double d = ((double)xb[i] - base) * inv;
+            d = d > 0 ? d : 0;
+            d = d < top ? d : top;
+            idx[i] = (int32_t)d;
+        }
+        int i = 0;
+        for (; i + HIST_WAYS <= m; i += HIST_WAYS)
+            for (int k = 0; k < HIST_WAYS; k++) sub[k][idx[i + k]]++;
+        for (; i < m; i++) sub[0][idx[i]]++;
+        /* 32-bit counters: fold into the 64-bit ones before any could wrap */
+        since_flush += m;
+        if (since_flush >= ((int64_t)1 << 31) || i0 + m >= n) {
+            for (int b = 0; b < HIST_BINS; b++) {
+                uint64_t sum = 0;
+                for (int k = 0; k < HIST_WAYS; k++) sum += sub[k][b];
+                t->hist[b] += sum;
+            }
+            memset(sub, 0, sizeof sub);
+            since_flush = 0;
+        }
+    }
+    t->total += (uint64_t)n;
+}
+
+static void record(tracked *t, const float *x, int64_t n) {
+    float mn, mx;
+    int nonfinite;
+    extremes(x, n, &mn, &mx, &nonfinite);
     if (!(mn <= mx) || isinf(mn) || isinf(mx)) return; /* nothing finite to learn from */
     if (!t->seen) {
         t->mn = mn;
@@ -121,12 +291,16 @@ static void record(tracked *t, const float *x, int64_t n) {
         }
         while (mx >= t->base + t->w * HIST_BINS) widen_up(t);
         while (mn < t->base) widen_down(t);
-        double inv = 1.0 / t->w;
-        for (int64_t i = 0; i < n; i++) {
-            if (isnan(x[i])) continue;
-            int64_t b = (int64_t)(((double)x[i] - t->base) * inv);
-            t->hist[b < 0 ? 0 : b >= HIST_BINS ? HIST_BINS - 1 : b]++;
-            t->total++;
+        if (!nonfinite) {
+            count_bins(t, x, n);
+        } else { /* rare (infinities end above): skip the NaNs one by one */
+            double inv = 1.0 / t->w;
+            for (int64_t i = 0; i < n; i++) {
+                if (isnan(x[i])) continue;
+                int64_t b = (int64_t)(((double)x[i] - t->base) * inv);
+                t->hist[b < 0 ? 0 : b >= HIST_BINS ? HIST_BINS - 1 : b]++;
+                t->total++;
+            }
         }
     }
     t->seen = 1;
@@ -145,12 +319,20 @@ itscam_status it_calib_collect_add(it_calib_collector *c, const float *input) {
     it_tensor *it = &c->p->t[in];
     memcpy(it->data, input, it->nbytes);
     record_value(c, in);
-    /* Record right after each step: the arena reuses a value's memory once its last
-     * consumer has run. */
-    for (int i = 0; i < c->p->n_steps; i++) {
-        itscam_status st = it_run_step_ref(c->p, i);
-        if (st != ITSCAM_OK) return st;
-        for (int k = 0; k < c->p->steps[i].n_out; k++) record_value(c, c->p->steps[i].out[k]);
+    if (c->be) {
+        /* every tracked value outlives the run, in plain NCHW in its arena slot */
+        itscam_status st = c->be->run(c->prog);
+        if (st != ITSCAM_OK) return it_err_prefix(st, "%s backend", c->be->name);
+        for (int i = 0; i < c->p->n_steps; i++)
+            for (int k = 0; k < c->p->steps[i].n_out; k++) record_value(c, c->p->steps[i].out[k]);
+    } else {
+        /* Record right after each step: the arena reuses a value's memory once its last
+         * consumer has run. */
+        for (int i = 0; i < c->p->n_steps; i++) {
+            itscam_status st = it_run_step_ref(c->p, i);
+            if (st != ITSCAM_OK) return st;
+            for (int k = 0; k < c->p->steps[i].n_out; k++) record_value(c, c->p->steps[i].out[k]);
+        }
     }
     c->n_added++;
     return ITSCAM_OK;

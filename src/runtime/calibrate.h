@@ -1,8 +1,11 @@
-/* Calibration: run a model step by step on the ref kernels over sample inputs and measure
- * the range of every float activation, for the int8 tables that `itscam calibrate` writes. */
+/* Calibration: run a model over sample inputs and measure the range of every float
+ * activation, for the int8 tables that `itscam calibrate` writes. Either a host backend
+ * (the cpu backend, fp32) runs the whole plan once per input with every activation kept
+ * alive, or the ref kernels run it one step at a time; both record the same values. */
 #ifndef ITSCAM_CALIBRATE_H
 #define ITSCAM_CALIBRATE_H
 
+#include "backend/backend.h"
 #include "graph/calib.h"
 
 typedef enum it_calib_method {
@@ -13,10 +16,32 @@ typedef enum it_calib_method {
 
 typedef struct it_calib_collector it_calib_collector;
 
+/* A backend run keeps every activation alive at once (yolo11n at 640 on the cpu backend:
+ * 281 MiB, activations and their blocked-layout copies); above this it is refused. */
+#define IT_CALIB_MAX_BYTES ((size_t)2 << 30)
+
+/* How to run the model while collecting. */
+typedef struct it_calib_exec {
+    const it_backend *backend; /* a host backend (run in fp32); NULL: the ref kernels, one step
+                                  at a time, holding only what the normal plan holds */
+    int threads;               /* backend threads; 0: its default (the cpu backend's: physical cores) */
+    size_t max_bytes;          /* refuse (ITSCAM_ERR_NOMEM, saying how much) a backend run that
+                                  would hold more; 0: IT_CALIB_MAX_BYTES */
+} it_calib_exec;
+
 /* Plan the graph for one [1,3,h,w] float input (g must have one input) and get ready to
- * collect. `percentile` (e.g. 99.99) is used by IT_CALIB_PERCENTILE only. */
+ * collect. `percentile` (e.g. 99.99) is used by IT_CALIB_PERCENTILE only. ex NULL: the
+ * ref kernels. A backend that cannot compile the plan, or that would need more memory
+ * than allowed, fails here; the caller may then fall back to ex NULL. */
+itscam_status it_calib_collect_begin_with(const it_graph *g, int h, int w, it_calib_method method, double percentile,
+                                          const it_calib_exec *ex, it_calib_collector **out);
+/* The same on the ref kernels. */
 itscam_status it_calib_collect_begin(const it_graph *g, int h, int w, it_calib_method method, double percentile,
                                      it_calib_collector **out);
+/* "ref" or the backend's name. */
+const char *it_calib_collect_backend(const it_calib_collector *c);
+/* Bytes the collector holds for activations (and the backend's working memory). */
+size_t it_calib_collect_memory(const it_calib_collector *c);
 /* Run the model on one input of 3*h*w floats and fold every float value's range in. */
 itscam_status it_calib_collect_add(it_calib_collector *c, const float *input);
 /* Number of inputs added so far. */
