@@ -10,7 +10,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #define MAX_CONFIGS 16
 #define MAX_ITERS 100000
@@ -51,11 +50,6 @@ void cli_bench_usage(FILE *f) {
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-static long long peak_rss_bytes(void) {
-    struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : 0; /* KiB on Linux */
 }
 
 typedef struct stages {
@@ -300,7 +294,7 @@ int cli_bench(int argc, char **argv) {
         qsort(lat, (size_t)n, sizeof *lat, cmp_double);
         double ips = total > 0 ? n * b * 1000.0 / total : 0;
         stages mean = { acc.decode / n, acc.preprocess / n, acc.inference / n, acc.postprocess / n };
-        long long rss = peak_rss_bytes();
+        long long rss = it_peak_rss_bytes();
         have_moves = have_moves &&
                      itscam_backend_get_counters(itscam_session_backend(det ? itscam_detector_session(det) : s), &c1) == ITSCAM_OK &&
                      c1.runs > c0.runs;

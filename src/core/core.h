@@ -58,6 +58,15 @@ double it_percentile(const double *sorted, size_t n, double p);
 /* Physical cores this process may run on (SMT siblings count once), from its affinity
  * mask; the online cpus when the mask cannot be read; at least 1. Thread-safe. */
 int it_physical_cores(void);
+/* Resident memory of this process in bytes: now (VmRSS), and the peak (VmHWM: the most
+ * since start or since the last it_peak_rss_reset; getrusage's ru_maxrss where /proc is
+ * unreadable). 0 when unknown. Thread-safe. */
+long long it_rss_bytes(void);
+long long it_peak_rss_bytes(void);
+/* Restart the peak at the current resident size (Linux 4.0+: /proc/self/clear_refs), so
+ * that the peak of one phase can be told from those before it. 0, or -1 when the kernel
+ * refuses (the peak then still counts from the start). */
+int it_peak_rss_reset(void);
 
 /* Read a whole file into a fresh buffer (it_free). Fails with ITSCAM_ERR_IO naming path. */
 itscam_status it_read_file(const char *path, uint8_t **out, size_t *len, size_t max_len);

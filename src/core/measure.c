@@ -1,10 +1,12 @@
-/* Measurement helpers shared by the library and the tools: percentiles of timing samples
- * and the number of physical cores to run on. */
+/* Measurement helpers shared by the library and the tools: percentiles of timing samples,
+ * the number of physical cores to run on and the process's resident memory. */
 #include "core/core.h"
 
 #include <math.h>
 #include <sched.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 double it_percentile(const double *sorted, size_t n, double p) {
@@ -37,6 +39,42 @@ int it_physical_cores(void) {
         if (first == c || first < 0 || first >= CPU_SETSIZE || !CPU_ISSET(first, &set)) cores++;
     }
     return cores > 0 ? cores : 1;
+}
+
+/* A "Name:   123 kB" line of /proc/self/status in bytes; -1 when absent. */
+static long long proc_status_bytes(const char *name) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long long v = -1;
+    size_t n = strlen(name);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, name, n) && line[n] == ':') {
+            if (sscanf(line + n + 1, "%lld", &v) == 1) v *= 1024; /* always kB */
+            else v = -1;
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+long long it_rss_bytes(void) {
+    long long v = proc_status_bytes("VmRSS");
+    return v > 0 ? v : 0;
+}
+
+long long it_peak_rss_bytes(void) {
+    long long v = proc_status_bytes("VmHWM");
+    if (v > 0) return v;
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : 0; /* KiB on Linux */
+}
+
+int it_peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    int ok = fputs("5", f) >= 0; /* 5: reset the peak resident set size */
+    return fclose(f) == 0 && ok ? 0 : -1;
 }
 
 int it_cond_init_monotonic(pthread_cond_t *cv) {
