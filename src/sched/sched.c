@@ -432,6 +432,58 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+/* ---- settings at run time ---- */
+
+void it_sched_runtime_get(it_sched *s, it_sched_runtime *out) {
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->mu);
+    for (int l = 0; l < IT_SCHED_NPRIO; l++) {
+        out->max_delay_ms[l] = s->p.max_delay_ms[l];
+        out->queue_limit[l] = s->p.queue_limit[l];
+    }
+    out->n_preferred = s->p.n_preferred;
+    memcpy(out->preferred_batch, s->p.preferred_batch, sizeof out->preferred_batch);
+    pthread_mutex_unlock(&s->mu);
+}
+
+itscam_status it_sched_runtime_set(it_sched *s, const it_sched_runtime *rt) {
+    if (!s || !rt) return it_err(ITSCAM_ERR_INVALID_ARG, "it_sched_runtime_set: NULL argument");
+    for (int l = 0; l < IT_SCHED_NPRIO; l++) {
+        if (rt->max_delay_ms[l] < 0 || rt->max_delay_ms[l] > IT_SCHED_MAX_DELAY_MS)
+            return it_err(ITSCAM_ERR_INVALID_ARG, "%s: max_delay_ms for %s must be 0..%d ms, got %d", s->name,
+                          it_sched_prio_name(l), IT_SCHED_MAX_DELAY_MS, rt->max_delay_ms[l]);
+        if (rt->queue_limit[l] < 1)
+            return it_err(ITSCAM_ERR_INVALID_ARG, "%s: queue_limit for %s must be at least 1, got %d", s->name,
+                          it_sched_prio_name(l), rt->queue_limit[l]);
+    }
+    if (rt->n_preferred < 0 || rt->n_preferred > IT_SCHED_MAX_PREFERRED)
+        return it_err(ITSCAM_ERR_INVALID_ARG, "%s: %d preferred batch sizes (at most %d)", s->name, rt->n_preferred,
+                      IT_SCHED_MAX_PREFERRED);
+    for (int i = 0; i < rt->n_preferred; i++) {
+        int b = rt->preferred_batch[i];
+        if (b < 1 || b > s->max_batch)
+            return it_err(ITSCAM_ERR_INVALID_ARG,
+                          "%s: preferred batch size %d is outside 1..%d (the max_batch it runs with; a larger one "
+                          "needs a restart)", s->name, b, s->max_batch);
+        if (i > 0 && b <= rt->preferred_batch[i - 1])
+            return it_err(ITSCAM_ERR_INVALID_ARG, "%s: preferred batch sizes must be ascending, got %d after %d",
+                          s->name, b, rt->preferred_batch[i - 1]);
+    }
+    pthread_mutex_lock(&s->mu);
+    for (int l = 0; l < IT_SCHED_NPRIO; l++) {
+        s->p.max_delay_ms[l] = rt->max_delay_ms[l];
+        s->p.queue_limit[l] = rt->queue_limit[l];
+        /* The adaptive delay only ever moves within [0, max]; a fixed one is the max. */
+        if (!s->p.adaptive_delay || s->adapt_ms[l] > rt->max_delay_ms[l]) s->adapt_ms[l] = rt->max_delay_ms[l];
+    }
+    memset(s->p.preferred_batch, 0, sizeof s->p.preferred_batch);
+    memcpy(s->p.preferred_batch, rt->preferred_batch, sizeof(int) * (size_t)rt->n_preferred);
+    s->p.n_preferred = rt->n_preferred;
+    pthread_cond_broadcast(&s->cv); /* a worker waiting for company recomputes its due time */
+    pthread_mutex_unlock(&s->mu);
+    return ITSCAM_OK;
+}
+
 /* ---- life cycle ---- */
 
 /* 1, the preferred sizes, max_batch; beyond IT_SESSION_PLANS keep 1 and the largest. */

@@ -149,4 +149,26 @@ const char *it_sched_active_backend(it_sched *s); /* worker 0's last run ("cpu" 
 int it_sched_output_dims(it_sched *s, int64_t dims[8], int *ndim);
 int it_sched_max_batch(it_sched *s);
 
+/* The settings that can change while the scheduler runs: the longest wait to fill a batch
+ * per level, the preferred batch sizes (when a batch is dispatched without waiting) and
+ * the queue limits (beyond which submissions are shed with IT_SCHED_QUEUE_FULL).
+ * Workers, threads, precision and max_batch need a new scheduler. */
+typedef struct it_sched_runtime {
+    int max_delay_ms[IT_SCHED_NPRIO];             /* 0..IT_SCHED_MAX_DELAY_MS */
+    int preferred_batch[IT_SCHED_MAX_PREFERRED];  /* ascending, each 1..max_batch */
+    int n_preferred;                              /* 0: dispatch at max_batch */
+    int queue_limit[IT_SCHED_NPRIO];              /* >= 1 */
+} it_sched_runtime;
+#define IT_SCHED_MAX_DELAY_MS 3600000
+
+/* The settings in force (one consistent snapshot). */
+void it_sched_runtime_get(it_sched *s, it_sched_runtime *out);
+/* Check rt against this scheduler (ranges, ascending sizes, none above max_batch) and
+ * put it in force at once, all or nothing: the next batch formed and the next submission
+ * see the new values, and a worker waiting to fill a batch re-evaluates now. An adaptive
+ * delay above its new maximum is lowered to it. The batch sizes the workers execute (and
+ * warmed up) stay those chosen at start: a new preferred size is reached by running
+ * chunks of them. ITSCAM_ERR_INVALID_ARG with itscam_last_error() naming the value. */
+itscam_status it_sched_runtime_set(it_sched *s, const it_sched_runtime *rt);
+
 #endif
