@@ -1240,12 +1240,40 @@ static int strategy_sets(const strategy *st, const setting *s) {
     return 0;
 }
 
+/* Every section and setting of c as commented YAML: help, default and environment
+ * variable above each key; `marked(s)` adds `mark` to a setting's comment. */
+static int write_settings(FILE *f, const srv_config *c, int (*marked)(const void *ctx, const setting *s),
+                          const void *ctx, const char *mark, char *err, size_t errlen) {
+    srv_config def;
+    srv_config_defaults(&def);
+    char value[MAX_VALUE_TEXT], dv[MAX_VALUE_TEXT], env[MAX_NAME];
+    for (size_t si = 0; si < N_SECTIONS; si++) {
+        fprintf(f, "\n# %s\n%s:\n", sections[si].help, sections[si].name);
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+            const setting *s = &settings[i];
+            if (strcmp(s->section, sections[si].name)) continue;
+            format_value(value, sizeof value, s, c);
+            format_value(dv, sizeof dv, s, &def);
+            env_name(s, env, sizeof env);
+            fprintf(f, "  # %s. Default: %s. Env: %s.%s%s\n", s->help, dv, env, marked(ctx, s) ? " " : "",
+                    marked(ctx, s) ? mark : "");
+            fprintf(f, "  %s: %s\n", s->key, value);
+        }
+    }
+    if (ferror(f)) {
+        seterr(err, errlen, "write error: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int strategy_marks(const void *ctx, const setting *s) { return strategy_sets(ctx, s); }
+
 int srv_config_write_strategy(FILE *f, const char *strategy_name, char *err, size_t errlen) {
     const strategy *st = find_strategy(strategy_name, err, errlen);
     if (!st) return -1;
-    srv_config c, def;
-    srv_config_defaults(&def);
-    c = def;
+    srv_config c;
+    srv_config_defaults(&c);
     if (apply(&c, st, err, errlen)) return -1;
     fprintf(f, "# itscam server configuration: strategy %s\n", st->name);
     /* Wrap the summary as a comment of at most about 90 columns. */
@@ -1264,25 +1292,24 @@ int srv_config_write_strategy(FILE *f, const char *strategy_name, char *err, siz
                "# models.models_dir before serving, then check the file with `itscam config --check FILE`.\n"
                "# Precedence: defaults < this file < ITSCAM__SECTION__KEY environment variables < flags.\n",
             st->name);
-    char value[MAX_VALUE_TEXT], dv[MAX_VALUE_TEXT], env[MAX_NAME];
-    for (size_t si = 0; si < N_SECTIONS; si++) {
-        fprintf(f, "\n# %s\n%s:\n", sections[si].help, sections[si].name);
-        for (size_t i = 0; i < N_SETTINGS; i++) {
-            const setting *s = &settings[i];
-            if (strcmp(s->section, sections[si].name)) continue;
-            format_value(value, sizeof value, s, &c);
-            format_value(dv, sizeof dv, s, &def);
-            env_name(s, env, sizeof env);
-            fprintf(f, "  # %s. Default: %s. Env: %s.%s\n", s->help, dv, env,
-                    strategy_sets(st, s) ? " Set by the strategy." : "");
-            fprintf(f, "  %s: %s\n", s->key, value);
-        }
-    }
-    if (ferror(f)) {
-        seterr(err, errlen, "write error: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    return write_settings(f, &c, strategy_marks, st, "Set by the strategy.", err, errlen);
+}
+
+/* A setting whose value in c differs from its default. */
+static int differs(const void *ctx, const setting *s) {
+    srv_config def;
+    srv_config_defaults(&def);
+    char a[MAX_VALUE_TEXT], b[MAX_VALUE_TEXT];
+    format_value(a, sizeof a, s, ctx);
+    format_value(b, sizeof b, s, &def);
+    return strcmp(a, b) != 0;
+}
+
+int srv_config_write(FILE *f, const srv_config *c, const char *header, const char *mark, char *err,
+                     size_t errlen) {
+    if (header && *header) fprintf(f, "%s%s", header, header[strlen(header) - 1] == '\n' ? "" : "\n");
+    fprintf(f, "# Precedence: defaults < this file < ITSCAM__SECTION__KEY environment variables < flags.\n");
+    return write_settings(f, c, differs, c, mark ? mark : "Not the default.", err, errlen);
 }
 
 /* ---- dump and usage ---- */

@@ -138,6 +138,14 @@ int srv_config_validate(srv_config *c, char *note, size_t notelen, char *err, si
  * sizes, queue delays, workers, threads and precision; everything else is the default).
  * Returns 0, or -1 for an unknown strategy. */
 int srv_config_write_strategy(FILE *f, const char *strategy, char *err, size_t errlen);
+/* Write c as a complete, commented YAML configuration that srv_config_load_file reads
+ * back to the same values: every section and setting with its help, default and
+ * environment variable. header: comment lines written first (each starting with "#");
+ * settings whose value is not the default get `mark` in their comment (NULL: "Not the
+ * default."). Passwords are written as "***", as in every dump.
+ * Returns 0, or -1 on a write error. */
+int srv_config_write(FILE *f, const srv_config *c, const char *header, const char *mark, char *err,
+                     size_t errlen);
 /* Apply a strategy's settings to c (used by `itscam serve --strategy`). */
 int srv_config_apply_strategy(srv_config *c, const char *strategy, char *err, size_t errlen);
 
