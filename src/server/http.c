@@ -41,6 +41,8 @@ static const http_route routes[] = {
     { HTTP_POST, "/v1/models/reload",                           api_reload,       0, 1, NULL },
     { HTTP_GET,  "/v1/backend",                                 api_backend_get,  0, 1, NULL },
     { HTTP_POST, "/v1/backend",                                 api_backend_set,  0, 1, NULL },
+    { HTTP_GET,  "/v1/admin/scheduler",                         api_scheduler_get,0, 1, NULL, HTTP_ADMIN },
+    { HTTP_PUT,  "/v1/admin/scheduler",                         api_scheduler_put,0, 1, NULL, HTTP_ADMIN },
     { HTTP_GET,  "/metrics",                                    api_metrics,      0, 1, NULL, HTTP_RESERVED },
     { HTTP_GET,  "/v1/cameras",                                 api_cameras_list, 0, 1, NULL },
     { HTTP_POST, "/v1/cameras",                                 api_camera_create,0, 1, NULL },
@@ -118,6 +120,7 @@ static unsigned method_bit(const char *method) {
     if (!strcmp(method, "POST")) return HTTP_POST;
     if (!strcmp(method, "PATCH")) return HTTP_PATCH;
     if (!strcmp(method, "DELETE")) return HTTP_DELETE;
+    if (!strcmp(method, "PUT")) return HTTP_PUT;
     return 0;
 }
 
@@ -460,8 +463,8 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
         if (!path_row) return http_respond_error(r, 404, "no route %s %s", method, url);
         r->route_label = label_of(path_row);
         char allow_s[40] = "";
-        static const char *const names[] = { "GET", "POST", "PATCH", "DELETE" };
-        for (int b = 0; b < 4; b++)
+        static const char *const names[] = { "GET", "POST", "PATCH", "DELETE", "PUT" };
+        for (int b = 0; b < 5; b++)
             if (allow & (1u << b))
                 snprintf(allow_s + strlen(allow_s), sizeof allow_s - strlen(allow_s), "%s%s", allow_s[0] ? ", " : "",
                          names[b]);
@@ -473,6 +476,9 @@ static enum MHD_Result on_headers(http_req *r, const char *url, const char *meth
     if (refuse_slots(r, &ret)) return ret;
     if (r->route->needs_auth && !srv_auth_ok(s, c))
         return http_respond_error(r, 401, "a valid bearer token is required (Authorization: Bearer TOKEN)");
+    if ((r->route->flags & HTTP_ADMIN) && method_bit(method) != HTTP_GET && s->n_tokens == 0)
+        return http_respond_error(r, 403, "%s %s changes the running server and needs authentication: set "
+                                          "server.tokens_file (--tokens) and send its token", method, url);
     if (r->route->needs_model) {
         if (!strstr(r->route->pattern, "{model}")) {
             const char *m = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");

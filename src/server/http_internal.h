@@ -74,6 +74,11 @@ struct srv_server {
     pthread_cond_t retain_cv;
     atomic_ullong events_retained;
     struct srv_publish *publish; /* publish_srv.c: the brokers' publishers, or NULL */
+    /* Run-time scheduler settings (PUT /v1/admin/scheduler, api_admin.c): rt_mu guards
+     * cfg's batching delays, preferred sizes and queue limits, which that route changes,
+     * and orders such changes with reloads so that new models get them too. Taken
+     * before reg_lock. */
+    pthread_mutex_t rt_mu;
 };
 
 typedef struct http_req http_req;
@@ -113,8 +118,11 @@ typedef struct srv_job {
  * normal connection slot is taken, from the server.reserved_connections slots, so that
  * an orchestrator's probes get through to a busy server; every other route then gets 503
  * with Retry-After and Connection: close. */
-enum { HTTP_GET = 1, HTTP_POST = 2, HTTP_PATCH = 4, HTTP_DELETE = 8 };  /* a GET route also answers HEAD */
-enum { HTTP_RESERVED = 1, HTTP_STREAM = 2 };
+enum { HTTP_GET = 1, HTTP_POST = 2, HTTP_PATCH = 4, HTTP_DELETE = 8, HTTP_PUT = 16 };  /* a GET route also answers HEAD */
+/* HTTP_ADMIN: a route that changes how the server runs; a server without tokens
+ * (server.tokens_file unset) answers its state-changing methods 403 rather than let
+ * anyone who can reach it retune it. */
+enum { HTTP_RESERVED = 1, HTTP_STREAM = 2, HTTP_ADMIN = 4 };
 typedef struct http_route {
     unsigned methods;       /* HTTP_GET | HTTP_POST */
     const char *pattern;
@@ -123,7 +131,7 @@ typedef struct http_route {
     int needs_auth;         /* a bearer token when tokens are configured (all but health) */
     const char *label;      /* the metrics route label: the canonical route's pattern, so
                              * that aliases count together; NULL means this pattern */
-    unsigned flags;         /* HTTP_RESERVED, HTTP_STREAM */
+    unsigned flags;         /* HTTP_RESERVED, HTTP_STREAM, HTTP_ADMIN */
 } http_route;
 
 /* What a route's pattern captured from the URL. */
@@ -280,6 +288,9 @@ enum MHD_Result api_reload(http_req *r);
 int srv_server_reload_async(srv_server *s, http_req *r, http_handler finish);
 enum MHD_Result api_backend_get(http_req *r);
 enum MHD_Result api_backend_set(http_req *r);
+/* GET and PUT /v1/admin/scheduler: the scheduler settings a running server takes. */
+enum MHD_Result api_scheduler_get(http_req *r);
+enum MHD_Result api_scheduler_put(http_req *r);
 /* api_live.c: camera snapshots, MJPEG and the event stream (SSE). */
 enum MHD_Result api_snapshot(http_req *r);
 enum MHD_Result api_mjpeg(http_req *r);

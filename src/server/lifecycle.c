@@ -40,6 +40,7 @@ static void free_server(srv_server *s) {
     pthread_rwlock_destroy(&s->reg_lock);
     pthread_mutex_destroy(&s->cam_mu);
     pthread_mutex_destroy(&s->reload_mu);
+    pthread_mutex_destroy(&s->rt_mu);
     pthread_cond_destroy(&s->reload_cv);
     it_free(s->reload_waiters);
     srv_admission_destroy(&s->adm);
@@ -136,6 +137,7 @@ srv_server *srv_server_start(const srv_config *cfg, char *err, size_t errlen) {
     pthread_rwlock_init(&s->reg_lock, NULL);
     pthread_mutex_init(&s->cam_mu, NULL);
     pthread_mutex_init(&s->reload_mu, NULL);
+    pthread_mutex_init(&s->rt_mu, NULL);
     pthread_cond_init(&s->reload_cv, NULL);
     srv_admission_init(&s->adm, cfg->decode_budget_bytes);
     struct timespec now;
@@ -178,13 +180,40 @@ static void warm_decoder(void) {
     it_image_free(&img);
 }
 
+/* Load the models from a copy of the configuration taken under rt_mu: PUT
+ * /v1/admin/scheduler may change its batching settings meanwhile (api_admin.c). */
+static srv_registry *load_models(srv_server *s, char *err, size_t errlen) {
+    srv_config *snap = it_malloc(sizeof *snap);
+    if (!snap) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_lock(&s->rt_mu);
+    *snap = s->cfg;
+    pthread_mutex_unlock(&s->rt_mu);
+    srv_registry *r = srv_registry_load(snap, &s->mx, err, errlen);
+    it_free(snap);
+    return r;
+}
+
+/* Put the settings changed at run time since the load began in force on r's models;
+ * the caller holds rt_mu until r is installed, so none is missed. */
+static void catch_up_runtime(srv_server *s, srv_registry *r) {
+    char rerr[320];
+    if (srv_registry_runtime_apply(r, &s->cfg, rerr, sizeof rerr) != 0)
+        it_log(ITSCAM_LOG_WARN, "scheduler settings changed during the load: %s", rerr);
+}
+
 int srv_server_load(srv_server *s, char *err, size_t errlen) {
     warm_decoder();
-    srv_registry *r = srv_registry_load(&s->cfg, &s->mx, err, errlen);
+    srv_registry *r = load_models(s, err, errlen);
     if (!r) return -1;
+    pthread_mutex_lock(&s->rt_mu);
+    catch_up_runtime(s, r);
     pthread_rwlock_wrlock(&s->reg_lock);
     s->reg = r;
     pthread_rwlock_unlock(&s->reg_lock);
+    pthread_mutex_unlock(&s->rt_mu);
     atomic_store(&s->ready, 1);
     return 0;
 }
@@ -212,15 +241,18 @@ it_frames *srv_server_frames(srv_server *s) {
 /* Load, swap and release: the load itself, run by one thread at a time. */
 static int reload_once(srv_server *s, char *err, size_t errlen) {
     double t0 = it_now_ms();
-    srv_registry *nr = srv_registry_load(&s->cfg, &s->mx, err, errlen);
+    srv_registry *nr = load_models(s, err, errlen);
     if (!nr) return -1;
     char terr[256] = "";
     if (srv_auth_load(s, terr, sizeof terr) != 0) it_log(ITSCAM_LOG_WARN, "reload: %s (tokens unchanged)", terr);
+    pthread_mutex_lock(&s->rt_mu);
+    catch_up_runtime(s, nr);
     pthread_rwlock_wrlock(&s->reg_lock);
     int stopping = atomic_load(&s->draining); /* srv_server_stop has taken the registry */
     srv_registry *old = stopping ? nr : s->reg;
     if (!stopping) s->reg = nr;
     pthread_rwlock_unlock(&s->reg_lock);
+    pthread_mutex_unlock(&s->rt_mu);
     srv_registry_release(old); /* models still in use live until their last request */
     if (stopping) {
         snprintf(err, errlen, "the server is shutting down");

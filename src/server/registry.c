@@ -9,6 +9,7 @@
  * this file is the one place that calls the scheduler (src/sched) and turns the server's
  * configuration into its parameters. */
 #include "server/server.h"
+#include "server/tune.h"
 
 #include "core/core.h"
 
@@ -55,6 +56,23 @@ void srv_model_describe(srv_model *m, srv_model_desc *d) {
     d->active_backend = it_sched_active_backend(m->sched);
     d->max_batch = it_sched_max_batch(m->sched);
 }
+
+/* Every model's scheduler gets cfg's run-time settings, each model's own max_batch
+ * bounding its preferred sizes (as at start). The values passed the configuration's
+ * checks, which are within the scheduler's, so no model refuses them. */
+int srv_registry_runtime_apply(srv_registry *r, const srv_config *cfg, char *err, size_t errlen) {
+    for (int i = 0; r && i < r->n; i++) {
+        it_sched_runtime rt;
+        srv_runtime_to_sched(cfg, it_sched_max_batch(r->models[i]->sched), &rt);
+        if (it_sched_runtime_set(r->models[i]->sched, &rt) != ITSCAM_OK) {
+            snprintf(err, errlen, "%s", itscam_last_error());
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void srv_model_runtime_get(srv_model *m, it_sched_runtime *rt) { it_sched_runtime_get(m->sched, rt); }
 
 /* The server's configuration as scheduler parameters: the one place they meet. */
 it_sched_params srv_sched_params(const srv_config *cfg) {

@@ -93,6 +93,12 @@ typedef struct srv_registry {
 it_sched_params srv_sched_params(const srv_config *cfg);
 /* Load every model the configuration names and warm it up. NULL with err on failure. */
 srv_registry *srv_registry_load(const srv_config *cfg, srv_metrics *mx, char *err, size_t errlen);
+/* Put cfg's run-time settings (batching delays, preferred sizes, queue limits) in force
+ * on every model of r at once, each model's max_batch bounding its preferred sizes.
+ * 0, or -1 with err. */
+int srv_registry_runtime_apply(srv_registry *r, const srv_config *cfg, char *err, size_t errlen);
+/* The settings m's scheduler runs with now. */
+void srv_model_runtime_get(srv_model *m, it_sched_runtime *rt);
 /* Drop the registry's references (models in use live on until their requests finish). */
 void srv_registry_release(srv_registry *r);
 
