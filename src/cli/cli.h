@@ -42,6 +42,23 @@ void cli_performance_usage(FILE *f);
 int cli_camera_bench(int argc, char **argv);
 void cli_camera_bench_usage(FILE *f);
 
+/* `itscam performance optimize ...` (argv[0] is "optimize"): sweep configurations on
+ * this machine, pick one for a strategy, write it as a server configuration and
+ * optionally apply its run-time part to a running server (cli_optimize.c). */
+int cli_optimize(int argc, char **argv);
+void cli_optimize_usage(FILE *f);
+/* One HTTP request to url+path (method "GET", "PUT", ...) with an optional bearer token
+ * and JSON body (NULL: none). 0 with the status in *code and the answer in *answer
+ * (malloc'd, NUL-terminated; free it), or -1 with err when no answer came (*answer
+ * NULL). Needs curl_global_init. */
+int cli_http_request(const char *url, const char *path, const char *method, const char *token, const char *body,
+                     long *code, char **answer, char *err, size_t errlen);
+/* Write a file atomically: fill(f, arg, err, errlen) writes into path.tmp, which is
+ * flushed, synced and renamed over path; on any failure path.tmp is removed and any
+ * previous file at path stays. Prints "itscam CMD: ..." and returns 1 on failure, else 0. */
+int cli_write_atomic(const char *cmd, const char *path, int (*fill)(FILE *f, void *arg, char *err, size_t errlen),
+                     void *arg);
+
 /* A growable list of image paths. */
 typedef struct cli_paths {
     char **v;

@@ -32,43 +32,12 @@ void cli_config_usage(FILE *f) {
 
 /* Write the strategy to path through path.tmp and a rename, so a reader never sees half
  * a file and a failed write leaves any previous file in place. */
+static int fill_strategy(FILE *f, void *arg, char *err, size_t errlen) {
+    return srv_config_write_strategy(f, arg, err, errlen);
+}
+
 static int write_file(const char *strategy, const char *path) {
-    char tmp[4096], err[512];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
-        fprintf(stderr, "itscam config: %s: path too long\n", path);
-        return 1;
-    }
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "itscam config: %s: %s\n", tmp, strerror(errno));
-        return 1;
-    }
-    if (srv_config_write_strategy(f, strategy, err, sizeof err)) {
-        fclose(f);
-        unlink(tmp);
-        fprintf(stderr, "itscam config: %s: %s\n", tmp, err);
-        return 1;
-    }
-    if (fflush(f) || ferror(f) || fsync(fileno(f))) {
-        int e = errno;
-        fclose(f);
-        unlink(tmp);
-        fprintf(stderr, "itscam config: %s: %s\n", tmp, strerror(e));
-        return 1;
-    }
-    if (fclose(f)) {
-        int e = errno;
-        unlink(tmp);
-        fprintf(stderr, "itscam config: %s: %s\n", tmp, strerror(e));
-        return 1;
-    }
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        fprintf(stderr, "itscam config: %s -> %s: %s\n", tmp, path, strerror(e));
-        return 1;
-    }
-    return 0;
+    return cli_write_atomic("config", path, fill_strategy, (void *)strategy);
 }
 
 static int check_file(const char *path) {

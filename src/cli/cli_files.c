@@ -1,8 +1,10 @@
-/* Image file lists for the subcommands: files as given, directories expanded (one level,
- * *.jpg *.jpeg *.png, sorted by name as Python's sorted() does). */
+/* Files for the subcommands: image lists (files as given, directories expanded one level,
+ * *.jpg *.jpeg *.png, sorted by name as Python's sorted() does) and atomic writes. */
 #include "cli/cli.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -73,5 +75,45 @@ int cli_open_detector(const char *cmd, const char *model, const itscam_detector_
     if ((st = itscam_detector_create_from_model(*m, p, det)) != ITSCAM_OK) return cli_fail(NULL, st);
     if (p->precision && !strcmp(p->precision, "auto"))
         fprintf(stderr, "itscam %s: precision auto: %s\n", cmd, itscam_detector_precision(*det));
+    return 0;
+}
+
+int cli_write_atomic(const char *cmd, const char *path, int (*fill)(FILE *f, void *arg, char *err, size_t errlen),
+                     void *arg) {
+    char tmp[4096], err[512] = "";
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
+        fprintf(stderr, "itscam %s: %s: path too long\n", cmd, path);
+        return 1;
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "itscam %s: %s: %s\n", cmd, tmp, strerror(errno));
+        return 1;
+    }
+    if (fill(f, arg, err, sizeof err)) {
+        fclose(f);
+        unlink(tmp);
+        fprintf(stderr, "itscam %s: %s: %s\n", cmd, tmp, err);
+        return 1;
+    }
+    if (fflush(f) || ferror(f) || fsync(fileno(f))) {
+        int e = errno;
+        fclose(f);
+        unlink(tmp);
+        fprintf(stderr, "itscam %s: %s: %s\n", cmd, tmp, strerror(e));
+        return 1;
+    }
+    if (fclose(f)) {
+        int e = errno;
+        unlink(tmp);
+        fprintf(stderr, "itscam %s: %s: %s\n", cmd, tmp, strerror(e));
+        return 1;
+    }
+    if (rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        fprintf(stderr, "itscam %s: %s -> %s: %s\n", cmd, tmp, path, strerror(e));
+        return 1;
+    }
     return 0;
 }

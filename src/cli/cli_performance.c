@@ -52,6 +52,7 @@ static const char *const breaker_names[3] = {"closed", "open", "half-open"};
 void cli_performance_usage(FILE *f) {
     fprintf(f,
             "usage: itscam performance status    [--url URL] [--detailed] [--format table|json] [--token T]\n"
+            "       itscam performance optimize  --strategy S --model M [options]   (see the end)\n"
             "       itscam performance monitor   [--url URL] [--interval S] [--duration S] [--token T]\n"
             "       itscam performance benchmark [--url URL] [--concurrency LIST] [--duration S] [--warmup S]\n"
             "                                    [--images DIR] [--model NAME] [--priority P] [--token T] [--json]\n\n"
@@ -94,6 +95,8 @@ void cli_performance_usage(FILE *f) {
             MAX_CONCURRENCY);
     fputc('\n', f);
     cli_camera_bench_usage(f);
+    fputc('\n', f);
+    cli_optimize_usage(f);
 }
 
 /* ---- time and signals --------------------------------------------------------------- */
@@ -241,6 +244,55 @@ static int http_get(client *c, const char *path, size_t max, long *code, char *e
     *code = 0;
     curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, code);
     return 0;
+}
+
+int cli_http_request(const char *url, const char *path, const char *method, const char *token, const char *body,
+                     long *code, char **answer, char *err, size_t errlen) {
+    char base[MAX_URL], auth[MAX_TOKEN + 32];
+    *answer = NULL;
+    *code = 0;
+    if (normalize_url(base, sizeof base, url)) {
+        snprintf(err, errlen, "bad URL '%s'", url);
+        return -1;
+    }
+    if (make_auth(auth, sizeof auth, token)) {
+        snprintf(err, errlen, "the token is too long or holds a line break");
+        return -1;
+    }
+    client c;
+    int rc = -1;
+    struct curl_slist *hdrs = NULL;
+    if (client_init(&c, base, auth) || (body && !(hdrs = curl_slist_append(c.hdrs, "Content-Type: application/json")))) {
+        snprintf(err, errlen, "libcurl: out of memory");
+        client_free(&c);
+        return -1;
+    }
+    if (hdrs) {
+        c.hdrs = hdrs;
+        curl_easy_setopt(c.h, CURLOPT_HTTPHEADER, c.hdrs);
+    }
+    if (body) {
+        curl_easy_setopt(c.h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c.h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c.h, CURLOPT_CUSTOMREQUEST, method);
+    char full[MAX_URL + 256];
+    snprintf(full, sizeof full, "%s%s", base, path);
+    c.body.max = MAX_JSON_BYTES;
+    curl_easy_setopt(c.h, CURLOPT_URL, full);
+    CURLcode cr = curl_easy_perform(c.h);
+    if (cr != CURLE_OK) {
+        if (c.body.overflow) snprintf(err, errlen, "%s: answer larger than %zu bytes", full, MAX_JSON_BYTES);
+        else snprintf(err, errlen, "cannot reach %s: %s", full, c.errbuf[0] ? c.errbuf : curl_easy_strerror(cr));
+    } else {
+        curl_easy_getinfo(c.h, CURLINFO_RESPONSE_CODE, code);
+        *answer = c.body.p ? c.body.p : strdup("");
+        c.body.p = NULL;
+        rc = *answer ? 0 : -1;
+        if (rc) snprintf(err, errlen, "out of memory");
+    }
+    client_free(&c);
+    return rc;
 }
 
 /* ---- metrics snapshots -------------------------------------------------------------- */
@@ -1263,6 +1315,7 @@ int cli_performance(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     int sub;
+    if (!strcmp(argv[1], "optimize")) return cli_optimize(argc - 1, argv + 1);
     /* Camera capacity runs in process and has options of its own (cli_camera_bench.c). */
     if (!strcmp(argv[1], "benchmark"))
         for (int i = 2; i < argc; i++) {
@@ -1277,7 +1330,8 @@ int cli_performance(int argc, char **argv) {
     else if (!strcmp(argv[1], "monitor")) sub = SUB_MONITOR;
     else if (!strcmp(argv[1], "benchmark")) sub = SUB_BENCHMARK;
     else {
-        fprintf(stderr, "itscam performance: unknown subcommand '%s' (status, monitor or benchmark)\n", argv[1]);
+        fprintf(stderr, "itscam performance: unknown subcommand '%s' (status, monitor, benchmark or optimize)\n",
+                argv[1]);
         return 2;
     }
     const char *url = DEFAULT_URL, *token = getenv("ITSCAM_TOKEN"), *images = NULL, *model = NULL;
