@@ -135,6 +135,7 @@ typedef struct cpu_prog {
     uint8_t *qstep;
     uint8_t *no_q;                    /* its u8 build failed: run it as the others */
     int *qgroup;                      /* per value: union-find parent */
+    float *qrange;                    /* per value: its group's range, gathered at its root */
     /* per value: channels-last Concats copy a Split part from its window of the Split's
      * input (vsrc, from channel voff), neighbouring parts in one go; a part no other step
      * reads (virt) is never copied out at all */
@@ -785,14 +786,15 @@ out:
  * no zero points, and dequantizing both operands and quantizing the sum costs three
  * fp32 passes where this is one u8 pass:
  *   y = sat(round((a - za) sa / sy + (b - zb) sb / sy + zy)) = sat(round(a ca + b cb + c0)). */
+typedef int (*omp_num_fn)(void);
+
 typedef struct qadd_job {
     const uint8_t *a, *b;
     uint8_t *y;
     size_t n;
     float ca, cb, c0, top;
+    omp_num_fn tid_fn, nth_fn;        /* looked up by the caller, once per run */
 } qadd_job;
-
-typedef int (*omp_num_fn)(void);
 
 static void qadd_range(const qadd_job *j, size_t lo, size_t hi) {
     const uint8_t *a = j->a, *b = j->b;
@@ -808,11 +810,8 @@ static void qadd_range(const qadd_job *j, size_t lo, size_t hi) {
 }
 
 static void qadd_worker(void *ctx) {
-    static omp_num_fn tid_fn, nth_fn;   /* benign race: every thread stores the same values */
-    if (!tid_fn) nth_fn = (omp_num_fn)dlsym(RTLD_DEFAULT, "omp_get_num_threads"),
-                 tid_fn = (omp_num_fn)dlsym(RTLD_DEFAULT, "omp_get_thread_num");
     const qadd_job *j = ctx;
-    size_t t = tid_fn ? (size_t)tid_fn() : 0, nt = nth_fn ? (size_t)nth_fn() : 1;
+    size_t t = j->tid_fn ? (size_t)j->tid_fn() : 0, nt = j->nth_fn ? (size_t)j->nth_fn() : 1;
     if (nt < 1 || t >= nt) t = 0, nt = 1;
     size_t per = (j->n / nt + 63) & ~(size_t)63;   /* whole cache lines per thread */
     size_t lo = IT_MIN(t * per, j->n), hi = IT_MIN(lo + per, j->n);
@@ -821,8 +820,12 @@ static void qadd_worker(void *ctx) {
 
 static void run_qadd(cpu_prog *g, const exec *e) {
     qadd_job j = { g->q[e->v[0]], g->q[e->v[1]], g->q[e->v[2]], (size_t)it_tensor_numel(&g->p->t[e->v[2]]),
-                   e->c[0], e->c[1], e->c[2], (float)g->levels };
+                   e->c[0], e->c[1], e->c[2], (float)g->levels, NULL, NULL };
     gomp_parallel_fn par = j.n >= 65536 && g->threads > 1 ? (gomp_parallel_fn)dlsym(RTLD_DEFAULT, "GOMP_parallel") : NULL;
+    if (par) {
+        j.tid_fn = (omp_num_fn)dlsym(RTLD_DEFAULT, "omp_get_thread_num");
+        j.nth_fn = (omp_num_fn)dlsym(RTLD_DEFAULT, "omp_get_num_threads");
+    }
     if (par) par(qadd_worker, &j, (unsigned)g->threads, 0);
     else qadd_range(&j, 0, j.n);
 }
@@ -1381,17 +1384,25 @@ static int qfind(cpu_prog *g, int v) {
     return v;
 }
 
-/* The calibrated range v is quantized with: its group's. */
-static void qrange(cpu_prog *g, int v, float *lo, float *hi) {
+/* Quantization of every u8 copy: the union of the calibrated ranges of its group, in one
+ * pass over the values (qrange[2 * root] and [2 * root + 1] gather each group's). */
+static void quantize_groups(cpu_prog *g) {
     const it_plan *p = g->p;
-    int root = qfind(g, v), any = 0;
-    *lo = *hi = 0.0f;
-    for (int u = 0; u < p->g->n_values; u++) {
+    int nv = p->g->n_values;
+    for (int v = 0; v < nv; v++) g->qrange[2 * v] = INFINITY, g->qrange[2 * v + 1] = -INFINITY;
+    for (int u = 0; u < nv; u++) {
         float a, b;
-        if (qfind(g, u) != root || it_calib_range(g->calib, p->g->values[u].name, &a, &b) != 0) continue;
-        *lo = any ? IT_MIN(*lo, a) : a;
-        *hi = any ? IT_MAX(*hi, b) : b;
-        any = 1;
+        if (it_calib_range(g->calib, p->g->values[u].name, &a, &b) != 0) continue;
+        int root = qfind(g, u);
+        g->qrange[2 * root] = IT_MIN(g->qrange[2 * root], a);
+        g->qrange[2 * root + 1] = IT_MAX(g->qrange[2 * root + 1], b);
+    }
+    for (int v = 0; v < nv; v++) {
+        if (!g->has_q[v] && !g->prod_q[v]) continue;
+        int root = qfind(g, v);
+        float lo = g->qrange[2 * root], hi = g->qrange[2 * root + 1];
+        if (!(lo <= hi)) lo = hi = 0.0f;   /* no member calibrated */
+        quant_params(lo, hi, g->levels, &g->qs[v], &g->qz[v]);
     }
 }
 
@@ -1557,12 +1568,7 @@ static void plan_layouts(cpu_prog *g) {
         for (int k = 0; g->qstep[i] && k < p->steps[i].n_out; k++)
             if (p->steps[i].out[k] >= 0) g->prod_q[p->steps[i].out[k]] = 1;
     }
-    for (int v = 0; v < nv; v++)
-        if (g->has_q[v] || g->prod_q[v]) {
-            float lo = 0.0f, hi = 0.0f;
-            qrange(g, v, &lo, &hi);
-            quant_params(lo, hi, g->levels, &g->qs[v], &g->qz[v]);
-        }
+    quantize_groups(g);
     for (int v = 0; v < nv; v++) {
         if (g->prod_q[v]) continue;
         if (g->prod[v] == BLOCKED) g->has_blk[v] = 1;
@@ -1808,6 +1814,7 @@ static void cpu_destroy(void *vp) {
     it_free(g->blk);
     it_free(g->q);
     it_free(g->qs);
+    it_free(g->qrange);
     it_free(g->qz);
     it_free(g->bufs);
     if (g->stream) dnnl_stream_destroy(g->stream);
@@ -1979,10 +1986,11 @@ static itscam_status cpu_compile(const it_plan *p, const it_backend_opts *opts, 
     g->blk = it_calloc(nv, sizeof *g->blk);
     g->q = it_calloc(nv, sizeof *g->q);
     g->qs = it_calloc(nv, sizeof *g->qs);
+    g->qrange = it_calloc(2 * nv, sizeof *g->qrange);
     g->qz = it_calloc(nv, sizeof *g->qz);
     g->bufs = it_calloc(2 * nv + 1, sizeof *g->bufs);   /* a blocked and a u8 copy per value, the scratchpad */
     itscam_status st = ITSCAM_OK;
-    if (!g->steps || !g->execs || !g->prod || !g->qgroup || !g->pinned || !g->blk || !g->q || !g->qs || !g->qz || !g->bufs) {
+    if (!g->steps || !g->execs || !g->prod || !g->qgroup || !g->pinned || !g->blk || !g->q || !g->qs || !g->qrange || !g->qz || !g->bufs) {
         st = it_err(ITSCAM_ERR_NOMEM, "cpu backend: %d steps", p->n_steps);
         goto fail;
     }
