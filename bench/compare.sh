@@ -92,6 +92,12 @@ while [ $r -le "$ROUNDS" ]; do
 done
 
 ISA=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["isa"])' "$TMP/probe-fp32.json" 2>/dev/null || echo "?")
+# data movement per inference of each precision, from its probe run (itscam bench counters)
+for p in $RUN_PRECS; do
+  $PY -c 'import json,sys
+m = json.load(open(sys.argv[1]))["results"][0].get("data_movement_per_run")
+if m: print("%s: per inference %.0f layout reorders, %.0f same-layout copies, %.0f type conversions" % (sys.argv[2], m["reorders"], m["copies"], m["conversions"]))' "$TMP/probe-$p.json" "$p" >> "$TMP/moves" 2>/dev/null || true
+done
 $PY - "$TMP/rows" "$TMP/skipped" "$MODEL" "$THREADS" "$ROUNDS" "$BACKEND" "$ISA" "$JSON_OUT" <<'PY'
 import json, os, statistics, sys
 rows_f, skipped_f, model, threads, rounds, backend, isa, json_out = sys.argv[1:]
@@ -100,7 +106,9 @@ for line in open(rows_f):
     rt, prec, b, _, ms = line.split()
     runs.setdefault((rt, prec, int(b)), []).append(float(ms))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
-machine = f"{cpu}, {os.cpu_count()} logical CPUs; {backend} backend: {isa}"
+flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+isa_flags = " ".join(f for f in flags if f in ("avx2", "fma") or f.startswith(("avx512", "amx", "avx_vnni")))
+machine = f"{cpu}, {os.cpu_count()} logical CPUs, flags {isa_flags or 'none of avx2/avx512/amx'}; {backend} backend: {isa}"
 print(f"machine: {machine}")
 print(f"model {os.path.basename(model)}, {threads} threads, median over {rounds} rounds (each a median of its runs)")
 print("ratio: batch 1 latency / ORT fp32 latency (lower is better); batch 8 throughput / ORT fp32 throughput (higher is better)")
@@ -116,6 +124,8 @@ for (rt, prec, b), v in sorted(runs.items(), key=lambda kv: (kv[0][2], kv[0][0] 
                 "throughput_ips": round(ips, 2), "ratio_to_ort_fp32": round(ratio, 3)})
 skipped = [l.strip() for l in open(skipped_f) if l.strip()]
 for s in skipped: print(s)
+moves_f = os.path.join(os.path.dirname(rows_f), "moves")
+if os.path.exists(moves_f): print(open(moves_f).read(), end="")
 if json_out:
     with open(json_out, "w") as f:
         json.dump({"machine": {"cpu": cpu, "logical_cpus": os.cpu_count(), "backend": backend, "isa": isa},
