@@ -53,7 +53,12 @@ rs = d["results"]
 assert list(d) == ["results"] and [r["batch"] for r in rs] == batches, d
 for r in rs:
     assert set(r) == {"backend", "precision", "batch", "threads", "latency_ms", "throughput_ips", "stages_ms",
-                      "peak_rss_bytes", "isa", "active_backend"} | ({"gpu_memory_bytes", "gpu_memory_total_bytes"} & set(r)), sorted(r)
+                      "peak_rss_bytes", "isa", "active_backend"} | ({"gpu_memory_bytes", "gpu_memory_total_bytes",
+                      "data_movement_per_run"} & set(r)), sorted(r)
+    # the cpu backend counts its data movement; whole, non-negative counts per run
+    m = r.get("data_movement_per_run")
+    assert (m is not None) == (r["active_backend"] == "cpu"), r
+    assert m is None or (set(m) == {"reorders", "copies", "conversions"} and all(v >= 0 for v in m.values())), m
     assert r["precision"] == "fp32" and isinstance(r["threads"], int) and r["threads"] >= 0, r
     l = r["latency_ms"]; s = r["stages_ms"]
     assert set(l) == {"p50", "p90", "p95", "p99"} and 0 < l["p50"] <= l["p90"] <= l["p95"] <= l["p99"], l
